@@ -1,0 +1,151 @@
+"""One validated ``Settings`` object, built once at start and passed down.
+
+Sources, highest first: command-line flags, ``HEALER_*`` environment variables, the
+TOML file given with ``--config``, then the defaults below. Nothing is built at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from healer.errors import ConfigError
+
+Mode = Literal["observe", "advise", "auto"]
+GpuBackend = Literal["auto", "nvml", "simulated", "none"]
+
+
+def _default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/healer")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "healer"
+
+
+class Settings(BaseSettings):
+    """Every knob healer has; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEALER_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # Identity and storage
+    host_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=253)
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    database_url: str | None = None  # default: sqlite:///<state_dir>/healer.db (WAL)
+    retention_days: float = Field(default=14.0, gt=0)  # per-minute rollups, incidents stay
+    raw_retention_minutes: float = Field(default=60.0, gt=0)  # full-res samples near incidents
+
+    # Loop
+    mode: Mode = "auto"
+    interval_seconds: float = Field(default=1.0, ge=0.05, le=3600)
+    process_scan_seconds: float = Field(default=10.0, ge=1, le=3600)
+    top_processes: int = Field(default=10, ge=1, le=200)
+    window_seconds: int = Field(default=3600, ge=60, le=86400)
+
+    # Web
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    metrics_public: bool = True
+    approval_ttl_seconds: float = Field(default=3600.0, gt=0)
+    public_url: str | None = None  # base URL put into notification links
+
+    # Sources (injectable for tests and sandboxes)
+    procfs_root: Path = Path("/proc")
+    sysfs_root: Path = Path("/sys")
+    kmsg_source: str = "/dev/kmsg"  # a device, a file of recorded lines, or "none"
+    textfile_dir: Path | None = None
+    gpu_backend: GpuBackend = "auto"
+    gpu_sim_state: Path | None = None  # JSON state file of the simulated backend
+    nvml_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+
+    # Scope of action: chaos runs confine healer to a sandbox.
+    netns: str | None = None  # act on this network namespace instead of the host
+    cgroup_root: Path | None = None  # act only under this cgroup subtree
+    sysctl_dropin: Path = Path("/etc/sysctl.d/90-healer.conf")
+
+    # Detection, guard
+    playbooks_dir: Path | None = None  # default: the shipped library
+    policy_file: Path | None = None  # default: the shipped policy
+
+    # LLM (off unless a base URL or model is set)
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    llm_max_tokens_per_incident: int = Field(default=8000, ge=256)
+    llm_max_concurrency: int = Field(default=2, ge=1, le=32)
+
+    # Notifications
+    slack_webhook_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("host_id")
+    @classmethod
+    def _host_id(cls, v: str) -> str:
+        if any(c.isspace() for c in v):
+            raise ValueError("must not contain whitespace")
+        return v
+
+    @model_validator(mode="after")
+    def _llm_key_fallback(self) -> Settings:
+        if self.llm_api_key is None and (self.llm_base_url or self.llm_model):
+            key = os.environ.get("OPENAI_API_KEY")
+            if key:
+                object.__setattr__(self, "llm_api_key", SecretStr(key))
+        return self
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url or self.llm_model)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'healer.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def load_settings(config: Path | None = None, **flags: Any) -> Settings:
+    """Build Settings from flags, env and an optional TOML file; raise ConfigError on bad input."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    cls: type[Settings] = Settings
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError("config", f"no such file: {config}")
+        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config}})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(key, err["msg"]) from None
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError("config", str(exc).splitlines()[0]) from None

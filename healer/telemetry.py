@@ -1,0 +1,108 @@
+"""Every Prometheus metric healer exports, declared in one place.
+
+A ``Telemetry`` owns its own ``CollectorRegistry`` (tests build their own), holds the
+``healer_*`` self-metrics, and exports the latest host sample as gauges: dotted metric
+names become ``healer_host_<name>`` with dots as underscores; ``gpu.<i>.<name>``
+becomes ``healer_gpu_<name>{gpu="<i>"}``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as PromCollector
+
+_GPU_RE = re.compile(r"^gpu\.(\d+)\.(.+)$")
+_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def prom_name(dotted: str) -> str:
+    """``mem.available_bytes`` -> ``mem_available_bytes`` (Prometheus name grammar)."""
+    return _BAD.sub("_", dotted)
+
+
+class _HostGauges(PromCollector):
+    """Exports the latest sample; replaced atomically each cycle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, float] = {}
+
+    def update(self, metrics: dict[str, float]) -> None:
+        with self._lock:
+            self._latest = dict(metrics)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            latest = self._latest
+        gpu: dict[str, GaugeMetricFamily] = {}
+        for name, value in sorted(latest.items()):
+            m = _GPU_RE.match(name)
+            if m:
+                fam_name = "healer_gpu_" + prom_name(m.group(2))
+                fam = gpu.get(fam_name)
+                if fam is None:
+                    fam = gpu[fam_name] = GaugeMetricFamily(fam_name, f"GPU {m.group(2)}", labels=["gpu"])
+                fam.add_metric([m.group(1)], value)
+            else:
+                yield GaugeMetricFamily("healer_host_" + prom_name(name), name, value=value)
+        yield from gpu.values()
+
+
+class Telemetry:
+    """healer's self-metrics and the host gauges, on a private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.cycle_seconds = Histogram(
+            "healer_cycle_seconds", "Duration of one sampling cycle", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.cycle_lag_seconds = Gauge(
+            "healer_cycle_lag_seconds", "How late the last cycle started", registry=r
+        )
+        self.collector_errors = Counter(
+            "healer_collector_errors_total", "Collector failures", ["collector"], registry=r
+        )
+        self.kmsg_lines = Counter("healer_kmsg_lines_total", "Kernel-log records read", registry=r)
+        self.kmsg_lost = Counter(
+            "healer_kmsg_lost_total", "Kernel-log records overwritten before read", registry=r
+        )
+        self.kmsg_malformed = Counter(
+            "healer_kmsg_malformed_total", "Kernel-log lines that did not parse", registry=r
+        )
+        self.incidents = Counter(
+            "healer_incidents_total", "Incident transitions", ["playbook", "event"], registry=r
+        )
+        self.open_incidents = Gauge("healer_open_incidents", "Open incidents", registry=r)
+        self.decisions = Counter(
+            "healer_guard_decisions_total", "Guard verdicts", ["verdict"], registry=r
+        )
+        self.actions = Counter(
+            "healer_actions_total", "Action journal transitions", ["kind", "state"], registry=r
+        )
+        self.llm_calls = Counter("healer_llm_calls_total", "LLM requests", registry=r)
+        self.llm_failures = Counter(
+            "healer_llm_failures_total", "LLM failures", ["reason"], registry=r
+        )
+        self.llm_latency = Histogram(
+            "healer_llm_latency_seconds", "LLM request latency", registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.llm_tokens = Counter(
+            "healer_llm_tokens_total", "LLM tokens", ["direction"], registry=r
+        )
+        self.llm_cache_hits = Counter("healer_llm_cache_hits_total", "LLM cache hits", registry=r)
+        self.llm_circuit_open = Gauge(
+            "healer_llm_circuit_open", "1 while the LLM circuit breaker is open", registry=r
+        )
+        self.notifications = Counter(
+            "healer_notifications_total", "Notification deliveries", ["channel", "result"],
+            registry=r,
+        )
+        self.host = _HostGauges()
+        r.register(self.host)
