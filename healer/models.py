@@ -47,6 +47,7 @@ class GpuState(_Frozen):
     index: int
     name: str = ""
     uuid: str = ""
+    pci_bus_id: str = ""  # as NVRM prints it in Xid lines, e.g. 0000:3b:00.0
     present: bool = True
     ok: bool = True  # False when the call timed out or failed this cycle
     metrics: dict[str, float] = Field(default_factory=dict)  # unprefixed: temperature_celsius
