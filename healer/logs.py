@@ -1,0 +1,53 @@
+"""Structured ``key=value`` logging. Logs record decisions, not steps; never secrets."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+
+def kv(**fields: Any) -> str:
+    """Render fields as ``k=v`` pairs; values with spaces or quotes are quoted."""
+    parts = []
+    for key, value in fields.items():
+        text = str(value)
+        if not text or any(c.isspace() or c in "\"=" for c in text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class _Formatter(logging.Formatter):
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)sZ level=%(levelname)s logger=%(name)s %(message)s",
+                         datefmt="%Y-%m-%dT%H:%M:%S")
+
+
+class RateLimitedLogger:
+    """Log a given key at most once per ``period`` seconds (a failing collector logs once a minute)."""
+
+    def __init__(self, logger: logging.Logger, period: float = 60.0) -> None:
+        self._logger = logger
+        self._period = period
+        self._last: dict[str, float] = {}
+
+    def warning(self, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._period) >= self._period:
+            self._last[key] = now
+            self._logger.warning(msg, *args)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Send healer's logs to stderr, one structured line per decision."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.access", "openai", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
