@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
+    # channel ("slack", "webhook", "log") -> patterns "event", "event@severity", "*",
+    # "*@critical" (severity = that level or higher). Unset channel: every event.
+    notify_routes: dict[str, list[str]] = Field(default_factory=dict)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

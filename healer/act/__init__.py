@@ -1,0 +1,1 @@
+"""Actuators and the change engine: guarded, commit-confirmed changes to the system."""

@@ -1,0 +1,1 @@
+"""Diagnosis: playbooks first, an advisory LLM second (see ``factory.build_diagnoser``)."""

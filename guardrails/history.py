@@ -1,0 +1,50 @@
+"""History rules: cooldown and rate limit per target, and no repeat of a rolled-back value.
+
+``context.history`` is the journal's earlier actions (never the one being checked).
+Only states in ``policy.limits.counted_states`` count as changes that happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from guardrails.bounds import Numbers, parse_numbers
+from guardrails.context import CheckContext
+from guardrails.policy import Limits
+
+_HOUR = 3600.0
+
+
+def history_reasons(
+    target: str, values: Numbers | None, ctx: CheckContext, limits: Limits
+) -> Iterator[tuple[str, str]]:
+    """(reason, rule) for each history rule a change of ``target`` to ``values`` breaks."""
+    counted = limits.counted_states
+    newest: float | None = None
+    in_hour = 0
+    repeat = False
+    for entry in ctx.history:
+        if entry.target != target:
+            continue
+        age = (ctx.now - entry.ts).total_seconds()
+        if entry.state in counted:
+            in_hour += age < _HOUR
+            newest = age if newest is None else min(newest, age)
+        if (
+            entry.state == "rolled_back"
+            and age < limits.rollback_memory_seconds
+            and values is not None
+            and parse_numbers(entry.value) == values
+        ):
+            repeat = True
+    if newest is not None and newest < limits.cooldown_seconds:
+        ago, cooldown = max(newest, 0.0), limits.cooldown_seconds
+        yield (f"cooldown: {target} changed {ago:.0f}s ago (cooldown {cooldown:g}s)", "R-cooldown")
+    if in_hour >= limits.max_per_target_per_hour:
+        yield (
+            f"rate limit: {in_hour} changes of {target} in the last hour "
+            f"(max {limits.max_per_target_per_hour})",
+            "R-rate",
+        )
+    if repeat:
+        yield (f"{target} was rolled back from this value recently", "R-repeat-rollback")

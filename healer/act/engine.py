@@ -1,0 +1,303 @@
+"""The change engine: proposals into the journal, and the journal forward, one step a cycle.
+
+    engine = ChangeEngine.from_settings(settings, repo=..., actuators=..., window=...,
+                                        telemetry=..., notifier=...)
+    engine.reconcile_on_start()           # once, before the first cycle
+    engine.propose(incident, proposal, playbook)   # when a diagnosis arrives
+    engine.step()                         # every cycle: expire, apply, verify
+
+Nothing is applied without a fresh ``allow``: ``step`` re-runs ``guardrails.check`` (with
+the recorded human approvals) immediately before writing; a stored verdict or a web
+approval is never trusted on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from guardrails import Decision, Policy, load_policy
+from guardrails.actions import Action, SysctlWrite
+from guardrails.policy import approvals_needed
+from healer.act.base import Actuator, ActuatorRegistry
+from healer.act.executor import (
+    LIVE_STATES,
+    MESSAGE_KINDS,
+    ActionNotifier,
+    Executor,
+    SeriesSource,
+    bag,
+    spec_of,
+)
+from healer.act.gate import Gate, Mode, confine_from
+from healer.act.persist import DropIn
+from healer.errors import ActuatorError, HealerError
+from healer.logs import kv
+from healer.models import TERMINAL_STATES, ActionRecord, ActionState, Incident, Proposal
+from healer.settings import Settings
+from healer.store.repository import Repository
+from healer.telemetry import Telemetry
+from healer.verify import VerifySpec, summarize_baseline
+from healer.verify.labels import spec_for
+
+log = logging.getLogger("healer.act")
+
+S = ActionState
+OPEN_STATES = (S.PROPOSED, S.AWAITING_APPROVAL, S.APPROVED, S.APPLYING, S.VERIFYING)
+# Guard findings that only say "not now": the approved change waits for a later cycle.
+WAIT_RULES = frozenset({"B-cycle", "W-window"})
+LOCAL_ADMIN = "local-admin"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _noop(_point: str) -> None:
+    return None
+
+
+def _verdict_state(decision: Decision) -> ActionState:
+    return {"allow": S.APPROVED, "needs_approval": S.AWAITING_APPROVAL}.get(
+        decision.verdict, S.DENIED
+    )
+
+
+class ChangeEngine:
+    """Guard, apply, verify, keep or roll back: the commit-confirmed journal, driven."""
+
+    def __init__(self, repo: Repository, actuators: ActuatorRegistry, policy: Policy, *,
+                 mode: Mode = "auto", confine: tuple[str, ...] = (),
+                 window: SeriesSource | None = None, telemetry: Telemetry | None = None,
+                 clock: Callable[[], datetime] = _utcnow, notifier: ActionNotifier | None = None,
+                 approval_ttl_seconds: float = 3600.0, dropin: DropIn | None = None,
+                 root: bool | None = None, checkpoint: Callable[[str], None] = _noop) -> None:
+        self.repo, self.actuators, self.clock = repo, actuators, clock
+        root = os.geteuid() == 0 if root is None else root
+        if not root:
+            log.warning(kv(msg="not root: actuators report not permitted; mode capped at advise"))
+        self.gate = Gate(repo, policy, mode=mode, confine=confine, root=root, telemetry=telemetry)
+        self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
+        self.executor = Executor(
+            repo, actuators, clock=clock, notifier=notifier, telemetry=telemetry, window=window,
+            dropin=dropin or DropIn(Settings.model_fields["sysctl_dropin"].default),
+            checkpoint=checkpoint,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, repo: Repository, actuators: ActuatorRegistry,
+                      window: SeriesSource | None = None, telemetry: Telemetry | None = None,
+                      notifier: ActionNotifier | None = None, policy: Policy | None = None,
+                      **kwargs: Any) -> ChangeEngine:
+        """The daemon's engine: mode, sandbox, policy, approval TTL and drop-in from Settings."""
+        return cls(
+            repo, actuators, policy or load_policy(settings.policy_file), mode=settings.mode,
+            confine=confine_from(settings.netns, settings.cgroup_root), window=window,
+            telemetry=telemetry, notifier=notifier,
+            approval_ttl_seconds=settings.approval_ttl_seconds,
+            dropin=DropIn(settings.sysctl_dropin), **kwargs,
+        )
+
+    def _actuator(self, action: Action) -> Actuator | None:
+        return None if action.kind in MESSAGE_KINDS else self.actuators.for_action(action)
+
+    # -- proposals ---------------------------------------------------------------------------
+    def propose(self, incident: Incident | None, proposal: Proposal,
+                verify: Any = None) -> ActionRecord:
+        """Guard a proposal and journal it: denied, awaiting_approval or approved.
+
+        ``verify`` is a ``VerifySpec``, a playbook (its ``verify`` block is resolved against
+        the incident), or None. A change already open for the same target is not proposed
+        twice: the open record is returned instead.
+        """
+        action = proposal.action
+        for open_record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
+            if open_record.action.target == action.target:
+                return open_record
+        now = self.clock()
+        spec = spec_for(verify, incident, action)
+        try:
+            actuator = self._actuator(action)
+            ctx = self.gate.context(action, actuator, now, provenance=proposal.provenance,
+                                    in_playbook=proposal.in_playbook)
+            decision = self.gate.decide(action, ctx, when="proposal")
+        except ActuatorError as exc:
+            decision = Decision(verdict="deny", reasons=(str(exc),), rules=("E-actuator",))
+        record = self.repo.add_action(ActionRecord(
+            host_id=self.repo.host_id, incident_id=incident.id if incident else None,
+            action=action, decision=decision, provenance=proposal.provenance,
+            created_at=now, updated_at=now, rationale=proposal.rationale[:2000],
+            approvals_needed=approvals_needed(decision.approval or "auto") or 0,
+            verification={"spec": spec.model_dump() if spec else None,
+                          "in_playbook": proposal.in_playbook},
+        ))
+        moved = self.executor.move(record, _verdict_state(decision), (S.PROPOSED,),
+                                   "; ".join(decision.reasons))
+        if moved is not None and moved.state == S.AWAITING_APPROVAL:
+            self.executor.tell("approval_needed", moved)
+        return moved or record
+
+    # -- the cycle ---------------------------------------------------------------------------
+    def step(self) -> list[ActionRecord]:
+        """Expire stale approvals, apply approved changes, judge verifying ones."""
+        changed: list[ActionRecord] = []
+        now = self.clock()
+        changed += self._expire(now)
+        applied = 0
+        for record in reversed(self.repo.list_actions(states=(S.APPROVED,), limit=1000)):
+            moved = self._apply(record, applied)
+            if moved is not None:
+                changed.append(moved)
+                applied += moved.state in LIVE_STATES or moved.state == S.ROLLED_BACK
+        for record in reversed(self.repo.list_actions(states=(S.VERIFYING,), limit=1000)):
+            moved = self.executor.verify(record, self.clock())
+            if moved is not None:
+                changed.append(moved)
+        return changed
+
+    def _expire(self, now: datetime) -> list[ActionRecord]:
+        out = []
+        for record in self.repo.list_actions(states=(S.AWAITING_APPROVAL,), limit=1000):
+            if now - record.created_at < self.approval_ttl:
+                continue
+            moved = self.executor.move(record, S.EXPIRED, (S.AWAITING_APPROVAL,),
+                                       f"no decision within {self.approval_ttl}")
+            if moved is not None:
+                self.executor.tell("approval_expired", moved)
+                out.append(moved)
+        return out
+
+    def _apply(self, record: ActionRecord, changes_this_cycle: int) -> ActionRecord | None:
+        """Re-check the guard, read the original, then hand over to the executor."""
+        assert record.id is not None
+        now = self.clock()
+        approvers = [v.user for v in self.repo.list_approvals(record.id) if v.approve]
+        try:
+            actuator = self._actuator(record.action)
+            ctx = self.gate.context(
+                record.action, actuator, now, provenance=record.provenance,
+                in_playbook=bool(bag(record).get("in_playbook", True)),
+                approvals=approvers, changes_this_cycle=changes_this_cycle)
+            decision = self.gate.decide(record.action, ctx, when="apply")
+            original = actuator.read(record.action) if actuator else ""
+        except ActuatorError as exc:
+            decision, original = Decision(verdict="deny", reasons=(str(exc),),
+                                          rules=("E-actuator",)), None
+        if decision.verdict != "allow" and set(decision.rules) & WAIT_RULES:
+            return None  # not now (blast radius this cycle, maintenance window): next cycle
+        if decision.verdict != "allow" or original is None:
+            why = "; ".join(decision.reasons) if decision.verdict != "allow" else "target is gone"
+            return self.executor.move(record, S.DENIED, (S.APPROVED,),
+                                      f"re-check at apply time: {why}", decision=decision)
+        return self.executor.apply(record, decision, original, *self._intent(record, now))
+
+    def _intent(self, record: ActionRecord, now: datetime) -> tuple[dict[str, Any], datetime]:
+        """The verification bag (baseline summarized now) and the deadline."""
+        spec = spec_of(record)
+        info = bag(record) | {"applied_at": now.timestamp()}
+        if spec is not None:
+            info["baseline"] = summarize_baseline(spec, self.executor.series, now.timestamp())
+        seconds = spec.deadline if spec else 2 * VerifySpec.model_fields["settle_seconds"].default
+        return info, now + timedelta(seconds=seconds)
+
+    # -- recovery and operator commands -------------------------------------------------------
+    def reconcile_on_start(self) -> list[ActionRecord]:
+        """Finish what a crash interrupted: restore or re-verify; safe to run repeatedly."""
+        out: list[ActionRecord] = []
+        now = self.clock()
+        for record in reversed(self.repo.list_actions(states=(S.APPLYING, S.VERIFYING),
+                                                      limit=1000)):
+            moved = self._reconcile(record, now)
+            if moved is not None:
+                out.append(moved)
+        log.info(kv(msg="reconciled journal after start", finished=len(out)))
+        return out
+
+    def _reconcile(self, record: ActionRecord, now: datetime) -> ActionRecord | None:
+        ex = self.executor
+        if record.state == S.APPLYING and record.action.kind in MESSAGE_KINDS:
+            # The message may or may not have gone out; the outbox dedupes a second send.
+            moved = ex.move(record, S.VERIFYING, (S.APPLYING,), "crash recovery", applied="sent")
+            return ex.verify(moved, now) if moved else None
+        if record.state == S.APPLYING:
+            # The crash fell between the committed intent and the read-back: the write may
+            # or may not have happened. Put the original back.
+            return ex.restore(record, "crash recovery: interrupted while applying")
+        if record.deadline is None or now >= record.deadline:
+            return ex.restore(record, "crash recovery: verification deadline passed")
+        return None  # still inside its deadline: step() re-verifies it (drift included)
+
+    def rollback(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
+        """Restore one change's original value (operator command); raises HealerError."""
+        record = self.repo.get_action(action_id)
+        if record is None:
+            raise HealerError(f"action {action_id} not found")
+        if record.state not in LIVE_STATES:
+            raise HealerError(f"action {action_id} is {record.state.value}: nothing to roll back")
+        newer = [r for r in self.repo.list_actions(states=LIVE_STATES, limit=1000)
+                 if r.action.target == record.action.target and (r.id or 0) > action_id]
+        if newer:
+            raise HealerError(f"action {newer[-1].id} changed {record.action.target} later: "
+                              "roll that back first")
+        live = self._read_quietly(record)
+        if record.state == S.VERIFIED and live not in (record.applied, record.original):
+            moved = self.executor.supersede(record, str(live))
+        else:
+            moved = self.executor.restore(record, f"rollback requested by {actor}", actor=actor)
+        if moved is None:
+            raise HealerError(f"action {action_id}: rollback did not complete; see the journal")
+        return moved
+
+    def rollback_all(self, actor: str = LOCAL_ADMIN) -> list[ActionRecord]:
+        """Roll back every change that is in place, newest first."""
+        out = []
+        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):
+            assert record.id is not None
+            try:
+                out.append(self.rollback(record.id, actor))
+            except HealerError as exc:
+                log.error(kv(msg="rollback failed", id=record.id, error=exc))
+        return out
+
+    def _read_quietly(self, record: ActionRecord) -> str | None:
+        actuator = self._actuator(record.action)
+        try:
+            return actuator.read(record.action) if actuator else record.applied
+        except ActuatorError:
+            return None
+
+    def persist(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
+        """Write a verified host sysctl into the drop-in file (an operator's decision)."""
+        record = self.repo.get_action(action_id)
+        if record is None:
+            raise HealerError(f"action {action_id} not found")
+        action = record.action
+        if not isinstance(action, SysctlWrite) or action.scope != "host":
+            raise HealerError(f"action {action_id}: only host-scope sysctls can be persisted")
+        if record.state != S.VERIFIED or record.applied is None:
+            raise HealerError(f"action {action_id} is {record.state.value}, not verified")
+        dropin = self.executor.dropin
+        try:
+            dropin.add(action_id, action.key, record.applied, self.clock())
+        except OSError as exc:
+            raise HealerError(f"cannot write {dropin.path}: {exc}") from exc
+        self.repo.add_audit(actor, "action.persisted", f"action:{action_id}",
+                            {"file": str(dropin.path), "key": action.key, "value": record.applied})
+        log.info(kv(msg=f"persisted {action.key} = {record.applied}", file=dropin.path, by=actor))
+        return record
+
+    def read_sysctl(self, scope: str, key: str) -> str | None:
+        """A sysctl's live value in a scope (for detectors and evidence); None if unreadable."""
+        try:
+            action = SysctlWrite(scope=scope, key=key, value="0")
+            return self.actuators.for_action(action).read(action)
+        except (ActuatorError, ValueError):
+            return None
+
+    def open_targets(self) -> Iterable[str]:
+        """Targets with a change in flight (not yet terminal or verified)."""
+        return {r.action.target for r in self.repo.list_actions(states=OPEN_STATES, limit=1000)
+                if r.state not in TERMINAL_STATES}

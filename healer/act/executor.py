@@ -1,0 +1,272 @@
+"""Commit-confirmed mechanics for one journal record: apply, verify, restore.
+
+The order is the safety argument (ARCHITECTURE.md, principle 3):
+  1. read the original value;
+  2. commit ``approved -> applying`` with the original, the deadline and the baseline;
+  3. write, then read back; commit ``applying -> verifying`` with the read-back;
+  4. judge the after-window; keep (``verified``) or restore, read back, and commit
+     ``rolled_back`` only when the read-back equals the original exactly.
+A crash between any two steps leaves a record in ``applying`` or ``verifying`` that
+``ChangeEngine.reconcile_on_start`` finishes. Every step is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from guardrails.actions import Action, SysctlWrite
+from guardrails.decision import Decision
+from healer.act.base import ActuatorRegistry
+from healer.act.persist import DropIn
+from healer.errors import ActuatorError
+from healer.logs import kv
+from healer.models import ActionRecord, ActionState
+from healer.store.errors import IllegalTransition, StaleState
+from healer.store.repository import Repository
+from healer.telemetry import Telemetry
+from healer.verify import VerifyResult, VerifySpec, evaluate
+
+log = logging.getLogger("healer.act")
+
+S = ActionState
+MESSAGE_KINDS = frozenset({"notify", "escalate"})
+SENT = "sent"  # the "applied" value of a notify/escalate record
+LIVE_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED)  # a change that is (or may be) in place
+
+
+class SeriesSource(Protocol):
+    """The in-memory metric window: points of one metric between two epoch times."""
+
+    def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]: ...
+
+
+class ActionNotifier(Protocol):
+    """What the engine tells people (healer.notify.Notifier satisfies it)."""
+
+    def action(self, event: str, record: ActionRecord, *, detail: str = "",
+               severity: str | None = None) -> int: ...
+
+    def escalation(self, subject: str, message: str, *, incident_id: int | None = None,
+                   action_id: int | None = None) -> int: ...
+
+
+def bag(record: ActionRecord) -> dict[str, Any]:
+    """The record's verification dict (spec, baseline, applied_at, result), copied."""
+    return dict(record.verification or {})
+
+
+def spec_of(record: ActionRecord) -> VerifySpec | None:
+    """The verify spec stored with the record at proposal time."""
+    raw = bag(record).get("spec")
+    return None if raw is None else VerifySpec.model_validate(raw)
+
+
+def _result(result: VerifyResult) -> dict[str, Any]:
+    return {"passed": result.passed, "reasons": list(result.reasons), "numbers": result.numbers}
+
+
+class Executor:
+    """Moves single records through applying, verifying and their verdicts."""
+
+    def __init__(self, repo: Repository, actuators: ActuatorRegistry, *,
+                 clock: Callable[[], datetime], notifier: ActionNotifier | None,
+                 telemetry: Telemetry | None, window: SeriesSource | None, dropin: DropIn,
+                 checkpoint: Callable[[str], None]) -> None:
+        self.repo, self.actuators, self.clock = repo, actuators, clock
+        self.notifier, self.telemetry, self.window = notifier, telemetry, window
+        self.dropin, self.checkpoint = dropin, checkpoint
+
+    # -- journal plumbing ----------------------------------------------------------------
+    def move(self, record: ActionRecord, to: ActionState, expect: Sequence[ActionState],
+             comment: str = "", actor: str = "healer", **fields: Any) -> ActionRecord | None:
+        """CAS transition; None when someone else moved the record first."""
+        assert record.id is not None
+        try:
+            moved = self.repo.transition(record.id, to, expect=expect, actor=actor,
+                                         comment=comment[:500], **fields)
+        except (StaleState, IllegalTransition) as exc:
+            log.info(kv(msg="journal record moved elsewhere", id=record.id, error=exc))
+            return None
+        if self.telemetry is not None:
+            self.telemetry.actions.labels(record.action.kind, to.value).inc()
+        log.info(kv(msg=f"action {to.value}: {record.action.target}", id=record.id,
+                    original=moved.original, applied=moved.applied, comment=comment))
+        return moved
+
+    def tell(self, event: str, record: ActionRecord, detail: str = "") -> None:
+        """Queue a notification; a notifier failure never stops the engine."""
+        if self.notifier is None:
+            return
+        try:
+            self.notifier.action(event, record, detail=detail)
+        except Exception:
+            log.exception(kv(msg="notification failed", event=event, id=record.id))
+
+    def escalate(self, record: ActionRecord, message: str) -> None:
+        """Queue an escalation: a person must look at this."""
+        log.error(kv(msg="escalation", id=record.id, target=record.action.target, text=message))
+        if self.notifier is None:
+            return
+        try:
+            self.notifier.escalation(f"action:{record.id}", message,
+                                     incident_id=record.incident_id, action_id=record.id)
+        except Exception:
+            log.exception(kv(msg="escalation failed", id=record.id))
+
+    def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]:
+        """Points from the in-memory window, else from the store (after a restart)."""
+        points = self.window.series(name, since, until) if self.window is not None else ()
+        if points:
+            return points
+        return self.repo.metric_series(name, datetime.fromtimestamp(since, UTC),
+                                       datetime.fromtimestamp(until, UTC))
+
+    # -- apply -----------------------------------------------------------------------------
+    def apply(self, record: ActionRecord, decision: Decision, original: str,
+              verification: dict[str, Any], deadline: datetime) -> ActionRecord | None:
+        """Commit the intent, write, read back, and move to verifying."""
+        intent = self.move(record, S.APPLYING, (S.APPROVED,), "intent committed",
+                           original=original, deadline=deadline, decision=decision,
+                           verification=verification)
+        if intent is None:
+            return None
+        self.checkpoint("intent")
+        try:
+            applied = self._write(intent, decision)
+        except ActuatorError as exc:
+            log.error(kv(msg="apply failed", id=intent.id, target=intent.action.target, error=exc))
+            return self.restore(intent, f"apply failed: {exc}")
+        self.checkpoint("written")
+        moved = self.move(intent, S.VERIFYING, (S.APPLYING,), "applied and read back",
+                          applied=applied)
+        if moved is not None:
+            self.checkpoint("verifying")
+            self.tell("action_applied", moved, f"{moved.original} -> {moved.applied}")
+        return moved
+
+    def _write(self, record: ActionRecord, decision: Decision) -> str:
+        if record.action.kind in MESSAGE_KINDS:
+            self._send(record)
+            return SENT
+        return self.actuators.for_action(record.action).apply(record.action, decision)
+
+    def _send(self, record: ActionRecord) -> None:
+        message = str(getattr(record.action, "message", ""))
+        if record.action.kind == "escalate":
+            self.escalate(record, message)
+        else:
+            self.tell("action_applied", record, message)
+
+    # -- verify ----------------------------------------------------------------------------
+    def verify(self, record: ActionRecord, now: datetime) -> ActionRecord | None:
+        """Judge one verifying record: keep, roll back, stand down, or keep waiting."""
+        if record.action.kind in MESSAGE_KINDS:
+            return self.move(record, S.VERIFIED, (S.VERIFYING,), "message sent")
+        try:
+            live = self.actuators.for_action(record.action).read(record.action)
+        except ActuatorError as exc:
+            log.warning(kv(msg="cannot read live value", id=record.id, error=exc))
+            if record.deadline is not None and now >= record.deadline:
+                return self.restore(record, f"verification timed out; cannot read: {exc}")
+            return None
+        if live is None:
+            return self.move(record, S.SUPERSEDED, (S.VERIFYING,), "target vanished")
+        if live != record.applied:
+            return self.supersede(record, live)
+        result = self.judge(record, now)
+        if result.passed:
+            info = bag(record) | {"result": _result(result)}
+            moved = self.move(record, S.VERIFIED, (S.VERIFYING,), "; ".join(result.reasons),
+                              verification=info)
+            if moved is not None:
+                self.tell("action_verified", moved, "; ".join(result.reasons))
+            return moved
+        if result.passed is False:
+            return self.restore(record, "regression: " + "; ".join(result.reasons), result)
+        if record.deadline is not None and now >= record.deadline:
+            return self.restore(record, "verification timed out: " + "; ".join(result.reasons),
+                                result)
+        return None
+
+    def judge(self, record: ActionRecord, now: datetime) -> VerifyResult:
+        """The verification verdict from the stored baseline and the after-window."""
+        spec, info = spec_of(record), bag(record)
+        applied_at = float(info.get("applied_at", record.updated_at.timestamp()))
+        if spec is None:
+            # No verify target (an LLM proposal outside any playbook): keep the change once
+            # the read-back has held for the settle period; a person still sees it.
+            held = now.timestamp() - applied_at >= VerifySpec.model_fields["settle_seconds"].default
+            return VerifyResult(passed=True if held else None,
+                                reasons=("no verify target; the read-back value held",))
+        return evaluate(spec, info.get("baseline", {}), self.series, applied_at, now.timestamp())
+
+    def supersede(self, record: ActionRecord, live: str) -> ActionRecord | None:
+        """Someone else changed the value: leave theirs in place and pause automation."""
+        detail = f"live value {live!r} is neither applied {record.applied!r} " \
+                 f"nor original {record.original!r}: stood down"
+        if live == record.original:
+            detail = f"value reverted to the original {live!r} outside healer: stood down"
+        moved = self.move(record, S.SUPERSEDED, (S.VERIFYING, S.VERIFIED), detail)
+        if moved is not None:
+            self.repo.pause_target(record.action.target, detail)
+            self.escalate(moved, f"admin drift on {record.action.target}: {detail}; "
+                                 "automation paused for this target until resumed")
+        return moved
+
+    # -- restore ---------------------------------------------------------------------------
+    def restore(self, record: ActionRecord, reason: str, result: VerifyResult | None = None,
+                actor: str = "healer") -> ActionRecord | None:
+        """Write the original back; ``rolled_back`` only if the read-back equals it exactly."""
+        info = bag(record) | {"rollback_reason": reason}
+        if result is not None:
+            info["result"] = _result(result)
+        try:
+            back = self._put_back(record)
+        except ActuatorError as exc:
+            return self._failed(record, f"{reason}; restore failed: {exc}", info, actor)
+        self.checkpoint("restored")
+        if back != record.original:
+            return self._failed(record, f"{reason}; read back {back!r}, "
+                                        f"original was {record.original!r}", info, actor)
+        self._unpersist(record, actor)
+        moved = self.move(record, S.ROLLED_BACK, LIVE_STATES, reason, actor=actor,
+                          verification=info)
+        if moved is not None:
+            self.tell("action_rolled_back", moved, reason)
+        return moved
+
+    def _put_back(self, record: ActionRecord) -> str | None:
+        if record.action.kind in MESSAGE_KINDS or record.original is None:
+            return record.original  # nothing was (or can be) changed
+        actuator = self.actuators.for_action(record.action)
+        if actuator.read(record.action) == record.original:
+            return record.original  # already there: restoring twice changes nothing
+        return actuator.restore(record)
+
+    def _failed(self, record: ActionRecord, detail: str, info: dict[str, Any],
+                actor: str) -> ActionRecord | None:
+        # A verified change whose manual rollback fails stays verified (it is still in
+        # place; TRANSITIONS has no verified -> rollback_failed); the escalation says so.
+        moved = self.move(record, S.ROLLBACK_FAILED, (S.APPLYING, S.VERIFYING), detail,
+                          actor=actor, verification=info)
+        if moved is not None:
+            self.tell("rollback_failed", moved, detail)
+        self.escalate(moved or record, f"ROLLBACK FAILED for {record.action.target}: {detail}")
+        return moved
+
+    def _unpersist(self, record: ActionRecord, actor: str) -> None:
+        if record.id is None or not _persistable(record.action):
+            return
+        try:
+            if self.dropin.remove(record.id):
+                self.repo.add_audit(actor, "action.unpersisted", f"action:{record.id}",
+                                    {"file": str(self.dropin.path)})
+        except OSError as exc:
+            log.error(kv(msg="cannot update sysctl drop-in", file=self.dropin.path, error=exc))
+
+
+def _persistable(action: Action) -> bool:
+    return isinstance(action, SysctlWrite) and action.scope == "host"

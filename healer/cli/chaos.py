@@ -1,0 +1,123 @@
+"""``healer chaos list|run NAME|suite``: thin wrapper over the chaos package (which drives a
+real ``healer run`` subprocess and imports nothing of healer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("chaos", help="inject real faults into a sandbox and watch healer heal them")
+    cs = p.add_subparsers(dest="chaos_command", metavar="SUBCOMMAND")
+    ls = cs.add_parser("list", help="list the scenarios")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+    run = cs.add_parser("run", help="run one scenario")
+    run.add_argument("name")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--report", type=Path, default=None, help="write report.{json,md,html} here")
+    run.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, state db)")
+    run.set_defaults(func=_run)
+    suite = cs.add_parser("suite", help="run every scenario (or the quick CI subset)")
+    suite.add_argument("--quick", action="store_true", help="the CI subset (< 5 min)")
+    suite.add_argument("--json", action="store_true")
+    suite.add_argument("--report", type=Path, default=None)
+    suite.add_argument("--keep", action="store_true")
+    suite.set_defaults(func=_suite)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _list(args: argparse.Namespace) -> int:
+    from chaos.scenarios import registry
+
+    reg = registry()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": n,
+                        "title": s.title,
+                        "expected_root_cause": s.expected_root_cause,
+                        "quick": s.quick,
+                        "skip_reason": s.unavailable(),
+                    }
+                    for n, s in reg.items()
+                ]
+            )
+        )
+        return 0
+    for n, s in reg.items():
+        flag = "quick" if s.quick else "     "
+        print(f"{n:<22} {flag}  {s.title}")
+    return 0
+
+
+def _execute(
+    names: list[str], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from chaos.progress import Progress
+    from chaos.runner import run_suite, summarize
+    from chaos.scenarios import registry
+
+    reg = registry()
+    progress = Progress(len(names))
+    stream_lines = not args.json and not progress.live  # quiet, machine-readable: JSON lines
+
+    def done(r: Any) -> None:
+        progress.finished(r)
+        if stream_lines:
+            print(json.dumps(r.to_dict()), flush=True)
+
+    results = run_suite([reg[n] for n in names], keep=args.keep, status=progress.status, done=done)
+    summary = summarize(results)
+    if args.report:
+        from chaos.report import write_report
+
+        write_report(args.report, [r.to_dict(timeline=True) for r in results], summary)
+    return [r.to_dict() for r in results], summary
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chaos.scenarios import registry
+
+    reg = registry()
+    if args.name not in reg:
+        print(f"healer: unknown scenario {args.name!r}; valid: {', '.join(reg)}", file=sys.stderr)
+        return 2
+    results, summary = _execute([args.name], args)
+    r = results[0]
+    if args.json:
+        print(json.dumps(r))
+    elif sys.stdout.isatty():
+        _print_table(results, summary)
+    return 0 if r["passed"] or r["skipped"] else 1
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from chaos.scenarios import quick_names, registry
+
+    names = quick_names() if args.quick else list(registry())
+    results, summary = _execute(names, args)
+    if args.json:
+        print(json.dumps({"scenarios": results, "summary": summary}))
+    elif sys.stdout.isatty():
+        _print_table(results, summary)
+    else:
+        print(json.dumps({"summary": summary}))
+    return 1 if summary["failed"] else 0
+
+
+def _print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    from chaos.report import summary_table
+
+    print(summary_table(results, summary))

@@ -1,0 +1,186 @@
+"""``healer incidents|actions|approve|reject|rollback|persist``: the journal from the shell.
+
+``incidents``, ``actions``, ``approve`` and ``reject`` only read or write the database:
+an approval is a record, and the running daemon applies an approved change on its next
+cycle after re-checking the guard. ``rollback`` and ``persist`` are the exceptions: they
+are local root operator commands that restore originals / write the sysctl drop-in
+directly (the daemon's compare-and-set journal keeps the two from racing). All of them
+act as the local administrator ``local-admin`` and are audit-logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+from typing import Any
+
+from healer.act.engine import LOCAL_ADMIN, ChangeEngine
+from healer.cli.common import print_json, settings_from_args
+from healer.errors import HealerError
+from healer.models import ActionRecord, ActionState, Incident, IncidentStatus
+from healer.settings import Settings
+from healer.store.engine import open_store
+from healer.store.errors import StaleState
+from healer.store.repository import Repository
+
+S = ActionState
+
+
+def register(subparsers: Any) -> None:
+    """Add the journal commands."""
+    p = subparsers.add_parser("incidents", help="list incidents, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--status", choices=[s.value for s in IncidentStatus], default=None)
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_incidents)
+    p = subparsers.add_parser("actions", help="list the action journal, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", choices=[s.value for s in ActionState], action="append")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_actions)
+    for name, helptext in (("approve", "approve a proposal"), ("reject", "reject a proposal")):
+        p = subparsers.add_parser(name, help=f"{helptext} (as {LOCAL_ADMIN})")
+        p.add_argument("id", type=int)
+        p.add_argument("--comment", default="")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_vote, approve=name == "approve")
+    p = subparsers.add_parser("rollback", help="restore the original value (local root)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", type=int, nargs="?")
+    target.add_argument("--all", action="store_true", help="every change in place, newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollback)
+    p = subparsers.add_parser("persist", help="write a verified host sysctl to the drop-in file")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_persist)
+
+
+def _repo(args: argparse.Namespace) -> tuple[Settings, Repository]:
+    settings = settings_from_args(args)
+    return settings, open_store(settings)
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    """The ARCHITECTURE.md incident shape (evidence left out)."""
+    data = incident.model_dump(mode="json", exclude={"evidence"})
+    diag = incident.diagnosis
+    data["diagnosis"] = None if diag is None else {
+        "root_cause": diag.root_cause, "source": diag.source,
+        "confidence": diag.confidence, "explanation": diag.explanation,
+    }
+    return data
+
+
+def record_json(record: ActionRecord) -> dict[str, Any]:
+    """The ARCHITECTURE.md action record shape (plus provenance, deadline, rationale)."""
+    return record.model_dump(mode="json")
+
+
+def _line(record: ActionRecord) -> str:
+    a = record.action
+    values = f"{record.original or '-'} -> {record.applied or '-'}"
+    return (f"{record.id:>5}  {record.state.value:<17} {a.kind:<22} {a.target}  {values}  "
+            f"[{record.decision.verdict}: {'; '.join(record.decision.reasons)[:80]}]")
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    """Print incidents."""
+    _, repo = _repo(args)
+    status = IncidentStatus(args.status) if args.status else None
+    incidents = repo.list_incidents(status=status, limit=args.limit)
+    if args.json:
+        print_json([incident_json(i) for i in incidents])
+        return 0
+    for i in incidents:
+        diag = i.diagnosis.root_cause if i.diagnosis else "-"
+        print(f"{i.id:>5}  {i.status.value:<8} {i.severity:<8} {i.playbook:<28} {i.scope:<24} "
+              f"x{i.count:<5} {i.last_seen.isoformat()}  diagnosis={diag}")
+    return 0
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    """Print the journal."""
+    _, repo = _repo(args)
+    states = [ActionState(s) for s in args.state] if args.state else None
+    records = repo.list_actions(states=states, limit=args.limit)
+    if args.json:
+        print_json([record_json(r) for r in records])
+    else:
+        for record in records:
+            print(_line(record))
+    return 0
+
+
+def cmd_vote(args: argparse.Namespace) -> int:
+    """Record the local admin's vote; move the proposal once the quorum is met."""
+    _, repo = _repo(args)
+    record = repo.get_action(args.id)
+    if record is None:
+        raise HealerError(f"action {args.id} not found")
+    if record.state != S.AWAITING_APPROVAL:
+        raise HealerError(f"action {args.id} is {record.state.value}, not awaiting approval")
+    votes = repo.add_approval(args.id, LOCAL_ADMIN, args.approve, args.comment)
+    approvers = {v.user for v in votes if v.approve}
+    needed = max(1, record.approvals_needed)
+    to = S.REJECTED if not args.approve else S.APPROVED if len(approvers) >= needed else None
+    if to is not None:
+        try:
+            record = repo.transition(args.id, to, expect=[S.AWAITING_APPROVAL],
+                                     actor=LOCAL_ADMIN, comment=args.comment)
+        except StaleState as exc:
+            raise HealerError(str(exc)) from exc
+    if args.json:
+        print_json(record_json(record))
+    elif to is None:
+        print(f"action {args.id}: vote recorded, {len(approvers)} of {needed} approvals")
+    else:
+        print(f"action {args.id}: {to.value}"
+              + (" (the daemon re-checks the guard and applies it)" if to == S.APPROVED else ""))
+    return 0
+
+
+def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
+    from healer.act.registry import build_actuators
+
+    gpu = None
+    build_gpu = getattr(importlib.import_module("healer.monitor.gpu"), "build_gpu_backend", None)
+    # Without a usable GPU backend, GPU changes cannot be rolled back from here.
+    if build_gpu is not None:
+        with contextlib.suppress(HealerError):
+            gpu = build_gpu(settings)
+    return ChangeEngine.from_settings(settings, repo=repo,
+                                      actuators=build_actuators(settings, gpu=gpu))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Restore originals: one action, or every change in place (newest first)."""
+    settings, repo = _repo(args)
+    engine = _engine(settings, repo)
+    if args.all:
+        records = engine.rollback_all(LOCAL_ADMIN)
+        left = repo.list_actions(states=(S.APPLYING, S.VERIFYING, S.VERIFIED))
+    else:
+        records, left = [engine.rollback(args.id, LOCAL_ADMIN)], []
+    if args.json:
+        print_json([record_json(r) for r in records])
+    else:
+        for record in records:
+            print(_line(record))
+        for record in left:
+            print(f"not rolled back: {_line(record)}", file=sys.stderr)
+    failed = [r for r in records if r.state != S.ROLLED_BACK] + left
+    return 1 if failed else 0
+
+
+def cmd_persist(args: argparse.Namespace) -> int:
+    """Persist a verified host sysctl in the drop-in file."""
+    settings, repo = _repo(args)
+    record = _engine(settings, repo).persist(args.id, LOCAL_ADMIN)
+    if args.json:
+        print_json(record_json(record) | {"persisted_to": str(settings.sysctl_dropin)})
+    else:
+        print(f"action {args.id}: persisted to {settings.sysctl_dropin}")
+    return 0

@@ -1,0 +1,37 @@
+"""``healer run``: the daemon, with the dashboard and API in the same process."""
+
+from __future__ import annotations
+
+import argparse
+
+from healer.cli.common import settings_from_args
+from healer.logs import setup_logging
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run the daemon and the dashboard")
+    p.add_argument("--mode", choices=("observe", "advise", "auto"), default=None)
+    p.add_argument("--host", default=None, help="dashboard bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="dashboard port (default 8765)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from healer.daemon import build_daemon
+    from web.app import create_app
+
+    settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port)
+    setup_logging(settings.log_level)
+    daemon = build_daemon(settings)
+    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry,
+                     live=daemon.pipeline.live)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level="warning", access_log=False))
+    daemon.start()
+    try:
+        server.run()  # returns on SIGTERM/SIGINT
+    finally:
+        daemon.stop()
+    return 0

@@ -1,0 +1,139 @@
+"""The composition root: build every part from ``Settings`` and run them in one process.
+
+APScheduler runs the sampling cycle (one instance at a time, coalescing missed runs)
+and the maintenance jobs; uvicorn serves the dashboard and API on the main thread and
+owns SIGTERM/SIGINT. Nothing here is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from healer.act.engine import ChangeEngine
+from healer.act.registry import build_actuators
+from healer.detect import Detector, IncidentTracker
+from healer.diagnose.factory import build_diagnoser, diagnose_context_factory
+from healer.logs import kv
+from healer.monitor.gpu import build_gpu_backend
+from healer.monitor.registry import Monitor, build_collectors
+from healer.notify import Notifier, OutboxDeliverer, build_channels
+from healer.pipeline import Pipeline
+from healer.settings import Settings
+from healer.store.engine import open_store
+from healer.store.repository import Repository
+from healer.telemetry import Telemetry
+from healer.window import MetricWindow
+from playbooks.loader import load_library
+
+log = logging.getLogger("healer.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Daemon:
+    """Everything ``healer run`` holds; tests build one with their own Settings."""
+
+    settings: Settings
+    repo: Repository
+    telemetry: Telemetry
+    pipeline: Pipeline
+    deliverer: OutboxDeliverer
+    scheduler: BackgroundScheduler
+    _last_start: float = 0.0
+    _stopped: threading.Event = threading.Event()
+
+    def start(self) -> None:
+        """Recover unfinished changes, then start the scheduled jobs."""
+        self.pipeline.engine.reconcile_on_start()
+        s = self.settings
+        self.scheduler.add_job(self._cycle, "interval", seconds=s.interval_seconds, id="sample",
+                               max_instances=1, coalesce=True, misfire_grace_time=None,
+                               next_run_time=utcnow())
+        self.scheduler.add_job(self._deliver, "interval", seconds=2.0, id="notify",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._prune, "interval", minutes=10, id="prune",
+                               max_instances=1, coalesce=True,
+                               next_run_time=utcnow() + timedelta(seconds=30))
+        self.scheduler.start()
+        log.info(kv(msg="healer started", mode=s.mode, interval=s.interval_seconds,
+                    host_id=s.host_id, web=f"http://{s.host}:{s.port}"))
+
+    def stop(self) -> None:
+        """Stop the jobs and flush what is buffered; idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.scheduler.shutdown(wait=True)
+        self.pipeline.close()
+        log.info(kv(msg="healer stopped"))
+
+    def _cycle(self) -> None:
+        start = time.monotonic()
+        if self._last_start:
+            lag = max(0.0, start - self._last_start - self.settings.interval_seconds)
+            self.telemetry.cycle_lag_seconds.set(lag)
+        self._last_start = start
+        _guarded("cycle", self.pipeline.cycle)
+
+    def _deliver(self) -> None:
+        _guarded("notify", lambda: self.deliverer.deliver_due(utcnow()))
+
+    def _prune(self) -> None:
+        s = self.settings
+        _guarded("prune", lambda: self.repo.prune(utcnow(), s.retention_days,
+                                                  s.raw_retention_minutes))
+
+
+def _guarded(job: str, fn: Callable[[], object]) -> None:
+    """A job's failure is logged and counted; it never kills the scheduler."""
+    try:
+        fn()
+    except Exception:
+        log.exception(kv(msg="job failed", job=job))
+
+
+def effective_settings(settings: Settings) -> Settings:
+    """Cap the mode at ``advise`` without root: healer can read but not write the kernel."""
+    if os.geteuid() != 0 and settings.mode == "auto":
+        log.warning(kv(msg="not root: mode capped at advise; actuators report not permitted"))
+        return settings.model_copy(update={"mode": "advise"})
+    return settings
+
+
+def build_daemon(settings: Settings) -> Daemon:
+    """Build every part from settings; nothing runs until ``Daemon.start``."""
+    settings = effective_settings(settings)
+    telemetry = Telemetry()
+    repo = open_store(settings)
+    gpu = build_gpu_backend(settings)
+    monitor = Monitor(build_collectors(settings, telemetry=telemetry, gpu=gpu), telemetry=telemetry)
+    window = MetricWindow(settings.window_seconds, settings.interval_seconds)
+    library = load_library(settings.playbooks_dir)
+    net_scope = f"netns:{settings.netns}" if settings.netns else "host"
+    notifier = Notifier(settings, repo)
+    engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
+                                        actuators=build_actuators(settings, gpu=gpu),
+                                        notifier=notifier)
+    detector = Detector(library.playbooks, net_scope=net_scope,
+                        read_sysctl=engine.read_sysctl, pci_map=gpu.pci_map)
+    pipeline = Pipeline(
+        monitor=monitor, window=window, detector=detector,
+        tracker=IncidentTracker(settings.host_id, sink=repo),
+        diagnoser=build_diagnoser(settings, telemetry=telemetry, repo=repo),
+        context_for=diagnose_context_factory(settings, library=library, window=window),
+        engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
+    )
+    deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler)

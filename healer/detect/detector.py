@@ -1,0 +1,304 @@
+"""The detector: every playbook's signals over one sample, turned into fire/clear events.
+
+Signal evaluation is pure (``signals``, ``kmsg``); the detector only keeps what a window
+of kernel-log matches, a threshold's hysteresis and a per-GPU-process memory history need.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from guardrails.actions import SCOPE_RE
+from healer.detect import signals as S
+from healer.detect.evidence import ReadCgroup, ReadSysctl, gather
+from healer.detect.kmsg import KmsgAgg, KmsgMatcher, SigKey
+from healer.detect.view import WindowView
+from healer.models import Evidence, GpuState, ProcessInfo, Sample
+from playbooks.schema import (
+    Absent,
+    Baseline,
+    GpuProcessSignal,
+    GpuThrottle,
+    Kmsg,
+    Playbook,
+    ProcessPredicate,
+    Rate,
+    Signal,
+    Threshold,
+    Trend,
+)
+from playbooks.xid import XID_TABLE, normalize_pci
+
+log = logging.getLogger("healer.detect")
+_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+Table = dict[str | None, S.Hit | None]  # scope -> hit (None: false); key None: any other scope
+
+
+@dataclass(frozen=True)
+class DetectEvent:
+    """A playbook started or kept firing (``fire``) or stopped (``clear``) in one scope."""
+
+    kind: Literal["fire", "clear"]
+    playbook_id: str
+    scope: str
+    severity: str
+    evidence: Evidence
+    count: int  # matching kernel-log records this cycle (1 for a metric-only firing)
+    ts: float
+
+
+@dataclass
+class _KWindow:
+    """Kernel-log matches of one signal in one scope, over its window."""
+
+    hits: deque[tuple[float, int]]
+    captures: dict[str, str]
+    lines: deque[str]
+    new: int = 0
+
+
+class Detector:
+    """Evaluates a playbook library against each sample; see ``observe``."""
+
+    def __init__(
+        self,
+        playbooks: Iterable[Playbook],
+        net_scope: str = "host",
+        pci_map: Mapping[str, int] | None = None,
+        read_sysctl: ReadSysctl | None = None,
+        refresh_seconds: float = 10.0,
+        read_cgroup: ReadCgroup | None = None,
+    ) -> None:
+        self.playbooks: tuple[Playbook, ...] = tuple(playbooks)
+        self.net_scope = net_scope
+        self.read_sysctl = read_sysctl
+        self.read_cgroup = read_cgroup
+        self.refresh_seconds = refresh_seconds
+        self._pci: dict[str, int] = {}
+        for bus, idx in (pci_map or {}).items():
+            key = normalize_pci(bus)
+            if key is not None:
+                self._pci[key] = idx
+        self._index = S.MetricIndex()
+        self._matcher = KmsgMatcher(
+            ((pi, si), sig)
+            for pi, pb in enumerate(self.playbooks)
+            for si, sig in enumerate(pb.detect.signals)
+            if isinstance(sig, Kmsg)
+        )
+        self._kwin: dict[tuple[SigKey, str | None], _KWindow] = {}
+        self._holds: dict[tuple[int, int, tuple[tuple[str, str], ...]], S.Hysteresis] = {}
+        self._gpu_hist: dict[tuple[int, int], deque[tuple[float, float]]] = {}
+        self._gpu_hist_seconds = max(
+            (s.seconds for pb in self.playbooks for s in pb.detect.signals
+             if isinstance(s, GpuProcessSignal)), default=0.0)
+        self._active: dict[tuple[int, str], float] = {}  # (playbook, scope) -> last emitted
+        self._start: float | None = None
+        self.bad_scopes = 0
+
+    @property
+    def malformed(self) -> int:
+        """Kernel-log records skipped as malformed since start."""
+        return self._matcher.malformed
+
+    def observe(self, window: WindowView, sample: Sample) -> list[DetectEvent]:
+        """Evaluate every playbook on this sample; returns fire and clear events."""
+        now = sample.ts
+        if self._start is None:
+            self._start = now
+        self._index.refresh(window.names())
+        self._learn_gpus(sample.gpus, now)
+        self._record_kmsg(self._matcher.scan(sample.kmsg), now)
+        scanned = sample.processes if sample.processes is not None else window.processes()
+        processes: Sequence[ProcessInfo] = scanned or ()
+        events: list[DetectEvent] = []
+        for pi, pb in enumerate(self.playbooks):
+            tables = [self._table(pb, self._evaluate(pi, si, sig, window, sample, processes, now))
+                      for si, sig in enumerate(pb.detect.signals)]
+            firing = _combine(tables, pb.detect.signals, "all" if pb.detect.all else "any",
+                              self._default_scope(pb))
+            events += self._transitions(pi, pb, firing, window, sample.gpus, processes, now)
+        self._prune_kmsg()
+        return events
+
+    # --- scopes -----------------------------------------------------------------------
+    def _default_scope(self, pb: Playbook) -> str:
+        return self.net_scope if pb.scope == "net" else "host"
+
+    def _scope(self, pb: Playbook, captures: Mapping[str, str]) -> str | None:
+        """The incident scope for these captures; None when they lack the scope's label."""
+        if pb.scope in ("host", "net"):
+            return self._default_scope(pb)
+        kind, _, rest = pb.scope.partition(":")
+        label = rest.strip("{}")
+        value = captures.get(label)
+        if value is None and label == "gpu" and "pci" in captures:
+            key = normalize_pci(captures["pci"])
+            index = self._pci.get(key) if key else None
+            return f"gpu:{index}" if index is not None else "host"  # unknown bus: the host
+        if value is None:
+            return None
+        scope = f"{kind}:{value}"
+        if not SCOPE_RE.match(scope) or ".." in scope.split("/"):
+            self.bad_scopes += 1
+            return "host"
+        return scope
+
+    def _table(self, pb: Playbook, hits: list[S.Hit]) -> Table:
+        table: Table = {}
+        for hit in hits:
+            key = self._scope(pb, hit.captures)
+            if hit.ok:
+                if table.get(key) is None:
+                    table[key] = hit
+            else:
+                table.setdefault(key, None)
+        return table
+
+    # --- state fed by the sample ------------------------------------------------------
+    def _learn_gpus(self, gpus: Sequence[GpuState], now: float) -> None:
+        for gpu in gpus:
+            bus = normalize_pci(gpu.pci_bus_id) if gpu.pci_bus_id else None
+            if bus is not None:
+                self._pci[bus] = gpu.index
+        if not self._gpu_hist_seconds:
+            return
+        for gpu in gpus:
+            for proc in gpu.processes:
+                if proc.used_memory_bytes is not None:
+                    hist = self._gpu_hist.setdefault((gpu.index, proc.pid), deque(maxlen=3600))
+                    hist.append((now, float(proc.used_memory_bytes)))
+        for key, hist in list(self._gpu_hist.items()):
+            while hist and hist[0][0] < now - self._gpu_hist_seconds:
+                hist.popleft()
+            if not hist:
+                del self._gpu_hist[key]
+
+    def _record_kmsg(self, found: dict[SigKey, dict[tuple[tuple[str, str], ...], KmsgAgg]],
+                     now: float) -> None:
+        for old in self._kwin.values():
+            old.new = 0
+        for sigkey, aggs in found.items():
+            pb = self.playbooks[sigkey[0]]
+            for agg in aggs.values():
+                scope = self._scope(pb, agg.captures)
+                win = self._kwin.get((sigkey, scope))
+                if win is None:
+                    win = self._kwin[(sigkey, scope)] = _KWindow(deque(), {}, deque(maxlen=20))
+                win.hits.append((now, agg.count))
+                win.captures = agg.captures
+                win.lines.extend(agg.lines)
+                win.new += agg.count
+
+    def _prune_kmsg(self) -> None:
+        for key in [k for k, w in self._kwin.items() if not w.hits]:
+            del self._kwin[key]
+
+    # --- signals ----------------------------------------------------------------------
+    def _evaluate(self, pi: int, si: int, sig: Signal, window: WindowView, sample: Sample,
+                  processes: Sequence[ProcessInfo], now: float) -> list[S.Hit]:
+        if isinstance(sig, Kmsg):
+            return self._eval_kmsg((pi, si), sig, now)
+        if isinstance(sig, Threshold):
+            return self._hold(pi, si, sig, S.eval_threshold(sig, sample.metrics, self._index), now)
+        if isinstance(sig, Rate):
+            return S.eval_rate(sig, window, self._index)
+        if isinstance(sig, Baseline):
+            return S.eval_baseline(sig, window, self._index)
+        if isinstance(sig, Absent):
+            start = now if self._start is None else self._start
+            return S.eval_absent(sig, window, now - start)
+        if isinstance(sig, ProcessPredicate):
+            return S.eval_process(sig, processes)
+        if isinstance(sig, GpuThrottle):
+            return S.eval_gpu_throttle(sig, sample.gpus)
+        if isinstance(sig, GpuProcessSignal):
+            if sig.mode == "hog":
+                return S.eval_gpu_hog(sig, sample.gpus)
+            return S.eval_gpu_memory_trend(sig, self._gpu_hist)
+        assert isinstance(sig, Trend)
+        return S.eval_trend(sig, window, self._index)
+
+    def _eval_kmsg(self, sigkey: SigKey, sig: Kmsg, now: float) -> list[S.Hit]:
+        hits = []
+        for (key, _scope), win in self._kwin.items():
+            if key != sigkey:
+                continue
+            while win.hits and win.hits[0][0] <= now - sig.window_seconds:
+                win.hits.popleft()
+            total = sum(n for _, n in win.hits)
+            if total:
+                hits.append(S.Hit(float(total), dict(win.captures), total >= sig.count,
+                                  count=win.new, window_count=total, lines=tuple(win.lines)))
+        return hits
+
+    def _hold(self, pi: int, si: int, sig: Threshold, hits: list[S.Hit], now: float
+              ) -> list[S.Hit]:
+        clear_value = sig.value if sig.clear_value is None else sig.clear_value
+        for hit in hits:
+            hold = self._holds.setdefault((pi, si, tuple(sorted(hit.captures.items()))),
+                                          S.Hysteresis())
+            clearing = not S.compare(sig.op, hit.value, clear_value)
+            hit.ok = hold.update(hit.ok, clearing, now, sig.for_seconds, sig.clear_for_seconds)
+        return hits
+
+    # --- events -----------------------------------------------------------------------
+    def _transitions(self, pi: int, pb: Playbook, firing: dict[str, list[tuple[Signal, S.Hit]]],
+                     window: WindowView, gpus: Sequence[GpuState],
+                     processes: Sequence[ProcessInfo], now: float) -> list[DetectEvent]:
+        events = []
+        for scope, hits in firing.items():
+            new = sum(h.count for sig, h in hits if isinstance(sig, Kmsg))
+            in_window = sum(h.window_count for sig, h in hits if isinstance(sig, Kmsg))
+            metric_hit = any(not isinstance(sig, Kmsg) for sig, _ in hits)
+            last = self._active.get((pi, scope))
+            if last is None:
+                count = in_window or 1
+            elif new:
+                count = new
+            elif metric_hit and now - last >= self.refresh_seconds:
+                count = 0 if any(isinstance(s, Kmsg) for s in pb.detect.signals) else 1
+            else:
+                continue
+            self._active[(pi, scope)] = now
+            evidence = gather(pb, scope, hits, window, self._index, gpus, processes,
+                              self.read_sysctl, self.read_cgroup)
+            events.append(DetectEvent("fire", pb.id, scope, _severity(pb, hits), evidence,
+                                      count, now))
+        for (api, scope) in [k for k in self._active if k[0] == pi and k[1] not in firing]:
+            del self._active[(api, scope)]
+            events.append(DetectEvent("clear", pb.id, scope, pb.severity, Evidence(), 0, now))
+        return events
+
+
+def _severity(pb: Playbook, hits: Sequence[tuple[Signal, S.Hit]]) -> str:
+    """The playbook's severity; for Xid classes, the worst code's from the Xid table."""
+    codes = [h.captures.get("xid", "") for _, h in hits]
+    found = [XID_TABLE[int(c)].severity for c in codes if c.isdigit() and int(c) in XID_TABLE]
+    return max(found, key=_SEVERITY_RANK.__getitem__) if found else pb.severity
+
+
+def _combine(tables: list[Table], sigs: Sequence[Signal], mode: str, default: str
+             ) -> dict[str, list[tuple[Signal, S.Hit]]]:
+    """Scopes where the playbook fires, with the hits behind each (key None: any scope)."""
+    out: dict[str, list[tuple[Signal, S.Hit]]] = {}
+    if mode == "any":
+        for sig, table in zip(sigs, tables, strict=True):
+            for key, hit in table.items():
+                if hit is not None:
+                    out.setdefault(key or default, []).append((sig, hit))
+        return out
+    scoped = sorted({k for t in tables for k, h in t.items() if k is not None and h is not None})
+    for key in scoped:
+        hits = [(t[key] if key in t else t.get(None)) for t in tables]
+        if all(h is not None for h in hits):
+            out[key] = [(s, h) for s, h in zip(sigs, hits, strict=True) if h is not None]
+    if not out:
+        agnostic = [t.get(None) for t in tables]
+        if all(h is not None for h in agnostic):
+            out[default] = [(s, h) for s, h in zip(sigs, agnostic, strict=True) if h is not None]
+    return out

@@ -1,0 +1,133 @@
+"""Top processes by CPU, memory and file-descriptor usage, via psutil.
+
+A scan costs tens of microseconds per process, so it runs every
+``process_scan_seconds`` (default 10 s) and returns ``processes=None`` in between.
+The fd ranking exists for the fd-limit playbook: a process close to its
+RLIMIT_NOFILE is usually idle and small, so CPU and memory would never pick it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from healer.models import ProcessInfo, SamplePart
+
+_ATTRS = ["pid", "name", "username", "cpu_percent", "memory_info", "num_fds"]
+
+
+class ProcessCollector:
+    """Every ``interval`` seconds: the top ``top_n`` by CPU, by RSS and by fd usage."""
+
+    name = "processes"
+
+    def __init__(
+        self,
+        top_n: int = 10,
+        interval: float = 10.0,
+        procfs_root: Path = Path("/proc"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.top_n = top_n
+        self.interval = interval
+        self.root = procfs_root
+        self._clock = clock
+        self._next = 0.0
+
+    def collect(self) -> SamplePart:
+        now = self._clock()
+        if now < self._next:
+            return SamplePart()
+        self._next = now + self.interval
+        infos = list(self._scan())
+        metrics: dict[str, float] = {"procs.count": float(len(infos))}
+        usage = [_fd_usage(p) for p in infos]
+        if usage:
+            metrics["procs.fd_usage_max_percent"] = max(usage)
+        return SamplePart(metrics=metrics, processes=tuple(self._top(infos)))
+
+    def _scan(self) -> Iterable[ProcessInfo]:
+        for proc in psutil.process_iter(_ATTRS, ad_value=None):
+            info: dict[str, Any] = proc.info
+            mem = info.get("memory_info")
+            soft, hard = self._nofile(proc)
+            yield ProcessInfo(
+                pid=info["pid"],
+                name=info.get("name") or "",
+                username=info.get("username") or "",
+                cpu_percent=float(info.get("cpu_percent") or 0.0),
+                rss_bytes=int(mem.rss) if mem is not None else 0,
+                num_fds=info.get("num_fds"),
+                nofile_soft=soft,
+                nofile_hard=hard,
+            )
+
+    def _top(self, infos: list[ProcessInfo]) -> list[ProcessInfo]:
+        n = self.top_n
+        picked: dict[int, ProcessInfo] = {}
+        for key in (lambda p: p.cpu_percent, lambda p: float(p.rss_bytes), _fd_usage):
+            for p in sorted(infos, key=key, reverse=True)[:n]:
+                picked.setdefault(p.pid, p)
+        return [self._enrich(p) for p in picked.values()]
+
+    def _enrich(self, p: ProcessInfo) -> ProcessInfo:
+        """Add the cgroup path and command line, only for the processes we keep."""
+        cgroup = read_cgroup(self.root / str(p.pid) / "cgroup")
+        try:
+            cmdline = " ".join(psutil.Process(p.pid).cmdline())[:512]
+        except (psutil.Error, OSError):
+            cmdline = ""
+        return p.model_copy(update={"cgroup": cgroup, "cmdline": cmdline})
+
+    def _nofile(self, proc: psutil.Process) -> tuple[int | None, int | None]:
+        """RLIMIT_NOFILE soft/hard via prlimit(2); falls back to /proc/PID/limits."""
+        try:
+            soft, hard = proc.rlimit(psutil.RLIMIT_NOFILE)
+            return _lim(soft), _lim(hard)
+        except (psutil.Error, OSError):
+            return parse_limits_nofile(self.root / str(proc.pid) / "limits")
+
+
+def _lim(v: int) -> int | None:
+    return None if v == psutil.RLIM_INFINITY or v < 0 else int(v)
+
+
+def _fd_usage(p: ProcessInfo) -> float:
+    if p.num_fds is None or not p.nofile_soft:
+        return 0.0
+    return 100.0 * p.num_fds / p.nofile_soft
+
+
+def parse_limits_nofile(path: Path) -> tuple[int | None, int | None]:
+    """``Max open files  1024  4096  files`` from /proc/PID/limits; (None, None) if unreadable."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None, None
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            parts = line.split()
+            vals = [None if v == "unlimited" else int(v) for v in parts[3:5]]
+            return vals[0], vals[1]
+    return None, None
+
+
+def read_cgroup(path: Path) -> str | None:
+    """The unified (v2) cgroup path, else the v1 memory controller's path (cgroups(7))."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    v1_memory = None
+    for line in text.splitlines():
+        hier, _, rest = line.partition(":")
+        controllers, _, cgpath = rest.partition(":")
+        if hier == "0" and controllers == "" and cgpath != "/":
+            return cgpath
+        if "memory" in controllers.split(","):
+            v1_memory = cgpath
+    return v1_memory or ("/" if text else None)

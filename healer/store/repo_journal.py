@@ -1,0 +1,284 @@
+"""Incidents and the action journal (commit-confirmed: every write is its own transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from guardrails.actions import action_to_dict, parse_action
+from guardrails.decision import Decision
+from healer.models import (
+    TRANSITIONS,
+    ActionRecord,
+    ActionState,
+    Diagnosis,
+    Evidence,
+    Incident,
+    IncidentStatus,
+)
+from healer.store.errors import IllegalTransition, NotFound, StaleState
+from healer.store.repo_base import RepoBase
+from healer.store.rows import HistoryEntry
+from healer.store.tables import ActionTable, IncidentTable
+
+# Fields a transition may set besides the state (the actuator's read-backs and verdicts).
+TRANSITION_FIELDS = frozenset({"original", "applied", "deadline", "verification", "decision"})
+
+
+def _incident(row: IncidentTable) -> Incident:
+    return Incident(
+        id=row.id,
+        host_id=row.host_id,
+        playbook=row.playbook,
+        scope=row.scope,
+        status=IncidentStatus(row.status),
+        severity=row.severity,
+        count=row.count,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        evidence=Evidence.model_validate(row.evidence),
+        diagnosis=None if row.diagnosis is None else Diagnosis.model_validate(row.diagnosis),
+    )
+
+
+def _record(row: ActionTable) -> ActionRecord:
+    return ActionRecord(
+        id=row.id,
+        host_id=row.host_id,
+        incident_id=row.incident_id,
+        action=parse_action(row.action),
+        decision=Decision.model_validate(row.decision),
+        provenance=row.provenance,  # type: ignore[arg-type]  # validated by pydantic
+        state=ActionState(row.state),
+        original=row.original,
+        applied=row.applied,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deadline=row.deadline,
+        verification=row.verification,
+        approvals_needed=row.approvals_needed,
+        rationale=row.rationale,
+    )
+
+
+def _field_value(name: str, value: Any) -> Any:
+    if name == "decision" and isinstance(value, Decision):
+        return value.model_dump(mode="json")
+    return value
+
+
+class JournalRepo(RepoBase):
+    """Incident and action-journal methods of the Repository."""
+
+    # -- incidents ---------------------------------------------------------------------
+    def open_incident(self, incident: Incident) -> Incident:
+        """Insert a new incident; returns it with its id."""
+        row = IncidentTable(
+            host_id=incident.host_id,
+            playbook=incident.playbook,
+            scope=incident.scope,
+            status=incident.status.value,
+            severity=incident.severity,
+            count=incident.count,
+            first_seen=incident.first_seen,
+            last_seen=incident.last_seen,
+            evidence=incident.evidence.model_dump(mode="json"),
+            diagnosis=None
+            if incident.diagnosis is None
+            else incident.diagnosis.model_dump(mode="json"),
+        )
+        with self._tx() as s:
+            s.add(row)
+            s.flush()
+            return _incident(row)
+
+    def update_incident(self, incident: Incident) -> Incident:
+        """Update count, last_seen, evidence, status and severity by id."""
+        if incident.id is None:
+            raise NotFound("incident", "None")
+        with self._tx() as s:
+            row = s.get(IncidentTable, incident.id)
+            if row is None:
+                raise NotFound("incident", incident.id)
+            row.count = incident.count
+            row.last_seen = incident.last_seen
+            row.evidence = incident.evidence.model_dump(mode="json")
+            row.status = incident.status.value
+            row.severity = incident.severity
+            s.flush()
+            return _incident(row)
+
+    def find_incident(
+        self, playbook: str, scope: str, *, status: IncidentStatus | None = None
+    ) -> Incident | None:
+        """The newest incident of this host with this fingerprint (and status, if given)."""
+        q = sa.select(IncidentTable).where(
+            IncidentTable.host_id == self.host_id,
+            IncidentTable.playbook == playbook,
+            IncidentTable.scope == scope,
+        )
+        if status is not None:
+            q = q.where(IncidentTable.status == status.value)
+        with self._tx(write=False) as s:
+            row = s.scalars(q.order_by(IncidentTable.id.desc()).limit(1)).first()
+            return None if row is None else _incident(row)
+
+    def get_incident(self, id: int) -> Incident | None:
+        """One incident by id (any host: ids are unique in a shared database)."""
+        with self._tx(write=False) as s:
+            row = s.get(IncidentTable, id)
+            return None if row is None else _incident(row)
+
+    def list_incidents(
+        self, status: IncidentStatus | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """This host's incidents, newest first."""
+        q = sa.select(IncidentTable).where(IncidentTable.host_id == self.host_id)
+        if status is not None:
+            q = q.where(IncidentTable.status == status.value)
+        with self._tx(write=False) as s:
+            rows = s.scalars(q.order_by(IncidentTable.id.desc()).limit(limit))
+            return [_incident(r) for r in rows]
+
+    def set_diagnosis(self, incident_id: int, diagnosis: Diagnosis) -> None:
+        """Attach (or replace) the diagnosis of an incident."""
+        with self._tx() as s:
+            n = s.execute(
+                sa.update(IncidentTable)
+                .where(IncidentTable.id == incident_id)
+                .values(diagnosis=diagnosis.model_dump(mode="json"))
+            ).rowcount  # type: ignore[attr-defined]
+            if n == 0:
+                raise NotFound("incident", incident_id)
+
+    # -- action journal ----------------------------------------------------------------
+    def add_action(self, record: ActionRecord) -> ActionRecord:
+        """Durably insert a journal record (and its audit row); returns it with its id."""
+        row = ActionTable(
+            host_id=record.host_id,
+            incident_id=record.incident_id,
+            kind=record.action.kind,
+            target=record.action.target,
+            action=action_to_dict(record.action),
+            decision=record.decision.model_dump(mode="json"),
+            provenance=record.provenance,
+            state=record.state.value,
+            original=record.original,
+            applied=record.applied,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            applied_at=record.updated_at if record.state == ActionState.APPLYING else None,
+            deadline=record.deadline,
+            verification=record.verification,
+            approvals_needed=record.approvals_needed,
+            rationale=record.rationale,
+        )
+        with self._tx() as s:
+            s.add(row)
+            s.flush()
+            detail = {"to": record.state.value, "verdict": record.decision.verdict}
+            self._audit(s, "healer", "action.added", f"action:{row.id}", detail)
+            return _record(row)
+
+    def transition(
+        self,
+        id: int,
+        to: ActionState,
+        *,
+        expect: Collection[ActionState],
+        actor: str = "healer",
+        comment: str = "",
+        **fields: Any,
+    ) -> ActionRecord:
+        """Compare-and-set the state (legal per TRANSITIONS); raises StaleState if moved."""
+        unknown = set(fields) - TRANSITION_FIELDS
+        if unknown:
+            raise TypeError(f"transition() got unexpected fields {sorted(unknown)}")
+        expect = frozenset(ActionState(e) for e in expect)
+        legal = {e for e in expect if to in TRANSITIONS.get(e, frozenset())}
+        if not legal:
+            raise IllegalTransition(id, "|".join(sorted(expect)) or None, to.value)
+        with self._tx() as s:
+            current = s.scalar(sa.select(ActionTable.state).where(ActionTable.id == id))
+            if current is None:
+                raise NotFound("action", id)
+            if current not in expect:
+                raise StaleState(id, expect, current)
+            if current not in legal:
+                raise IllegalTransition(id, current, to.value)
+            now = self.now()
+            values = {k: _field_value(k, v) for k, v in fields.items()}
+            values.update(state=to.value, updated_at=now)
+            if to == ActionState.APPLYING:
+                values["applied_at"] = now
+            # The WHERE on the old state makes this a CAS even where the SELECT took no lock.
+            n = s.execute(
+                sa.update(ActionTable)
+                .where(ActionTable.id == id, ActionTable.state == current)
+                .values(**values)
+            ).rowcount  # type: ignore[attr-defined]
+            if n != 1:
+                raise StaleState(id, expect, None)
+            detail = {"from": current, "to": to.value, "comment": comment}
+            self._audit(s, actor, "action.transition", f"action:{id}", detail)
+            row = s.get(ActionTable, id, populate_existing=True)
+            assert row is not None
+            return _record(row)
+
+    def get_action(self, id: int) -> ActionRecord | None:
+        """One journal record by id."""
+        with self._tx(write=False) as s:
+            row = s.get(ActionTable, id)
+            return None if row is None else _record(row)
+
+    def list_actions(
+        self,
+        *,
+        states: Collection[ActionState] | None = None,
+        incident_id: int | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        """This host's journal, newest first, optionally by states and incident."""
+        q = sa.select(ActionTable).where(ActionTable.host_id == self.host_id)
+        if states is not None:
+            q = q.where(ActionTable.state.in_([ActionState(x).value for x in states]))
+        if incident_id is not None:
+            q = q.where(ActionTable.incident_id == incident_id)
+        with self._tx(write=False) as s:
+            rows = s.scalars(q.order_by(ActionTable.id.desc()).limit(limit))
+            return [_record(r) for r in rows]
+
+    def history(self, target: str, since: datetime) -> list[HistoryEntry]:
+        """Changes to ``target`` that started applying since ``since``, oldest first."""
+        q = (
+            sa.select(ActionTable)
+            .where(
+                ActionTable.host_id == self.host_id,
+                ActionTable.target == target,
+                ActionTable.applied_at >= since,
+            )
+            .order_by(ActionTable.applied_at, ActionTable.id)
+        )
+        with self._tx(write=False) as s:
+            return [
+                HistoryEntry(
+                    target=r.target,
+                    ts=r.applied_at,
+                    state=ActionState(r.state),
+                    value=r.applied,
+                    action_id=r.id,
+                )
+                for r in s.scalars(q)
+                if r.applied_at is not None
+            ]
+
+    def changes_since(self, since: datetime) -> int:
+        """How many changes this host started applying since ``since`` (blast radius)."""
+        q = sa.select(sa.func.count(ActionTable.id)).where(
+            ActionTable.host_id == self.host_id, ActionTable.applied_at >= since
+        )
+        with self._tx(write=False) as s:
+            return int(s.scalar(q) or 0)

@@ -1,0 +1,145 @@
+"""The notification outbox and the small key/value store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from healer.store.repo_base import RepoBase
+from healer.store.rows import OutboxRow
+from healer.store.tables import KvTable, OutboxTable
+
+MAX_ERROR_LEN = 2000
+
+
+def _outbox(r: OutboxTable) -> OutboxRow:
+    return OutboxRow(
+        id=r.id,
+        channel=r.channel,
+        event=r.event,
+        payload=r.payload,
+        dedupe_key=r.dedupe_key,
+        attempts=r.attempts,
+        next_attempt=r.next_attempt,
+        delivered_at=r.delivered_at,
+        last_error=r.last_error,
+        dead=r.dead,
+    )
+
+
+class OutboxRepo(RepoBase):
+    """At-least-once delivery bookkeeping, idempotent by (channel, dedupe_key)."""
+
+    def enqueue_notification(
+        self, channel: str, event: str, payload: dict[str, Any], dedupe_key: str
+    ) -> bool:
+        """Queue one message for one channel; False if this channel already has the key."""
+        now = self.now()
+        row = {
+            "host_id": self.host_id,
+            "channel": channel,
+            "event": event,
+            "payload": payload,
+            "dedupe_key": dedupe_key,
+            "attempts": 0,
+            "next_attempt": now,
+            "created_at": now,
+            "delivered_at": None,
+            "last_error": None,
+            "dead": False,
+        }
+        keys = ("host_id", "channel", "dedupe_key")
+        with self._tx() as s:
+            return self._insert_ignore(s, OutboxTable.__table__, [row], keys) == 1
+
+    def due_notifications(self, now: datetime, limit: int = 50) -> list[OutboxRow]:
+        """Undelivered, live messages whose next attempt is due, oldest due first."""
+        q = (
+            sa.select(OutboxTable)
+            .where(
+                OutboxTable.host_id == self.host_id,
+                OutboxTable.delivered_at.is_(None),
+                OutboxTable.dead.is_(False),
+                OutboxTable.next_attempt <= now,
+            )
+            .order_by(OutboxTable.next_attempt, OutboxTable.id)
+            .limit(limit)
+        )
+        with self._tx(write=False) as s:
+            return [_outbox(r) for r in s.scalars(q)]
+
+    def get_notification(self, id: int) -> OutboxRow | None:
+        """One outbox row by id."""
+        with self._tx(write=False) as s:
+            row = s.get(OutboxTable, id)
+            return None if row is None else _outbox(row)
+
+    def mark_delivered(self, id: int, at: datetime) -> None:
+        """Record a successful delivery (counts as an attempt)."""
+        with self._tx() as s:
+            s.execute(
+                sa.update(OutboxTable)
+                .where(OutboxTable.id == id, OutboxTable.delivered_at.is_(None))
+                .values(delivered_at=at, attempts=OutboxTable.attempts + 1, last_error=None)
+            )
+
+    def mark_failed(self, id: int, error: str, next_attempt: datetime, give_up: bool) -> None:
+        """Record a failed attempt and when to try again; give_up marks the row dead."""
+        with self._tx() as s:
+            s.execute(
+                sa.update(OutboxTable)
+                .where(OutboxTable.id == id, OutboxTable.delivered_at.is_(None))
+                .values(
+                    attempts=OutboxTable.attempts + 1,
+                    last_error=error[:MAX_ERROR_LEN],
+                    next_attempt=next_attempt,
+                    dead=give_up,
+                )
+            )
+
+    # -- kv ----------------------------------------------------------------------------
+    def kv_get(self, namespace: str, key: str) -> str | None:
+        """The value, or None when absent or expired."""
+        q = sa.select(KvTable.value).where(
+            KvTable.host_id == self.host_id,
+            KvTable.namespace == namespace,
+            KvTable.key == key,
+            sa.or_(KvTable.expires_at.is_(None), KvTable.expires_at > self.now()),
+        )
+        with self._tx(write=False) as s:
+            return s.scalar(q)
+
+    def kv_put(
+        self, namespace: str, key: str, value: str, ttl_seconds: float | None = None
+    ) -> None:
+        """Insert or replace a value; it disappears after ttl_seconds when given."""
+        now = self.now()
+        expires = None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
+        with self._tx() as s:
+            row = s.get(KvTable, (self.host_id, namespace, key))
+            if row is None:
+                s.add(
+                    KvTable(
+                        host_id=self.host_id,
+                        namespace=namespace,
+                        key=key,
+                        value=value,
+                        expires_at=expires,
+                        updated_at=now,
+                    )
+                )
+            else:
+                row.value, row.expires_at, row.updated_at = value, expires, now
+
+    def kv_delete(self, namespace: str, key: str) -> None:
+        """Remove a key if present."""
+        with self._tx() as s:
+            s.execute(
+                sa.delete(KvTable).where(
+                    KvTable.host_id == self.host_id,
+                    KvTable.namespace == namespace,
+                    KvTable.key == key,
+                )
+            )

@@ -1,0 +1,140 @@
+"""Metric persistence (per-minute rollups, raw samples near incidents), retention, integrity."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healer.models import Sample
+from healer.store.repo_base import RepoBase
+from healer.store.rows import Rollup
+from healer.store.tables import KvTable, OutboxTable, RawSampleTable, RollupTable
+
+
+def _merge(row: RollupTable, r: Rollup) -> None:
+    # A restart mid-minute emits a second partial rollup for the same minute: combine them.
+    total = row.count + r.count
+    row.avg = (row.avg * row.count + r.avg * r.count) / total
+    row.min, row.max = min(row.min, r.min), max(row.max, r.max)
+    row.last, row.count = r.last, total
+
+
+class SamplesRepo(RepoBase):
+    """Rollups, raw samples, the series the dashboard and verification read, and pruning."""
+
+    def add_rollups(self, rows: Sequence[Rollup]) -> None:
+        """Store per-minute rollups; a second row for the same minute is merged in."""
+        if not rows:
+            return
+        minutes = {r.minute for r in rows}
+        with self._tx() as s:
+            q = sa.select(RollupTable).where(
+                RollupTable.host_id == self.host_id, RollupTable.minute.in_(minutes)
+            )
+            existing = {(e.name, e.minute): e for e in s.scalars(q)}
+            for r in rows:
+                row = existing.get((r.name, r.minute))
+                if row is not None:
+                    _merge(row, r)
+                    continue
+                row = RollupTable(host_id=self.host_id, **r.model_dump())
+                s.add(row)
+                existing[(r.name, r.minute)] = row
+
+    def add_raw_samples(
+        self, samples: Sequence[Sample], names: Collection[str] | None = None
+    ) -> None:
+        """Store full-resolution readings (only ``names`` when given); repeats are ignored."""
+        wanted = None if names is None else frozenset(names)
+        rows = [
+            {
+                "host_id": self.host_id,
+                "name": name,
+                "ts": datetime.fromtimestamp(sample.ts, UTC),
+                "value": value,
+            }
+            for sample in samples
+            for name, value in sample.metrics.items()
+            if wanted is None or name in wanted
+        ]
+        with self._tx() as s:
+            self._insert_ignore(s, RawSampleTable.__table__, rows, ("host_id", "name", "ts"))
+
+    def metric_series(
+        self, name: str, since: datetime, until: datetime | None = None
+    ) -> list[tuple[float, float]]:
+        """(epoch ts, value) oldest first: raw points, and rollup averages (at the minute's
+        start) for minutes that have no raw points."""
+        until = until or self.now()
+        raw_q = (
+            sa.select(RawSampleTable.ts, RawSampleTable.value)
+            .where(
+                RawSampleTable.host_id == self.host_id,
+                RawSampleTable.name == name,
+                RawSampleTable.ts >= since,
+                RawSampleTable.ts <= until,
+            )
+            .order_by(RawSampleTable.ts)
+        )
+        roll_q = sa.select(RollupTable.minute, RollupTable.avg).where(
+            RollupTable.host_id == self.host_id,
+            RollupTable.name == name,
+            RollupTable.minute >= since.replace(second=0, microsecond=0),
+            RollupTable.minute <= until,
+        )
+        with self._tx(write=False) as s:
+            raw = [(ts.timestamp(), v) for ts, v in s.execute(raw_q)]
+            covered = {int(ts // 60) for ts, _ in raw}
+            rolled = [
+                (m.timestamp(), v)
+                for m, v in s.execute(roll_q)
+                if int(m.timestamp() // 60) not in covered
+            ]
+        return sorted(raw + rolled)
+
+    def prune(self, now: datetime, rollup_days: float, raw_minutes: float) -> int:
+        """Delete old rollups, raw samples, finished notifications and expired kv; keep the
+        incidents, the journal and the audit log (they are the record). Returns rows deleted."""
+        old = now - timedelta(days=rollup_days)
+        raw_old = now - timedelta(minutes=raw_minutes)
+        host = self.host_id
+        with self._tx() as s:
+            n = _delete(
+                s,
+                sa.delete(RollupTable).where(RollupTable.host_id == host, RollupTable.minute < old),
+            )
+            n += _delete(
+                s,
+                sa.delete(RawSampleTable).where(
+                    RawSampleTable.host_id == host, RawSampleTable.ts < raw_old
+                ),
+            )
+            n += _delete(
+                s,
+                sa.delete(OutboxTable).where(
+                    OutboxTable.host_id == host,
+                    sa.or_(
+                        OutboxTable.delivered_at < old,
+                        sa.and_(OutboxTable.dead.is_(True), OutboxTable.created_at < old),
+                    ),
+                ),
+            )
+            n += _delete(
+                s, sa.delete(KvTable).where(KvTable.host_id == host, KvTable.expires_at <= now)
+            )
+            return n
+
+    def integrity_check(self) -> str:
+        """SQLite ``PRAGMA integrity_check`` ("ok" when sound); "ok" on other backends."""
+        if self._engine.dialect.name != "sqlite":
+            return "ok"
+        with self._tx(write=False) as s:
+            rows = s.execute(sa.text("PRAGMA integrity_check")).scalars().all()
+        return "\n".join(str(r) for r in rows)
+
+
+def _delete(s: Session, stmt: sa.Delete) -> int:
+    return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,83 @@
+"""Small frozen row models the repository returns besides healer.models domain types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from healer.models import ActionState
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rollup(_Row):
+    """One metric aggregated over one minute (minute = start of the minute, UTC)."""
+
+    name: str
+    minute: datetime
+    min: float
+    max: float
+    avg: float
+    last: float
+    count: int = Field(ge=1)
+
+
+class HistoryEntry(_Row):
+    """One applied change to a target, for guard rate limits and cool-downs."""
+
+    target: str
+    ts: datetime  # when the change entered "applying"
+    state: ActionState  # where it stands now
+    value: str | None  # the value read back after apply, when known
+    action_id: int | None = None
+
+
+class ApprovalRow(_Row):
+    action_id: int
+    user: str
+    approve: bool
+    comment: str
+    at: datetime
+
+
+class AuditRow(_Row):
+    id: int
+    at: datetime
+    actor: str
+    event: str
+    subject: str
+    detail: dict[str, Any]
+
+
+class UserRow(_Row):
+    id: int
+    name: str
+    password_hash: str
+    role: str
+    slack_user_id: str | None
+    created_at: datetime
+
+
+class TokenRow(_Row):
+    id: int
+    name: str
+    token_hash: str
+    role: str
+    created_at: datetime
+
+
+class OutboxRow(_Row):
+    id: int
+    channel: str
+    event: str
+    payload: dict[str, Any]
+    dedupe_key: str
+    attempts: int
+    next_attempt: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    dead: bool

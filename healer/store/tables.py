@@ -1,0 +1,221 @@
+"""The database schema as SQLAlchemy 2.0 typed declarative tables; every row carries host_id.
+
+The migration in ``migrations/versions`` creates these tables explicitly; a test checks
+that the migrated schema and this metadata agree (``alembic.autogenerate.compare_metadata``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+HOST_LEN = 253  # a DNS name, like Settings.host_id
+NAME_LEN = 200
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Store datetimes in UTC; always hand back tz-aware UTC values.
+
+    SQLite keeps DATETIME as naive text, so the zone is attached on the way out. Naive
+    values coming in are taken to be UTC already (the daemon's clock is UTC).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC) if dialect.name != "sqlite" else value
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        str: sa.String(NAME_LEN),
+    }
+
+
+class RollupTable(Base):
+    """Per-minute aggregate of one metric."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (sa.UniqueConstraint("host_id", "name", "minute"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    name: Mapped[str]
+    minute: Mapped[datetime] = mapped_column(index=True)
+    min: Mapped[float]
+    max: Mapped[float]
+    avg: Mapped[float]
+    last: Mapped[float]
+    count: Mapped[int]
+
+
+class RawSampleTable(Base):
+    """Full-resolution readings, kept for a while around incidents."""
+
+    __tablename__ = "raw_samples"
+    __table_args__ = (sa.UniqueConstraint("host_id", "name", "ts"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    name: Mapped[str]
+    ts: Mapped[datetime] = mapped_column(index=True)
+    value: Mapped[float]
+
+
+class IncidentTable(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (
+        sa.Index("ix_incidents_fingerprint", "host_id", "playbook", "scope", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    playbook: Mapped[str]
+    scope: Mapped[str] = mapped_column(sa.String(1024))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(32))
+    count: Mapped[int]
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    evidence: Mapped[dict[str, Any]]
+    diagnosis: Mapped[dict[str, Any] | None]
+
+
+class ActionTable(Base):
+    """The action journal: one row per proposed change, moved through TRANSITIONS."""
+
+    __tablename__ = "actions"
+    __table_args__ = (sa.Index("ix_actions_host_state", "host_id", "state"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(4200), index=True)
+    action: Mapped[dict[str, Any]]
+    decision: Mapped[dict[str, Any]]
+    provenance: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(32))
+    original: Mapped[str | None] = mapped_column(sa.Text)
+    applied: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    applied_at: Mapped[datetime | None] = mapped_column(index=True)  # entered "applying"
+    deadline: Mapped[datetime | None]
+    verification: Mapped[dict[str, Any] | None]
+    approvals_needed: Mapped[int]
+    rationale: Mapped[str] = mapped_column(sa.Text)
+
+
+class ApprovalTable(Base):
+    """A person's vote on one awaiting action; one per (action, user)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (sa.UniqueConstraint("action_id", "user"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    action_id: Mapped[int] = mapped_column(sa.ForeignKey("actions.id"))
+    user: Mapped[str]
+    approve: Mapped[bool]
+    comment: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime]
+
+
+class AuditTable(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str]
+    event: Mapped[str] = mapped_column(sa.String(64))
+    subject: Mapped[str] = mapped_column(sa.String(4200), index=True)
+    detail: Mapped[dict[str, Any]]
+
+
+class PausedTargetTable(Base):
+    """Targets where admin drift stood automation down until a human resumes them."""
+
+    __tablename__ = "paused_targets"
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
+    target: Mapped[str] = mapped_column(sa.String(4200), primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime]
+
+
+class UserTable(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    name: Mapped[str] = mapped_column(unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.Text)
+    role: Mapped[str] = mapped_column(sa.String(32))
+    slack_user_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class TokenTable(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    name: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(sa.String(512), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime]
+
+
+class OutboxTable(Base):
+    """Notifications waiting for delivery; dedupe_key makes enqueueing idempotent."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("host_id", "channel", "dedupe_key"),
+        sa.Index("ix_outbox_due", "host_id", "delivered_at", "dead", "next_attempt"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    event: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[dict[str, Any]]
+    dedupe_key: Mapped[str] = mapped_column(sa.String(512))
+    attempts: Mapped[int]
+    next_attempt: Mapped[datetime]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    dead: Mapped[bool]
+
+
+class KvTable(Base):
+    """Small durable key/value pairs (LLM cache, kmsg bookkeeping, flags)."""
+
+    __tablename__ = "kv"
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
+    namespace: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[datetime]

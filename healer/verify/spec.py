@@ -1,0 +1,112 @@
+"""What verification compares, and what it concluded: frozen values, stored in the journal.
+
+A ``VerifySpec`` is resolved from a playbook's ``verify`` block when the proposal enters
+the journal (metric placeholders filled in from the incident), so a restarted daemon can
+re-verify from the journal alone. ``VerifyResult.passed`` is True (keep), False (roll
+back) or None (not enough evidence yet: keep waiting until the deadline).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Direction = Literal["down", "up", "to_zero", "below", "above"]
+
+# Guard metrics are "worse" when they rise, except these, which are worse when they fall
+# (throughput, headroom). A playbook guard can say so explicitly with ``worse``.
+_HIGHER_IS_BETTER = re.compile(r"throughput|available|free|_ops|per_second|goodput|accepted")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GuardSpec(_Frozen):
+    """A metric that must not regress past an explicit tolerance while the change is tried."""
+
+    metric: str
+    max_regression_percent: float | None = Field(default=None, ge=0)
+    max_increase: float | None = Field(default=None, ge=0)  # absolute, in the metric's units
+    worse: Literal["up", "down"] = "up"
+
+
+class VerifySpec(_Frozen):
+    """The target metric and direction, the guards, and the windows and tolerances."""
+
+    metric: str
+    direction: Direction
+    threshold: float | None = None  # for below / above
+    rate: bool = False  # compare the per-second rate (counters; *_total always are)
+    guards: tuple[GuardSpec, ...] = ()
+    window_seconds: float = Field(default=30.0, gt=0)  # baseline length and judged after-window
+    settle_seconds: float = Field(default=2.0, ge=0)  # samples right after the write are ignored
+    min_samples: int = Field(default=3, ge=2)  # never judge on one sample
+    min_change_percent: float = Field(default=10.0, ge=0)  # up/down: required improvement
+    target_tolerance_percent: float = Field(default=20.0, ge=0)  # target worse than this: fail
+    zero_tolerance: float = Field(default=0.0, ge=0)  # to_zero: the largest rate that counts as 0
+    mad_k: float = Field(default=3.0, ge=0)  # noise floor: k * MAD of the baseline
+    deadline_seconds: float | None = None  # default: settle + 3 windows
+
+    @property
+    def deadline(self) -> float:
+        """Seconds after the write by which verification must have passed."""
+        if self.deadline_seconds is not None:
+            return self.deadline_seconds
+        return self.settle_seconds + 3 * self.window_seconds
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric verification reads: the target, then the guards."""
+        return (self.metric, *(g.metric for g in self.guards))
+
+
+class VerifyResult(_Frozen):
+    """The verdict (None: keep waiting), the reasons, and the numbers behind it."""
+
+    passed: bool | None
+    reasons: tuple[str, ...] = ()
+    numbers: dict[str, float] = Field(default_factory=dict)
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill_placeholders(metric: str, labels: Mapping[str, str]) -> str | None:
+    """Replace ``{label}`` parts of a metric name; None when a label is unknown."""
+    missing = [m for m in _PLACEHOLDER.findall(metric) if m not in labels]
+    if missing:
+        return None
+    return _PLACEHOLDER.sub(lambda m: labels[m.group(1)], metric)
+
+
+def parse_direction(text: str) -> tuple[Direction, float | None]:
+    """``down|up|to_zero|below:X|above:X`` as the playbook schema spells it."""
+    name, _, number = text.partition(":")
+    if name in ("below", "above"):
+        return name, float(number)  # type: ignore[return-value]
+    if name in ("down", "up", "to_zero"):
+        return name, None  # type: ignore[return-value]
+    raise ValueError(f"unknown verify direction {text!r}")
+
+
+def spec_from_playbook(verify: Any, labels: Mapping[str, str]) -> VerifySpec | None:
+    """Build a VerifySpec from a ``playbooks.schema.Verify``; None when a metric cannot be named."""
+    metric = fill_placeholders(verify.metric, labels)
+    if metric is None:
+        return None
+    direction, threshold = parse_direction(verify.direction)
+    guards = []
+    for guard in verify.guards:
+        name = fill_placeholders(guard.metric, labels)
+        if name is None:
+            return None
+        worse: Literal["up", "down"] = "down" if _HIGHER_IS_BETTER.search(name) else "up"
+        guards.append(GuardSpec(metric=name, max_regression_percent=guard.max_regression_percent,
+                                max_increase=guard.max_increase, worse=worse))
+    rate = getattr(verify, "rate_seconds", None) is not None
+    return VerifySpec(metric=metric, direction=direction, threshold=threshold, rate=rate,
+                      guards=tuple(guards), window_seconds=verify.window_seconds)

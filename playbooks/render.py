@@ -1,0 +1,150 @@
+"""Turn a playbook's remedy templates into catalog actions for one incident.
+
+Numbers come from the operator table (``playbooks.operators``); text fields are
+``{label}`` templates over the incident's captures and scope. Captured kernel-log text is
+untrusted: it reaches an action only through the catalog's validators, and a remedy that
+does not render or validate is skipped with a reason, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from guardrails.actions import Action, parse_action
+from healer.models import Evidence
+from playbooks.operators import EvalContext, ExprError, fill_template
+from playbooks.schema import INT_FIELDS, NUMERIC_FIELDS, Playbook, Remedy
+
+log = logging.getLogger("playbooks.render")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_NUMBER_RE = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
+_STRING_VALUE_KINDS = ("sysctl_write", "cgroup_limit")
+
+
+@dataclass(frozen=True)
+class RenderedRemedy:
+    action: Action
+    rationale: str
+    expected_effect: str
+    reversible: bool = True
+
+
+def scope_labels(scope: str) -> dict[str, str]:
+    """Labels a scope provides to templates: ``cgroup:/a`` -> {"cgroup": "/a", "scope": ...}."""
+    labels = {"scope": scope}
+    kind, _, rest = scope.partition(":")
+    if rest and kind in ("cgroup", "pid", "gpu", "netns"):
+        labels[kind] = rest
+    return labels
+
+
+_PROCESS_FACTS = ("pid", "num_fds", "nofile_soft", "nofile_hard", "cpu_percent", "rss_bytes")
+
+
+def numeric_facts(evidence: Evidence, facts: Mapping[str, str | float],
+                  scope: str = "host") -> dict[str, float]:
+    """Every number a remedy may read: metrics' latest values, tunables, GPU state, the
+    scoped process (``process.num_fds`` ...), then the caller's facts."""
+    out: dict[str, float] = {}
+    pid = scope_labels(scope).get("pid")
+    for proc in evidence.processes:
+        if str(proc.pid) == pid:
+            for name in _PROCESS_FACTS:
+                value = getattr(proc, name)
+                if value is not None:
+                    out[f"process.{name}"] = float(value)
+    for name, points in evidence.metrics.items():
+        if points:
+            out[name] = points[-1][1]
+    for gpu in evidence.gpus:
+        for name, value in gpu.metrics.items():
+            out[f"gpu.{gpu.index}.{name}"] = value
+    out.update(evidence.signals)
+    for source in (evidence.tunables, facts):
+        for key, raw in source.items():
+            value = _number(raw)
+            if value is not None:
+                out[key] = value
+    return out
+
+
+def _number(raw: str | float) -> float | None:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        text = raw.strip().split()[0] if raw.strip() else ""
+        if _NUMBER_RE.fullmatch(text):
+            return float(text)
+    return None
+
+
+def _text(template: str, labels: Mapping[str, str]) -> str:
+    return _CONTROL_RE.sub(" ", fill_template(template, labels))[:2000]
+
+
+def _render_one(remedy: Remedy, ctx: EvalContext, labels: Mapping[str, str], scope: str) -> Action:
+    tmpl = remedy.action
+    data: dict[str, object] = {"kind": tmpl.kind, "scope": _text(tmpl.scope or scope, labels)}
+    for name, raw in tmpl.fields.items():
+        if name not in NUMERIC_FIELDS:
+            data[name] = _text(str(raw), labels)
+    current_name = remedy.current or (data.get("key") if tmpl.kind == "sysctl_write" else None)
+    current = ctx.facts.get(ctx.resolve(str(current_name))) if current_name else None
+    if current is None:
+        current = remedy.current_default
+    ctx = EvalContext(current, ctx.facts, ctx.series, ctx.captures)
+    for name, expr in tmpl.expressions().items():
+        value = expr.evaluate(ctx)
+        number: float | int = round(value) if name in INT_FIELDS else round(value, 3)
+        data[name] = str(number) if name == "value" and tmpl.kind in _STRING_VALUE_KINDS \
+            else number
+        if current is not None and name in ("value", "soft", "watts") and number == current:
+            raise ExprError(f"{name} is already {number}; nothing to change")
+    return parse_action(data)
+
+
+def render_remedies_detailed(
+    playbook: Playbook, evidence: Evidence, facts: Mapping[str, str | float], scope: str
+) -> tuple[list[RenderedRemedy], list[str]]:
+    """Render every remedy; returns the actions and one reason per skipped remedy."""
+    labels = {**{k: str(v) for k, v in facts.items()}, **evidence.captures, **scope_labels(scope)}
+    ctx = EvalContext(None, numeric_facts(evidence, facts, scope), evidence.metrics, labels)
+    rendered: list[RenderedRemedy] = []
+    skipped: list[str] = []
+    for i, remedy in enumerate(playbook.remedies):
+        try:
+            action = _render_one(remedy, ctx, labels, scope)
+        except (ExprError, ValidationError, ValueError, OverflowError) as exc:
+            reason = f"{playbook.id} remedy {i} ({remedy.action.kind}) skipped: {_first_line(exc)}"
+            log.info("remedy skipped: playbook=%s index=%d reason=%r", playbook.id, i,
+                     _first_line(exc))
+            skipped.append(reason)
+            continue
+        rendered.append(RenderedRemedy(action, remedy.rationale, remedy.expected_effect,
+                                       remedy.reversible and playbook.rollback != "never"))
+    return rendered, skipped
+
+
+def render_remedies(
+    playbook: Playbook, evidence: Evidence, facts: Mapping[str, str | float], scope: str
+) -> list[RenderedRemedy]:
+    """The playbook's remedies as catalog actions for this incident; bad ones are skipped."""
+    return render_remedies_detailed(playbook, evidence, facts, scope)[0]
+
+
+def resolve_metric(name: str, scope: str, captures: Mapping[str, str]) -> str | None:
+    """A playbook metric name with its ``{label}``s filled (for verify/guards); None if unknown."""
+    try:
+        return fill_template(name, {**captures, **scope_labels(scope)})
+    except ExprError:
+        return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(text[:3])[:300] if text else type(exc).__name__

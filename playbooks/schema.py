@@ -1,0 +1,369 @@
+"""The playbook format: one problem class per YAML file, loaded into frozen pydantic models.
+
+Every model forbids unknown keys, so a typo fails loudly; the loader maps each error
+to ``file:line: key: problem``. Computed remedy fields are parsed with
+``playbooks.operators`` at load time; YAML never names a Python import path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from guardrails.actions import ACTION_KINDS, CGROUP_KNOBS, SYSCTL_KEY_RE
+from playbooks.operators import Expr, ExprError, parse_expr
+
+ROOT_CAUSE_RE = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
+# A metric name, optionally with {label} placeholders matched against the window's names.
+METRIC_RE = r"^[a-z][a-z0-9_]*(?:\.(?:[a-z0-9_]+|\{[a-z_]+\}))+$"
+Op = Literal["gt", "ge", "lt", "le"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_regex(v: str) -> str:
+    try:
+        compiled = re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"invalid regex: {exc}") from exc
+    if not compiled.groupindex and "(?P<" in v:
+        raise ValueError("named groups did not compile")
+    return v
+
+
+class Threshold(_Model):
+    """A metric compared with a value, held for ``for_seconds``; clears with hysteresis."""
+
+    kind: Literal["threshold"]
+    metric: str = Field(pattern=METRIC_RE)
+    divide_by: str | None = Field(default=None, pattern=METRIC_RE)  # ratio of two metrics
+    op: Op
+    value: float
+    for_seconds: float = Field(default=0, ge=0)
+    clear_value: float | None = None  # default: the firing value itself
+    clear_for_seconds: float = Field(default=0, ge=0)
+
+
+class Rate(_Model):
+    """A counter's per-second rate over ``seconds``, computed from the window."""
+
+    kind: Literal["rate"]
+    metric: str = Field(pattern=METRIC_RE)
+    seconds: float = Field(default=10, gt=0)
+    gt: float = 0
+
+
+class Baseline(_Model):
+    """Deviation from a learned baseline (EWMA mean/variance or median/MAD)."""
+
+    kind: Literal["baseline"]
+    metric: str = Field(pattern=METRIC_RE)
+    method: Literal["ewma", "mad"] = "ewma"
+    alpha: float = Field(default=0.05, gt=0, le=1)
+    k: float = Field(default=4.0, gt=0)
+    min_history: int = Field(default=60, ge=5)
+    history_seconds: float = Field(default=3600, gt=0)
+    direction: Literal["up", "down", "both"] = "up"
+    min_delta: float = Field(default=0, ge=0)  # ignore deviations smaller than this
+
+
+class CaptureContext(_Model):
+    """A preceding line whose named groups are merged into the next match (the kernel's
+    memcg OOM report prints ``oom-kill:... oom_memcg=/path`` just before ``Killed process``)."""
+
+    contains: str = Field(min_length=3)
+    regex: str
+    max_lines: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return _check_regex(v)
+
+
+class Kmsg(_Model):
+    """A kernel-log pattern: literal pre-filter, then a regex with named groups; count in window."""
+
+    kind: Literal["kmsg"]
+    contains: str = Field(min_length=3)
+    regex: str
+    count: int = Field(default=1, ge=1)
+    window_seconds: float = Field(default=60, gt=0)
+    where: dict[str, list[str]] = Field(default_factory=dict)  # capture -> allowed values
+    context: tuple[CaptureContext, ...] = ()
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return _check_regex(v)
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: [str(x) for x in vals] if isinstance(vals, list) else vals
+                    for k, vals in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _groups(self) -> Kmsg:
+        groups = set(re.compile(self.regex).groupindex)
+        missing = set(self.where) - groups
+        if missing:
+            raise ValueError(f"where names groups the regex lacks: {sorted(missing)}")
+        return self
+
+
+class Absent(_Model):
+    """A metric missing from the window for ``seconds``."""
+
+    kind: Literal["absent"]
+    metric: str = Field(pattern=METRIC_RE)
+    seconds: float = Field(gt=0)
+
+
+ProcessField = Literal["num_fds", "cpu_percent", "rss_bytes"]
+
+
+class ProcessPredicate(_Model):
+    """A per-process predicate over the top processes; each match is scoped ``pid:<n>``."""
+
+    kind: Literal["process"]
+    field: ProcessField
+    ratio_of: Literal["nofile_soft", "nofile_hard"] | None = None
+    op: Op
+    value: float
+    min_field: float = 0  # ignore processes whose field is below this
+    top: int = Field(default=0, ge=0)  # 0: every match; N: only the N largest
+
+
+class GpuProcessSignal(_Model):
+    """Per-GPU-process behaviour: a memory trend (leak) or one process hogging the SMs."""
+
+    kind: Literal["gpu_process"]
+    mode: Literal["memory_trend", "hog"]
+    seconds: float = Field(default=120, gt=0)
+    min_points: int = Field(default=10, ge=3)
+    slope_gt: float = 0  # bytes/s, memory_trend
+    rising_fraction: float = Field(default=0.7, ge=0, le=1)
+    hog_min_percent: float = 90  # hog: SM share of the top process
+    victim_max_percent: float = 10  # hog: another process starved below this
+
+
+class GpuThrottle(_Model):
+    """Clock-event (throttle) reasons containing any of the given words, per GPU."""
+
+    kind: Literal["gpu_throttle"]
+    reasons_contain: tuple[str, ...] = Field(min_length=1)
+    metric: str | None = None  # unprefixed GpuState metric, e.g. temperature_celsius
+    op: Op = "ge"
+    value: float = 0
+
+
+class Trend(_Model):
+    """Least-squares slope of a metric over a window: tells a leak from a too-low limit."""
+
+    kind: Literal["trend"]
+    metric: str = Field(pattern=METRIC_RE)
+    seconds: float = Field(default=60, gt=0)
+    min_points: int = Field(default=10, ge=3)
+    slope_gt: float | None = None
+    slope_le: float | None = None
+    rising_fraction: float = Field(default=0, ge=0, le=1)  # share of rising steps required
+    when_missing: bool = False  # the result when the window lacks enough points
+
+    @model_validator(mode="after")
+    def _one(self) -> Trend:
+        if (self.slope_gt is None) == (self.slope_le is None):
+            raise ValueError("give exactly one of slope_gt, slope_le")
+        return self
+
+
+Signal = Annotated[
+    Threshold | Rate | Baseline | Kmsg | Absent | ProcessPredicate | GpuProcessSignal
+    | GpuThrottle | Trend,
+    Field(discriminator="kind"),
+]
+
+
+class Detect(_Model):
+    all: tuple[Signal, ...] = ()
+    any: tuple[Signal, ...] = ()
+
+    @model_validator(mode="after")
+    def _one(self) -> Detect:
+        if bool(self.all) == bool(self.any):
+            raise ValueError("give exactly one of all, any (a non-empty list of signals)")
+        return self
+
+    @property
+    def signals(self) -> tuple[Signal, ...]:
+        return self.all or self.any
+
+
+class EvidenceSpec(_Model):
+    metrics: tuple[str, ...] = ()
+    window_seconds: float = Field(default=300, gt=0, le=3600)
+    kmsg: bool = True
+    sysctls: tuple[str, ...] = ()
+    cgroup_knobs: tuple[str, ...] = ()  # read in the incident's cgroup, e.g. pids.max
+    processes: bool = False
+    gpu: bool = False
+
+    @field_validator("sysctls")
+    @classmethod
+    def _keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key in v:
+            if not SYSCTL_KEY_RE.match(key):
+                raise ValueError(f"malformed sysctl key {key!r}")
+        return v
+
+    @field_validator("cgroup_knobs")
+    @classmethod
+    def _knobs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for knob in v:
+            if knob not in CGROUP_KNOBS:
+                raise ValueError(f"unknown cgroup knob {knob!r}")
+        return v
+
+
+# Action fields computed from expressions; all others are text templates ({label}).
+NUMERIC_FIELDS = frozenset(
+    {"value", "soft", "nice", "watts", "min_mhz", "max_mhz", "percent", "pid", "client", "index"}
+)
+INT_FIELDS = NUMERIC_FIELDS - {"watts"}
+
+
+class ActionTemplate(BaseModel):
+    """A catalog action whose numeric fields are expressions and text fields templates."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", arbitrary_types_allowed=True)
+
+    kind: str
+    scope: str | None = None  # default: the incident's scope
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in ACTION_KINDS:
+            raise ValueError(f"unknown action kind {v!r}; known: {', '.join(ACTION_KINDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _fields(self) -> ActionTemplate:
+        for name, raw in (self.model_extra or {}).items():
+            if name in NUMERIC_FIELDS:
+                try:
+                    parse_expr(raw)
+                except ExprError as exc:
+                    raise ValueError(f"{name}: {exc}") from exc
+            elif not isinstance(raw, str):
+                raise ValueError(f"{name}: expected text, got {type(raw).__name__}")
+        return self
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The action's own fields as written in YAML (expressions unparsed)."""
+        return dict(self.model_extra or {})
+
+    def expressions(self) -> dict[str, Expr]:
+        """Numeric fields parsed into expression trees."""
+        return {k: parse_expr(v) for k, v in self.fields.items() if k in NUMERIC_FIELDS}
+
+
+class Remedy(_Model):
+    action: ActionTemplate
+    current: str | None = None  # the fact `current` refers to; sysctl_write: its key
+    current_default: float | None = None
+    rationale: str = Field(min_length=1)
+    expected_effect: str = Field(min_length=1)
+    reversible: bool = True  # False forces human approval downstream
+    max_per_incident: int | None = Field(default=None, ge=1)  # e.g. one limit step for a leak
+
+
+_DIRECTION_RE = r"^(?:down|up|to_zero|below:-?[0-9.]+|above:-?[0-9.]+)$"
+
+
+class Guard(_Model):
+    metric: str = Field(pattern=METRIC_RE)
+    max_regression_percent: float | None = Field(default=None, ge=0)
+    max_increase: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Guard:
+        if (self.max_regression_percent is None) == (self.max_increase is None):
+            raise ValueError("give exactly one of max_regression_percent, max_increase")
+        return self
+
+
+class Verify(_Model):
+    """Success: ``metric`` moves in ``direction`` and/or no new matching kernel-log lines."""
+
+    metric: str | None = Field(default=None, pattern=METRIC_RE)
+    rate_seconds: float | None = Field(default=None, gt=0)  # verify the counter's rate
+    direction: str | None = Field(default=None, pattern=_DIRECTION_RE)
+    quiet_kmsg: bool = False  # no new line matching this playbook's kmsg signals
+    window_seconds: float = Field(default=30, gt=0)
+    guards: tuple[Guard, ...] = ()
+
+    @model_validator(mode="after")
+    def _target(self) -> Verify:
+        if (self.metric is None) != (self.direction is None):
+            raise ValueError("metric and direction go together")
+        if self.metric is None and not self.quiet_kmsg:
+            raise ValueError("give a metric and direction, or quiet_kmsg: true")
+        return self
+
+
+class Playbook(_Model):
+    """One problem class: how to detect it, its root cause, remedies and verification."""
+
+    id: str = Field(pattern=ROOT_CAUSE_RE)
+    title: str = Field(min_length=1)
+    severity: Literal["info", "warning", "critical"]
+    description: str = Field(min_length=1)
+    references: tuple[str, ...] = Field(min_length=1)
+    detect: Detect
+    scope: str = "host"  # "host" | "net" | template such as "cgroup:{cgroup}"
+    evidence: EvidenceSpec = EvidenceSpec()
+    remedies: tuple[Remedy, ...] = ()
+    verify: Verify | None = None
+    rollback: Literal["on_regression", "never"] = "on_regression"
+    second_opinion: bool = False
+    confidence: float = Field(default=0.7, ge=0, le=1)
+
+    @field_validator("references")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for url in v:
+            if not re.match(r"^https?://\S+$", url):
+                raise ValueError(f"not a URL: {url!r}")
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        if not re.fullmatch(r"host|net|(?:cgroup|pid|gpu|netns):\{[a-z_]+\}", v):
+            raise ValueError("scope must be host, net, or kind:{label} (cgroup, pid, gpu, netns)")
+        return v
+
+    @property
+    def watches(self) -> list[str]:
+        """Human summary of what the playbook reads, for ``healer playbooks list``."""
+        return [describe_signal(s) for s in self.detect.signals]
+
+
+def describe_signal(s: Signal) -> str:
+    if isinstance(s, Kmsg):
+        return f"kmsg:{s.contains!r}"
+    if isinstance(s, ProcessPredicate):
+        return f"process:{s.field}" + (f"/{s.ratio_of}" if s.ratio_of else "")
+    if isinstance(s, GpuProcessSignal):
+        return f"gpu_process:{s.mode}"
+    if isinstance(s, GpuThrottle):
+        return "gpu_throttle:" + "|".join(s.reasons_contain)
+    return f"{s.kind}:{s.metric}"

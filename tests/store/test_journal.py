@@ -1,0 +1,226 @@
+"""Incidents and the action journal: round trips, compare-and-set transitions, audit."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from guardrails.actions import SysctlWrite
+from guardrails.decision import Decision
+from healer.errors import StoreError
+from healer.models import ActionState, Diagnosis, Evidence, IncidentStatus, Proposal
+from healer.store.engine import open_engine
+from healer.store.errors import IllegalTransition, NotFound, StaleState
+from healer.store.repository import Repository
+
+from .conftest import HOST, T0, FakeClock, make_incident, make_record
+
+S = ActionState
+
+
+def test_incident_round_trips_evidence_and_timestamps_in_utc(repo: Repository) -> None:
+    ev = Evidence(
+        signals={"net.tcp.listen_overflows_total": 12.0},
+        kmsg=("<x> evil; rm -rf",),
+        metrics={"load.1m": [(1.0, 2.0), (2.0, 3.5)]},
+    )
+    opened = repo.open_incident(make_incident().model_copy(update={"evidence": ev}))
+    got = repo.get_incident(opened.id or 0)
+    assert got is not None and opened.id is not None
+    assert got.evidence == ev
+    assert got.first_seen == T0 and got.first_seen.utcoffset() == timedelta(0)
+
+
+def test_repeat_updates_the_open_incident_and_find_returns_newest(repo: Repository) -> None:
+    inc = repo.open_incident(make_incident())
+    later = T0 + timedelta(minutes=3)
+    repo.update_incident(inc.model_copy(update={"count": 4, "last_seen": later}))
+    found = repo.find_incident(inc.playbook, inc.scope, status=IncidentStatus.OPEN)
+    assert found is not None and found.id == inc.id
+    assert (found.count, found.last_seen) == (4, later)
+    repo.update_incident(found.model_copy(update={"status": IncidentStatus.RESOLVED}))
+    assert repo.find_incident(inc.playbook, inc.scope, status=IncidentStatus.OPEN) is None
+    newer = repo.open_incident(make_incident())
+    assert repo.find_incident(inc.playbook, inc.scope) == newer
+    assert [i.id for i in repo.list_incidents()] == [newer.id, inc.id]
+    assert [i.id for i in repo.list_incidents(IncidentStatus.RESOLVED)] == [inc.id]
+
+
+def test_set_diagnosis_stores_proposals_with_typed_actions(repo: Repository) -> None:
+    inc = repo.open_incident(make_incident())
+    action = SysctlWrite(scope="netns:t1", key="net.core.somaxconn", value="1024")
+    diag = Diagnosis(
+        root_cause="listen-backlog-too-small",
+        confidence=0.9,
+        proposals=(Proposal(action=action, provenance="playbook"),),
+    )
+    repo.set_diagnosis(inc.id or 0, diag)
+    got = repo.get_incident(inc.id or 0)
+    assert got is not None and got.diagnosis == diag
+    with pytest.raises(NotFound):
+        repo.set_diagnosis(9999, diag)
+
+
+def test_add_action_round_trips_action_and_decision(repo: Repository) -> None:
+    inc = repo.open_incident(make_incident())
+    rec = repo.add_action(make_record(incident_id=inc.id))
+    assert rec.id is not None
+    got = repo.get_action(rec.id)
+    assert got == rec
+    assert isinstance(got.action, SysctlWrite) and got.action.key == "net.core.somaxconn"
+    assert got.decision.rules == ("R-somaxconn",)
+    assert repo.list_audit(subject=f"action:{rec.id}")[0].event == "action.added"
+
+
+def test_transition_moves_state_sets_fields_and_writes_audit(
+    repo: Repository, clock: FakeClock
+) -> None:
+    rec = repo.add_action(make_record())
+    assert rec.id is not None
+    repo.transition(rec.id, S.APPROVED, expect={S.PROPOSED})
+    clock.advance(5)
+    deadline = clock.now + timedelta(minutes=2)
+    moved = repo.transition(
+        rec.id,
+        S.APPLYING,
+        expect={S.APPROVED},
+        actor="alice",
+        comment="go",
+        original="128",
+        deadline=deadline,
+        decision=Decision(verdict="allow", rules=("R2",)),
+    )
+    assert (moved.state, moved.original, moved.deadline) == (S.APPLYING, "128", deadline)
+    assert moved.updated_at == clock.now and moved.decision.rules == ("R2",)
+    top = repo.list_audit(subject=f"action:{rec.id}")[0]
+    assert (top.actor, top.detail) == (
+        "alice",
+        {"from": "approved", "to": "applying", "comment": "go"},
+    )
+
+
+def test_transition_rejects_a_stale_expected_state(repo: Repository) -> None:
+    rec = repo.add_action(make_record())
+    assert rec.id is not None
+    repo.transition(rec.id, S.AWAITING_APPROVAL, expect={S.PROPOSED})
+    repo.transition(rec.id, S.REJECTED, expect={S.AWAITING_APPROVAL}, actor="bob")
+    # A second approver acting on the old state loses the race, and nothing changes.
+    with pytest.raises(StaleState) as err:
+        repo.transition(rec.id, S.APPROVED, expect={S.AWAITING_APPROVAL}, actor="carol")
+    assert err.value.actual == "rejected"
+    assert isinstance(err.value, StoreError)
+    assert repo.get_action(rec.id).state == S.REJECTED  # type: ignore[union-attr]
+    assert len(repo.list_audit(subject=f"action:{rec.id}")) == 3
+
+
+def test_transition_rejects_moves_outside_the_state_machine(repo: Repository) -> None:
+    rec = repo.add_action(make_record())
+    assert rec.id is not None
+    with pytest.raises(IllegalTransition):
+        repo.transition(rec.id, S.VERIFIED, expect={S.PROPOSED})
+    # Legal from one expected state but not from the one the row is in.
+    with pytest.raises(IllegalTransition):
+        repo.transition(rec.id, S.ROLLED_BACK, expect={S.PROPOSED, S.APPLYING})
+    with pytest.raises(TypeError):
+        repo.transition(rec.id, S.APPROVED, expect={S.PROPOSED}, state="verified")
+    with pytest.raises(NotFound):
+        repo.transition(424242, S.APPROVED, expect={S.PROPOSED})
+    assert repo.get_action(rec.id).state == S.PROPOSED  # type: ignore[union-attr]
+
+
+def test_list_actions_filters_states_and_incident_newest_first(repo: Repository) -> None:
+    inc = repo.open_incident(make_incident())
+    a = repo.add_action(make_record(incident_id=inc.id))
+    b = repo.add_action(make_record(state=S.AWAITING_APPROVAL))
+    c = repo.add_action(make_record(incident_id=inc.id, state=S.AWAITING_APPROVAL))
+    assert [r.id for r in repo.list_actions()] == [c.id, b.id, a.id]
+    assert [r.id for r in repo.list_actions(states={S.AWAITING_APPROVAL})] == [c.id, b.id]
+    assert [r.id for r in repo.list_actions(incident_id=inc.id)] == [c.id, a.id]
+    assert [r.id for r in repo.list_actions(limit=1)] == [c.id]
+
+
+def test_history_and_changes_since_count_applied_changes(
+    repo: Repository, clock: FakeClock
+) -> None:
+    rec = repo.add_action(make_record())
+    other = repo.add_action(make_record(key="net.ipv4.tcp_max_syn_backlog"))
+    assert rec.id is not None and other.id is not None
+    repo.transition(rec.id, S.APPROVED, expect={S.PROPOSED})
+    assert repo.changes_since(T0) == 0  # approved is not applied yet
+    clock.advance(60)
+    repo.transition(rec.id, S.APPLYING, expect={S.APPROVED})
+    repo.transition(rec.id, S.VERIFYING, expect={S.APPLYING}, applied="4096")
+    hist = repo.history(rec.action.target, T0)
+    assert [(h.ts, h.state, h.value, h.action_id) for h in hist] == [
+        (T0 + timedelta(seconds=60), S.VERIFYING, "4096", rec.id)
+    ]
+    assert repo.history(rec.action.target, T0 + timedelta(seconds=61)) == []
+    assert repo.history(other.action.target, T0) == []
+    assert repo.changes_since(T0) == 1
+
+
+def test_two_repositories_on_one_file_see_each_others_writes(db_url: str, repo: Repository) -> None:
+    cli = Repository(open_engine(db_url), HOST)  # like `healer approve` next to the daemon
+    rec = repo.add_action(make_record(state=S.AWAITING_APPROVAL))
+    assert rec.id is not None
+    assert cli.get_action(rec.id) == rec
+    cli.add_approval(rec.id, "alice", True)
+    cli.transition(rec.id, S.APPROVED, expect={S.AWAITING_APPROVAL}, actor="alice")
+    assert repo.get_action(rec.id).state == S.APPROVED  # type: ignore[union-attr]
+    assert [v.user for v in repo.list_approvals(rec.id)] == ["alice"]
+    cli.engine.dispose()
+
+
+def test_rows_of_other_hosts_stay_out_of_this_hosts_lists(engine: sa.Engine) -> None:
+    a, b = Repository(engine, HOST), Repository(engine, "node-b")
+    a.open_incident(make_incident())
+    b.open_incident(make_incident().model_copy(update={"host_id": "node-b"}))
+    assert [i.host_id for i in a.list_incidents()] == [HOST]
+    assert [i.host_id for i in b.list_incidents()] == ["node-b"]
+
+
+def test_concurrent_deciders_on_two_engines_produce_exactly_one_winner(
+    db_url: str, engine: sa.Engine
+) -> None:
+    daemon = Repository(open_engine(db_url), HOST)
+    cli = Repository(open_engine(db_url), HOST)
+    rec = daemon.add_action(make_record(state=S.AWAITING_APPROVAL))
+    assert rec.id is not None
+    action_id = rec.id
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def decide(repo: Repository, to: ActionState) -> None:
+        barrier.wait()
+        try:
+            repo.transition(action_id, to, expect={S.AWAITING_APPROVAL})
+            outcomes.append(to.value)
+        except StaleState:
+            outcomes.append("stale")
+
+    threads = [
+        threading.Thread(target=decide, args=(daemon, S.EXPIRED)),
+        threading.Thread(target=decide, args=(cli, S.APPROVED)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert sorted(outcomes)[-1] == "stale" and len(outcomes) == 2
+    winner = next(o for o in outcomes if o != "stale")
+    assert daemon.get_action(action_id).state == winner  # type: ignore[union-attr]
+    daemon.engine.dispose()
+    cli.engine.dispose()
+
+
+def test_verification_details_with_datetimes_are_stored_as_json(repo: Repository) -> None:
+    rec = repo.add_action(make_record(state=S.APPROVED))
+    assert rec.id is not None
+    repo.transition(rec.id, S.APPLYING, expect={S.APPROVED}, original="128", applied="4096")
+    verdict = {"passed": True, "baseline_median": 12.0, "after_median": 0.0, "at": T0}
+    got = repo.transition(rec.id, S.VERIFYING, expect={S.APPLYING}, verification=verdict)
+    assert got.verification == {**verdict, "at": "2026-03-01T12:00:00Z"}
+    assert repo.get_action(rec.id) == got

@@ -1,0 +1,41 @@
+"""Playbook verify blocks resolve into concrete, storable specs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from guardrails.actions import GpuPowerLimit
+from healer.models import Incident
+from healer.verify import VerifySpec
+from healer.verify.labels import spec_for
+from playbooks.schema import Guard, Verify
+
+
+def test_placeholders_fill_from_the_incident_scope_and_action() -> None:
+    verify = Verify(metric="gpu.{index}.temperature_celsius", direction="below:85",
+                    guards=(Guard(metric="gpu.{index}.throughput_ops", max_regression_percent=20),))
+    now = datetime.now(UTC)
+    incident = Incident(host_id="h", playbook="gpu-thermal-throttling", scope="gpu:1",
+                        first_seen=now, last_seen=now)
+    spec = spec_for(verify, incident, GpuPowerLimit(index=1, watts=600, scope="gpu:1"))
+    assert spec is not None
+    assert spec.metric == "gpu.1.temperature_celsius"
+    assert (spec.direction, spec.threshold) == ("below", 85.0)
+    assert spec.guards[0].metric == "gpu.1.throughput_ops"
+    assert spec.guards[0].worse == "down"  # less throughput is the regression
+
+
+def test_spec_round_trips_through_the_journal_json() -> None:
+    spec = VerifySpec(metric="net.tcp.listen_overflows_total", direction="to_zero")
+    assert VerifySpec.model_validate(spec.model_dump(mode="json")) == spec
+    assert spec.deadline == spec.settle_seconds + 3 * spec.window_seconds
+
+
+@pytest.mark.parametrize("direction", ["sideways", "below:"])
+def test_unknown_direction_is_an_error(direction: str) -> None:
+    from healer.verify.spec import parse_direction
+
+    with pytest.raises(ValueError):
+        parse_direction(direction)

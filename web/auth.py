@@ -1,0 +1,114 @@
+"""Who is asking, and may they: bearer tokens, session cookies, roles, CSRF.
+
+Roles are ordered viewer < approver < admin. No or bad credentials answer 401; a known
+principal with too small a role, or a session mutation without its CSRF token, answers 403.
+Bearer requests need no CSRF token: browsers never attach that header on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from healer.cli.users import hash_token, token_matches
+from web.context import AppContext, get_ctx
+
+ROLE_RANK: dict[str, int] = {"viewer": 1, "approver": 2, "admin": 3}
+SESSION_COOKIE = "healer_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
+
+class AuthError(Exception):
+    """Turned into 401/403 (or a login redirect for pages) by the app's handler."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    via: Literal["session", "token", "slack"]
+    nonce: str | None = None  # the session nonce CSRF tokens are bound to
+
+    def has(self, role: str) -> bool:
+        """True when this principal's role is ``role`` or above."""
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
+
+
+def _from_bearer(header: str, ctx: AppContext) -> Principal:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(401, "malformed Authorization header")
+    row = ctx.repo.find_token(hash_token(token))
+    if row is None or not token_matches(token, row.token_hash):
+        raise AuthError(401, "invalid token")
+    return Principal(row.name, row.role, "token")
+
+
+def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
+    """The caller, from ``Authorization: Bearer`` or the session cookie; None if anonymous."""
+    header = request.headers.get("authorization")
+    if header:
+        return _from_bearer(header, ctx)
+    session = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return None
+    user = ctx.repo.get_user(session.user)  # re-read: a removed or demoted user loses access
+    if user is None:
+        return None
+    return Principal(user.name, user.role, "session", session.nonce)
+
+
+def requires(role: str) -> Callable[[Request], Principal]:
+    """A dependency that admits principals with ``role`` or above."""
+
+    def dependency(request: Request) -> Principal:
+        principal = resolve_principal(request, get_ctx(request))
+        if principal is None:
+            raise AuthError(401, "authentication required")
+        if not principal.has(role):
+            raise AuthError(403, f"requires role {role}")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def mutates(role: str) -> Callable[..., Awaitable[Principal]]:
+    """``requires(role)`` plus a valid CSRF token for cookie sessions (header or form field)."""
+    base = requires(role)
+
+    async def dependency(request: Request) -> Principal:
+        principal = await run_in_threadpool(base, request)  # the store is blocking I/O
+        if principal.via == "session":
+            token = request.headers.get(CSRF_HEADER)
+            if token is None and "form" in request.headers.get("content-type", ""):
+                value = (await request.form()).get(CSRF_FIELD)
+                token = value if isinstance(value, str) else None
+            if not get_ctx(request).signer.check_csrf(principal.nonce, token):
+                raise AuthError(403, "missing or invalid CSRF token")
+        return principal
+
+    return dependency
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """The caller if any, without failing (pages that adapt to the viewer)."""
+    try:
+        return resolve_principal(request, get_ctx(request))
+    except AuthError:
+        return None
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (no proxy headers are trusted: healer binds to localhost)."""
+    return request.client.host if request.client else "unknown"

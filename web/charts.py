@@ -1,0 +1,117 @@
+"""Which series the dashboard draws, where their points come from, and how many.
+
+Live charts read the daemon's in-memory window (``LiveState.series``); without one they
+fall back to the store (per-minute rollups, full resolution around incidents).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from healer.models import ActionRecord, Incident, Sample
+from healer.store.repository import Repository
+from web.context import AppContext
+
+METRIC_NAME_RE = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+){1,6}$")
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    metrics: tuple[str, ...]
+    unit: str = ""
+    rate: bool = False  # counters: draw the per-second rate
+
+
+HOST_CHARTS: tuple[Chart, ...] = (
+    Chart("psi", "Pressure stall, some avg10", ("psi.cpu.some_avg10", "psi.memory.some_avg10",
+                                                "psi.io.some_avg10"), "%"),
+    Chart("mem", "Memory available", ("mem.available_bytes",), "B"),
+    Chart("load", "Load average", ("load.1m", "load.5m", "load.15m")),
+    Chart("listen", "TCP listen overflows", ("net.tcp.listen_overflows_total",), "/s", rate=True),
+)
+
+# Per-GPU families, matched against the GPU's metric names (NVML collector naming).
+_GPU_FAMILIES: tuple[tuple[str, str, str, re.Pattern[str]], ...] = (
+    ("temp", "temperature", "°C", re.compile(r"^temperature.*celsius$")),
+    ("power", "power", "W", re.compile(r"^power(?!.*(limit|min|max|constraint)).*watts$")),
+    ("util", "utilization", "%", re.compile(r"^util\w*(gpu|sm)?\w*percent$")),
+)
+
+
+def gpu_charts(sample: Sample | None) -> list[Chart]:
+    """Temperature, power and utilization charts for every GPU in the latest sample."""
+    if sample is None:
+        return []
+    by_gpu: dict[int, list[str]] = {}
+    for name in sample.metrics:
+        m = re.match(r"^gpu\.(\d+)\.(.+)$", name)
+        if m:
+            by_gpu.setdefault(int(m.group(1)), []).append(m.group(2))
+    charts = []
+    for index in sorted(by_gpu):
+        names = sorted(by_gpu[index])
+        for fid, title, unit, pattern in _GPU_FAMILIES:
+            hit = next((n for n in names if pattern.match(n) and "memory" not in n), None)
+            if hit:
+                charts.append(Chart(f"gpu{index}-{fid}", f"GPU {index} {title}",
+                                    (f"gpu.{index}.{hit}",), unit))
+    return charts
+
+
+def downsample(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
+    """At most ``limit`` points: bucket means in time order (keeps the shape of a 1 Hz hour)."""
+    if len(points) <= limit:
+        return points
+    size = len(points) / limit
+    out = []
+    for i in range(limit):
+        bucket = points[int(i * size):int((i + 1) * size)] or [points[-1]]
+        out.append((bucket[-1][0], sum(v for _, v in bucket) / len(bucket)))
+    return out
+
+
+def read_series(ctx: AppContext, name: str, seconds: float) -> list[tuple[float, float]]:
+    """Points of ``name`` over the last ``seconds``: live window first, then the store."""
+    if ctx.live is not None:
+        points = list(ctx.live.series(name, seconds))
+        if points:
+            return points
+    since = ctx.clock() - timedelta(seconds=seconds)
+    return ctx.repo.metric_series(name, since)
+
+
+# Journal states that get a marker on the verification chart.
+_MARKERS = {"applying": "apply", "verified": "verify", "rolled_back": "rollback",
+            "rollback_failed": "rollback failed"}
+
+
+def verification_chart(repo: Repository, record: ActionRecord, incident: Incident | None,
+                       now: datetime) -> dict[str, object] | None:
+    """The metric around a change, before and after, with apply/verify/rollback markers."""
+    ver = record.verification or {}
+    raw_spec = ver.get("spec")
+    spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+    metric = next((m for m in (ver.get("metric"), spec.get("metric")) if isinstance(m, str)), None)
+    if metric is None and incident is not None and incident.evidence.metrics:
+        metric = next(iter(incident.evidence.metrics))
+    if metric is None:
+        return None
+    stamps = [(a.at, _MARKERS[str(a.detail.get("to"))])
+              for a in reversed(repo.list_audit(subject=f"action:{record.id}"))
+              if a.event == "action.transition" and a.detail.get("to") in _MARKERS]
+    if not stamps:
+        return None
+    start = stamps[0][0] - timedelta(minutes=15)
+    end = min(now, stamps[-1][0] + timedelta(minutes=15))
+    points = repo.metric_series(metric, start, end)
+    if not points and incident is not None:
+        points = list(incident.evidence.metrics.get(metric, []))
+    markers = [{"ts": at.timestamp(), "label": label} for at, label in stamps]
+    rate = bool(spec.get("rate")) or metric.endswith("_total")  # counters: draw per-second
+    return {"metric": metric, "points": downsample(points, 600), "markers": markers,
+            "rate": rate}

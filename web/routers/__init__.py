@@ -1,0 +1,1 @@
+"""One router per resource; ``web.app.create_app`` includes them all."""

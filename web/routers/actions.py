@@ -1,0 +1,37 @@
+"""``GET /api/v1/actions[/{id}]``: the action journal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from healer.models import ActionState
+from web.auth import Principal, requires
+from web.context import get_ctx
+from web.schemas import ActionOut
+
+router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
+Viewer = Annotated[Principal, Depends(requires("viewer"))]
+
+
+@router.get("", response_model=list[ActionOut])
+def list_actions(
+    request: Request, _: Viewer,
+    state: Annotated[list[ActionState] | None, Query()] = None,
+    incident_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ActionOut]:
+    """Journal records, newest first, optionally by state and incident."""
+    repo = get_ctx(request).repo
+    rows = repo.list_actions(states=state or None, incident_id=incident_id, limit=limit)
+    return [ActionOut.of(r) for r in rows]
+
+
+@router.get("/{action_id}", response_model=ActionOut)
+def get_action(request: Request, _: Viewer, action_id: int) -> ActionOut:
+    """One journal record."""
+    record = get_ctx(request).repo.get_action(action_id)
+    if record is None:
+        raise HTTPException(404, f"no action {action_id}")
+    return ActionOut.of(record)

@@ -1,0 +1,35 @@
+"""``GET /api/v1/incidents[/{id}]``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from healer.models import IncidentStatus
+from web.auth import Principal, requires
+from web.context import get_ctx
+from web.schemas import IncidentOut
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+Viewer = Annotated[Principal, Depends(requires("viewer"))]
+
+
+@router.get("", response_model=list[IncidentOut])
+def list_incidents(
+    request: Request, _: Viewer,
+    status: IncidentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[IncidentOut]:
+    """Incidents, newest first."""
+    repo = get_ctx(request).repo
+    return [IncidentOut.of(i) for i in repo.list_incidents(status, limit=limit)]
+
+
+@router.get("/{incident_id}", response_model=IncidentOut)
+def get_incident(request: Request, _: Viewer, incident_id: int) -> IncidentOut:
+    """One incident."""
+    incident = get_ctx(request).repo.get_incident(incident_id)
+    if incident is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return IncidentOut.of(incident)

@@ -1,0 +1,60 @@
+"""``GET /api/v1/proposals`` and ``POST /api/v1/proposals/{id}/approve|reject``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from healer.logs import kv
+from healer.models import ActionState
+from web.approvals import cast_vote, proposal_out
+from web.auth import Principal, mutates, requires
+from web.context import get_ctx
+from web.schemas import ProposalOut, VoteIn
+
+log = logging.getLogger("healer.web")
+router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
+Viewer = Annotated[Principal, Depends(requires("viewer"))]
+Approver = Annotated[Principal, Depends(mutates("approver"))]
+
+
+@router.get("", response_model=list[ProposalOut])
+def list_proposals(
+    request: Request, _: Viewer,
+    status: ActionState = ActionState.AWAITING_APPROVAL,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ProposalOut]:
+    """Proposals in ``status`` (default: waiting for a person), newest first."""
+    ctx = get_ctx(request)
+    ttl = ctx.settings.approval_ttl_seconds
+    return [proposal_out(ctx.repo, r, ttl)
+            for r in ctx.repo.list_actions(states=[status], limit=limit)]
+
+
+def _vote(request: Request, who: Principal, action_id: int, approve: bool,
+          body: VoteIn | None) -> ProposalOut:
+    ctx = get_ctx(request)
+    ttl = ctx.settings.approval_ttl_seconds
+    comment = body.comment if body is not None else ""
+    result = cast_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
+                       ttl_seconds=ttl, via=who.via)
+    log.info(kv(
+        msg=f"vote {'approve' if approve else 'reject'}", action=action_id, user=who.name,
+        via=who.via, state=result.record.state.value))
+    return proposal_out(ctx.repo, result.record, ttl)
+
+
+@router.post("/{action_id}/approve", response_model=ProposalOut)
+def approve(request: Request, who: Approver, action_id: int,
+            body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
+    """Approve (one vote toward its quorum); the daemon re-checks the guard before applying."""
+    return _vote(request, who, action_id, True, body)
+
+
+@router.post("/{action_id}/reject", response_model=ProposalOut)
+def reject(request: Request, who: Approver, action_id: int,
+           body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
+    """Reject: one rejection ends the request."""
+    return _vote(request, who, action_id, False, body)

@@ -1,0 +1,140 @@
+"""View models for the HTML pages: diffs of what would change, and incident timelines.
+
+Untrusted text (kernel messages, process names, LLM explanations) is passed through as
+plain strings; the templates' autoescaping renders it inert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from guardrails.actions import Action
+from healer.models import ActionRecord, Incident, Sample
+from healer.store.repository import Repository
+from web.approvals import approval_status
+from web.charts import verification_chart
+from web.schemas import ApprovalOut, utc
+
+# Fields that say *what* is changed (shown as the key), not *to what*.
+_IDENTITY = ("kind", "scope", "key", "path", "knob", "pid", "index", "resource", "client")
+
+
+def proposed_value(action: Action) -> str:
+    """The new value(s) an action sets, as text."""
+    data = action.model_dump(mode="json")
+    values = {k: v for k, v in data.items() if k not in _IDENTITY}
+    if len(values) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _gpu_current(action: Action, incident: Incident | None, latest: Sample | None) -> str | None:
+    index = getattr(action, "index", None)
+    gpus = list(incident.evidence.gpus) if incident else []
+    gpus += list(latest.gpus) if latest else []
+    for gpu in gpus:
+        if gpu.index != index:
+            continue
+        if action.kind == "gpu_power_limit" and "power_limit_watts" in gpu.metrics:
+            return f"{gpu.metrics['power_limit_watts']:g}"
+        if action.kind == "gpu_compute_mode" and gpu.compute_mode:
+            return gpu.compute_mode
+    return None
+
+
+def current_value(record: ActionRecord, incident: Incident | None,
+                  latest: Sample | None) -> str | None:
+    """Best knowledge of the value before the change: read-back original, else evidence."""
+    if record.original is not None:
+        return record.original
+    action = record.action
+    tunables = incident.evidence.tunables if incident else {}
+    for key in (getattr(action, "key", None), action.key_name, action.target):
+        if key and key in tunables:
+            return tunables[key]
+    if action.kind == "process_rlimit" and incident is not None:
+        for proc in incident.evidence.processes:
+            if proc.pid == action.pid and action.resource == "nofile":
+                return None if proc.nofile_soft is None else str(proc.nofile_soft)
+    return _gpu_current(action, incident, latest)
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    record: ActionRecord
+    incident: Incident | None
+    target: str
+    current: str | None
+    proposed: str
+    approval: ApprovalOut
+
+
+def proposal_view(repo: Repository, record: ActionRecord, incident: Incident | None,
+                  latest: Sample | None, ttl: float) -> ProposalView:
+    """What the approvals inbox shows for one record."""
+    votes = repo.list_approvals(record.id) if record.id is not None else []
+    return ProposalView(record, incident, f"{record.action.kind} {record.action.key_name}",
+                        current_value(record, incident, latest), proposed_value(record.action),
+                        approval_status(record, votes, ttl))
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # detection | evidence | diagnosis | action | transition | resolved
+    title: str
+    details: list[tuple[str, str]] = field(default_factory=list)
+    record: ActionRecord | None = None
+    proposal: ProposalView | None = None
+    chart: dict[str, Any] | None = None
+
+
+def _action_entries(repo: Repository, incident: Incident, latest: Sample | None, ttl: float,
+                    now: datetime) -> list[TimelineEntry]:
+    entries = []
+    for record in repo.list_actions(incident_id=incident.id, limit=200):
+        view = proposal_view(repo, record, incident, latest, ttl)
+        entries.append(TimelineEntry(utc(record.created_at), "action",
+                                     f"Proposal #{record.id}: {view.target}", record=record,
+                                     proposal=view,
+                                     chart=verification_chart(repo, record, incident, now)))
+        for row in repo.list_audit(subject=f"action:{record.id}"):
+            if row.event == "action.transition":
+                d = row.detail
+                entries.append(TimelineEntry(
+                    utc(row.at), "transition",
+                    f"#{record.id} {d.get('from')} → {d.get('to')} by {row.actor}",
+                    [("comment", str(d.get("comment", "")))] if d.get("comment") else []))
+    return entries
+
+
+def incident_timeline(repo: Repository, incident: Incident, latest: Sample | None, ttl: float,
+                      now: datetime) -> list[TimelineEntry]:
+    """Detection, evidence, diagnosis, proposals and state changes, oldest first."""
+    ev = incident.evidence
+    entries = [TimelineEntry(utc(incident.first_seen), "detection",
+                             f"Detected {incident.playbook} in {incident.scope}",
+                             [(k, f"{v:g}") for k, v in ev.signals.items()])]
+    details = [("kernel log", line) for line in ev.kmsg]
+    details += [(f"tunable {k}", v) for k, v in ev.tunables.items()]
+    details += [(f"capture {k}", v) for k, v in ev.captures.items()]
+    details += [(f"process {p.pid}", f"{p.name} cpu={p.cpu_percent:g}% rss={p.rss_bytes}")
+                for p in ev.processes]
+    details += [(f"gpu {g.index}", f"{g.name} ok={g.ok} throttle={','.join(g.throttle_reasons)}")
+                for g in ev.gpus]
+    if details:
+        entries.append(TimelineEntry(utc(incident.first_seen), "evidence", "Evidence", details))
+    diag = incident.diagnosis
+    if diag is not None:
+        entries.append(TimelineEntry(
+            utc(incident.first_seen), "diagnosis",
+            f"Diagnosis: {diag.root_cause} ({diag.source}, confidence {diag.confidence:.0%})",
+            [("explanation", diag.explanation)] if diag.explanation else []))
+    entries += _action_entries(repo, incident, latest, ttl, now)
+    if incident.status.value == "resolved":
+        entries.append(TimelineEntry(utc(incident.last_seen), "resolved", "Resolved"))
+    order = {"detection": 0, "evidence": 1, "diagnosis": 2}
+    entries.sort(key=lambda e: (e.at, order.get(e.kind, 3)))
+    return entries
