@@ -100,9 +100,13 @@ class Healer:
         except urllib.error.URLError as exc:
             raise DaemonError(f"{req.full_url}: {exc.reason}") from exc
 
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
     def get(self, path: str, timeout: float = 5.0) -> Any:
-        """GET a JSON endpoint."""
-        raw = self._request(urllib.request.Request(self.base + path), timeout)
+        """GET a JSON endpoint (with the operator's token once there is one)."""
+        req = urllib.request.Request(self.base + path, headers=self._auth())
+        raw = self._request(req, timeout)
         return json.loads(raw) if raw.strip() else None
 
     def metrics_text(self) -> str:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,10 +20,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from healer.act.engine import ChangeEngine
 from healer.act.registry import build_actuators
 from healer.detect import Detector, IncidentTracker
-from healer.diagnose.factory import build_diagnoser, diagnose_context_factory
+from healer.diagnose.base import DiagnoseContext
+from healer.diagnose.cache import RepositoryKV
+from healer.diagnose.chain import ChainDiagnoser
+from healer.diagnose.factory import build_diagnoser
+from healer.diagnose.tools import ToolBox
+from healer.models import Incident
 from healer.logs import kv
 from healer.monitor.gpu import build_gpu_backend
-from healer.monitor.registry import Monitor, build_collectors
+from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
 from healer.notify import Notifier, OutboxDeliverer, build_channels
 from healer.pipeline import Pipeline
 from healer.settings import Settings
@@ -31,7 +36,7 @@ from healer.store.engine import open_store
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from healer.window import MetricWindow
-from playbooks.loader import load_library
+from playbooks.loader import Library, load_library
 
 log = logging.getLogger("healer.daemon")
 
@@ -50,8 +55,9 @@ class Daemon:
     pipeline: Pipeline
     deliverer: OutboxDeliverer
     scheduler: BackgroundScheduler
+    diagnoser: ChainDiagnoser
     _last_start: float = 0.0
-    _stopped: threading.Event = threading.Event()
+    _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         """Recover unfinished changes, then start the scheduled jobs."""
@@ -111,29 +117,54 @@ def effective_settings(settings: Settings) -> Settings:
     return settings
 
 
+def diagnose_context_factory(settings: Settings, library: Library,
+                             window: MetricWindow) -> Callable[[Incident], DiagnoseContext]:
+    """What a diagnoser may see of this host: the playbook and read-only tools."""
+
+    def latest_gpus() -> tuple[object, ...]:
+        sample = window.latest()
+        return sample.gpus if sample else ()
+
+    tools = ToolBox(
+        procfs_root=settings.procfs_root, sysfs_root=settings.sysfs_root,
+        kmsg=lambda: [r.message for r in window.kmsg(900)],
+        processes=lambda: window.processes() or (),
+        gpus=latest_gpus,  # type: ignore[arg-type]
+        metric=lambda name: window.series(name, 3600),
+    )
+
+    def context_for(incident: Incident) -> DiagnoseContext:
+        return DiagnoseContext(playbook=library.get(incident.playbook), tools=tools)
+
+    return context_for
+
+
 def build_daemon(settings: Settings) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
     repo = open_store(settings)
+    library = load_library(settings.playbooks_dir)  # all or nothing: a bad file stops start-up
     gpu = build_gpu_backend(settings)
-    monitor = Monitor(build_collectors(settings, telemetry=telemetry, gpu=gpu), telemetry=telemetry)
+    cgroups = cgroup_tree_from(settings)
+    monitor = Monitor(build_collectors(settings, telemetry=telemetry, gpu=gpu,
+                                       cgroup_tree=cgroups), telemetry=telemetry)
     window = MetricWindow(settings.window_seconds, settings.interval_seconds)
-    library = load_library(settings.playbooks_dir)
-    net_scope = f"netns:{settings.netns}" if settings.netns else "host"
     notifier = Notifier(settings, repo)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier)
-    detector = Detector(library.playbooks, net_scope=net_scope,
-                        read_sysctl=engine.read_sysctl, pci_map=gpu.pci_map)
+    detector = Detector(library.playbooks,
+                        net_scope=f"netns:{settings.netns}" if settings.netns else "host",
+                        read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup)
+    diagnoser = build_diagnoser(settings, telemetry, kv=RepositoryKV(repo))
     pipeline = Pipeline(
         monitor=monitor, window=window, detector=detector,
         tracker=IncidentTracker(settings.host_id, sink=repo),
-        diagnoser=build_diagnoser(settings, telemetry=telemetry, repo=repo),
-        context_for=diagnose_context_factory(settings, library=library, window=window),
+        diagnoser=diagnoser,
+        context_for=diagnose_context_factory(settings, library, window),
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
     )
     deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
     scheduler = BackgroundScheduler(timezone=UTC)
-    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler)
+    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler, diagnoser)

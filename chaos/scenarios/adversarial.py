@@ -203,6 +203,9 @@ class AlertStorm(Scenario):
         xids = [i for i in ctx.incidents if str(i.get("playbook", "")).startswith("gpu-xid")]
         count = sum(int(i.get("count", 0)) for i in xids)
         m = self._metrics(ctx)
+        lag = m["healer_cycle_lag_seconds"]
+        if lag is not None:
+            ctx.data["max_lag"] = max(ctx.data.get("max_lag", 0.0), lag)
         before = ctx.data["before"].get("healer_kmsg_lines_total") or 0.0
         read = (m["healer_kmsg_lines_total"] or 0.0) - before
         calls = len(ctx.llm.chat_calls()) if ctx.llm else 0

@@ -86,6 +86,7 @@ class Context:
         self.status("starting healer")
         self.healer = Healer(self.daemon_env(), self.sb.logs / "healer.log")
         self.healer.start()
+        self.healer.token()  # the API wants a principal even for reads
         return self.healer
 
     def workload(
@@ -143,8 +144,8 @@ class Context:
         if self.healer is None or not self.healer.alive:
             return
         try:
-            self.incidents = list(self.healer.get("/api/v1/incidents") or [])
-            self.actions_raw = list(self.healer.get("/api/v1/actions") or [])
+            self.incidents = list(self.healer.get("/api/v1/incidents?limit=1000") or [])
+            self.actions_raw = list(self.healer.get("/api/v1/actions?limit=1000") or [])
             self.api_error = None
         except (DaemonError, OSError, ValueError) as exc:
             self.api_error = str(exc)
@@ -193,7 +194,9 @@ class Context:
             if pred(rec.get("action") or {}) and rec["id"] not in self.data.setdefault(
                 "approved", []
             ):
-                self.healer.post(f"/api/v1/proposals/{rec['id']}/approve")
+                self.healer.post(
+                    f"/api/v1/proposals/{rec['id']}/approve", {"comment": "chaos operator"}
+                )
                 self.data["approved"].append(rec["id"])
                 self.res.timeline.mark("approve")
                 done.append(rec["id"])

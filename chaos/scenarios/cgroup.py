@@ -3,12 +3,15 @@ cpu-contention."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from chaos.cgroups import CgroupError
 from chaos.faults import CgroupKnob
 from chaos.scenarios.base import Check, Context, Scenario
 from chaos.workloads.common import read_prom
@@ -51,7 +54,7 @@ class CgroupOom(_CgroupScenario):
         cg.write(path, "memory.max", str(256 * MB))
         if cg.version == 1:
             (cg._dir(path, "memory") / "memory.swappiness").write_text("0")
-        ctx.workload(
+        ctx.data["app"] = ctx.workload(
             "app", "supervisor", "--delay", "0.5", "--", *_py("memhog", "--mb", "110"), cgroup=path
         )
 
@@ -69,8 +72,25 @@ class CgroupOom(_CgroupScenario):
         return b == a, f"{b - a} OOM kills in 2 s"
 
     def inject(self, ctx: Context) -> None:
-        assert ctx.sb.cg is not None
-        ctx.fault(CgroupKnob(ctx.sb.cg, ctx.data["cg"], "memory.max", str(100 * MB)))
+        cg = ctx.sb.cg
+        assert cg is not None
+        fault = CgroupKnob(cg, ctx.data["cg"], "memory.max", str(100 * MB))
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                ctx.fault(fault) if not ctx.injected else fault.inject()
+                return
+            except CgroupError:
+                # v1 refuses (EBUSY) a limit below current usage that it cannot reclaim
+                # (cgroup-v1/memory.rst 2.5); the admin restarts the service onto the new
+                # limit: kill the supervised child, the supervisor starts it again.
+                if time.monotonic() > deadline:
+                    raise
+                supervisor = ctx.data["app"].pid
+                for pid in cg.procs(ctx.data["cg"]) - {supervisor}:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
 
     def evaluate(self, ctx: Context) -> bool:
         fix = _cg_action(ctx, "memory.max", ctx.data["cg"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ from healer.act.gate import Gate, Mode, confine_from
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
-from healer.models import TERMINAL_STATES, ActionRecord, ActionState, Incident, Proposal
+from healer.models import ActionRecord, ActionState, Incident, Proposal
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
@@ -296,8 +296,3 @@ class ChangeEngine:
             return self.actuators.for_action(action).read(action)
         except (ActuatorError, ValueError):
             return None
-
-    def open_targets(self) -> Iterable[str]:
-        """Targets with a change in flight (not yet terminal or verified)."""
-        return {r.action.target for r in self.repo.list_actions(states=OPEN_STATES, limit=1000)
-                if r.state not in TERMINAL_STATES}

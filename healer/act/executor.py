@@ -38,9 +38,10 @@ LIVE_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED)  # a change that is (or may 
 
 
 class SeriesSource(Protocol):
-    """The in-memory metric window: points of one metric between two epoch times."""
+    """The in-memory metric window (healer.window.MetricWindow): the last ``seconds`` of one
+    metric, oldest first, relative to the newest sample."""
 
-    def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]: ...
+    def series(self, name: str, seconds: float) -> Sequence[tuple[float, float]]: ...
 
 
 class ActionNotifier(Protocol):
@@ -118,9 +119,11 @@ class Executor:
 
     def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]:
         """Points from the in-memory window, else from the store (after a restart)."""
-        points = self.window.series(name, since, until) if self.window is not None else ()
-        if points:
-            return points
+        if self.window is not None:
+            seconds = max(0.0, self.clock().timestamp() - since) + 1.0
+            points = [p for p in self.window.series(name, seconds) if since <= p[0] <= until]
+            if points:
+                return points
         return self.repo.metric_series(name, datetime.fromtimestamp(since, UTC),
                                        datetime.fromtimestamp(until, UTC))
 
@@ -174,6 +177,10 @@ class Executor:
             return None
         if live is None:
             return self.move(record, S.SUPERSEDED, (S.VERIFYING,), "target vanished")
+        if live != record.applied and live == record.original:
+            # Back at the original: our own restore interrupted before its commit (a crash),
+            # or someone put the original back. Either way the change is undone.
+            return self.restore(record, "value found back at the original")
         if live != record.applied:
             return self.supersede(record, live)
         result = self.judge(record, now)
@@ -207,8 +214,6 @@ class Executor:
         """Someone else changed the value: leave theirs in place and pause automation."""
         detail = f"live value {live!r} is neither applied {record.applied!r} " \
                  f"nor original {record.original!r}: stood down"
-        if live == record.original:
-            detail = f"value reverted to the original {live!r} outside healer: stood down"
         moved = self.move(record, S.SUPERSEDED, (S.VERIFYING, S.VERIFIED), detail)
         if moved is not None:
             self.repo.pause_target(record.action.target, detail)

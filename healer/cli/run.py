@@ -21,12 +21,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from healer.daemon import build_daemon
     from web.app import create_app
+    from web.live import WindowLive
 
     settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port)
     setup_logging(settings.log_level)
     daemon = build_daemon(settings)
-    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry,
-                     live=daemon.pipeline.live)
+    llm = daemon.diagnoser.status if daemon.settings.llm_enabled else None
+    live = WindowLive(daemon.pipeline.window, llm=llm)
+    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry, live=live)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                            log_level="warning", access_log=False))
     daemon.start()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from healer.models import GpuState, KmsgRecord, ProcessInfo, Sample
 from healer.monitor.base import Collector
+from healer.monitor.cgroups import CgroupCollector, CgroupTree
 from healer.monitor.gpu.backend import GpuBackend
 from healer.monitor.gpu.collector import GpuCollector, make_gpu_backend
 from healer.monitor.kmsg import KmsgCollector
@@ -44,10 +45,13 @@ def build_collectors(
     kmsg_persist: bool = True,
     processes: bool = True,
     gpu: GpuBackend | None = None,
+    cgroups: bool = True,
+    cgroup_tree: CgroupTree | None = None,
 ) -> list[Collector]:
     """Every collector Settings asks for, in sampling order; duplicate names raise ValueError.
 
     ``gpu`` shares one backend with the GPU actuators; None builds it from Settings.
+    ``cgroup_tree`` is the one whose ``read_cgroup`` the Detector uses; None: from Settings.
     """
     root = settings.procfs_root
     reader = ProcReader()
@@ -65,6 +69,8 @@ def build_collectors(
         collectors.append(
             ProcessCollector(settings.top_processes, settings.process_scan_seconds, root)
         )
+    if cgroups:
+        collectors.append(CgroupCollector(cgroup_tree or cgroup_tree_from(settings)))
     if settings.textfile_dir is not None:
         collectors.append(TextfileCollector(settings.textfile_dir))
     if settings.kmsg_source != "none":
@@ -75,6 +81,11 @@ def build_collectors(
     collectors.append(GpuCollector(gpu if gpu is not None else make_gpu_backend(settings)))
     check_unique(collectors)
     return collectors
+
+
+def cgroup_tree_from(settings: Settings) -> CgroupTree:
+    """The cgroup hierarchies Settings point at, confined to ``cgroup_root`` when set."""
+    return CgroupTree(settings.procfs_root, settings.sysfs_root, settings.cgroup_root)
 
 
 def check_unique(collectors: Sequence[Collector]) -> None:

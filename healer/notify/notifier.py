@@ -117,7 +117,7 @@ class Notifier:
             return 0
         ev = Event(event)
         act = record.action
-        text = f"{act.kind} {act.target}: {detail or record.rationale or ev.value}"
+        text = f"{act.kind} {act.key_name} ({act.scope}): {detail or record.rationale or ev.value}"
         if ev is Event.APPROVAL_NEEDED:
             text += "; guard: " + "; ".join(record.decision.reasons or ("needs approval",))
         link = (f"{self._base}/approvals#action-{record.id}" if ev is Event.APPROVAL_NEEDED

@@ -41,8 +41,10 @@ class Window:
     def add(self, name: str, ts: datetime, value: float) -> None:
         self.points.setdefault(name, []).append((ts.timestamp(), value))
 
-    def series(self, name: str, since: float, until: float) -> list[tuple[float, float]]:
-        return [(t, v) for t, v in self.points.get(name, []) if since <= t <= until]
+    def series(self, name: str, seconds: float) -> list[tuple[float, float]]:
+        """The last ``seconds`` before the newest point, as healer.window.MetricWindow does."""
+        points = self.points.get(name, [])
+        return [(t, v) for t, v in points if t >= points[-1][0] - seconds] if points else []
 
 
 @pytest.fixture

@@ -44,8 +44,9 @@ class Window:
         self.points[OVERFLOWS].append((now, 100.0))
         self.points[PSI].append((now, psi))
 
-    def series(self, name: str, since: float, until: float) -> list[tuple[float, float]]:
-        return [(t, v) for t, v in self.points.get(name, []) if since <= t <= until]
+    def series(self, name: str, seconds: float) -> list[tuple[float, float]]:
+        points = self.points.get(name, [])
+        return [(t, v) for t, v in points if t >= points[-1][0] - seconds] if points else []
 
 
 def _row(r: ActionRecord) -> dict[str, object]:

@@ -45,8 +45,9 @@ class Notes:
 
 def make_engine(repo: Repository, clock: Clock, window: Window, tmp: Path,
                 notes: Notes | None = None, **kw: object) -> ChangeEngine:
+    kw.setdefault("root", True)
     return ChangeEngine(repo, ActuatorRegistry([SysctlActuator()]), load_policy(),
-                        window=window, clock=clock, notifier=notes, root=True,
+                        window=window, clock=clock, notifier=notes,
                         dropin=DropIn(tmp / "90-healer.conf"), **kw)  # type: ignore[arg-type]
 
 

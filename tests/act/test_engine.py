@@ -152,3 +152,27 @@ def test_unanswered_approval_expires(
     [expired] = engine.step()
     assert expired.id == record.id and expired.state == S.EXPIRED
     assert notes.names()[-1] == "approval_expired"
+
+
+def test_without_root_nothing_is_automatic(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine(repo, clock, window, tmp_path, root=False)
+    assert "mode capped at advise" in caplog.text
+    record = engine.propose(None, somaxconn(netns, "512"), SPEC)
+    assert record.state == S.AWAITING_APPROVAL and "M-no-root" in record.decision.rules
+
+
+def test_a_notify_action_is_sent_and_closed(
+        repo: Repository, clock: Clock, window: Window, tmp_path: Path) -> None:
+    from guardrails.actions import Notify
+
+    notes = Notes()
+    engine = make_engine(repo, clock, window, tmp_path, notes)
+    record = engine.propose(None, Proposal(action=Notify(message="Xid 13 on gpu 0"),
+                                           provenance="playbook"), None)
+    assert record.state == S.APPROVED, record.decision
+    sent, closed = engine.step()  # sent, and closed in the same cycle
+    assert sent.state == S.VERIFYING and sent.applied == "sent"
+    assert closed.state == S.VERIFIED
+    assert ("action_applied", record.id, "Xid 13 on gpu 0") in notes.events

@@ -69,14 +69,14 @@ def test_guard_regression_fails_fast_with_its_numbers() -> None:
 
 
 def test_a_single_spike_does_not_fail_a_guard() -> None:
-    psi = flat(2.0, T0 - 30, T0) + [(T0 + 2, 2.0), (T0 + 3, 90.0), (T0 + 4, 2.0), (T0 + 5, 2.1)]
+    psi = [*flat(2.0, T0 - 30, T0), (T0 + 2, 2.0), (T0 + 3, 90.0), (T0 + 4, 2.0), (T0 + 5, 2.1)]
     series = Series(net__tcp__listen_overflows_total=counter(50, T0 - 30, T0 + 5),
                     psi__cpu__some_avg10=psi)
     assert judge(SPEC, series, T0 + 5).passed is None
 
 
 def test_guard_is_not_judged_on_one_sample() -> None:
-    psi = flat(2.0, T0 - 30, T0) + [(T0 + 2, 90.0)]
+    psi = [*flat(2.0, T0 - 30, T0), (T0 + 2, 90.0)]
     series = Series(net__tcp__listen_overflows_total=counter(50, T0 - 30, T0 + 2),
                     psi__cpu__some_avg10=psi)
     assert judge(SPEC, series, T0 + 2).passed is None
