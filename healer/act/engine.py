@@ -23,6 +23,7 @@ from guardrails import Decision, Policy, load_policy
 from guardrails.actions import Action, SysctlWrite
 from guardrails.policy import approvals_needed
 from healer.act.base import Actuator, ActuatorRegistry
+from healer.act.confine import Confinement
 from healer.act.executor import (
     LIVE_STATES,
     MESSAGE_KINDS,
@@ -32,7 +33,8 @@ from healer.act.executor import (
     bag,
     spec_of,
 )
-from healer.act.gate import Gate, Mode, confine_from
+from healer.act.gate import Gate, Mode
+from healer.act.limits import max_per_incident_for
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
@@ -49,6 +51,10 @@ S = ActionState
 OPEN_STATES = (S.PROPOSED, S.AWAITING_APPROVAL, S.APPROVED, S.APPLYING, S.VERIFYING)
 # Guard findings that only say "not now": the approved change waits for a later cycle.
 WAIT_RULES = frozenset({"B-cycle", "W-window"})
+DRIFT_EVERY_CYCLES = 30  # verified changes: live value re-read every N cycles, not every one
+# A change counts against a remedy's max_per_incident once it was applied at all.
+APPLIED_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED, S.ROLLED_BACK, S.ROLLBACK_FAILED,
+                  S.SUPERSEDED)
 LOCAL_ADMIN = "local-admin"
 
 
@@ -70,17 +76,19 @@ class ChangeEngine:
     """Guard, apply, verify, keep or roll back: the commit-confirmed journal, driven."""
 
     def __init__(self, repo: Repository, actuators: ActuatorRegistry, policy: Policy, *,
-                 mode: Mode = "auto", confine: tuple[str, ...] = (),
+                 mode: Mode = "auto", confine: tuple[str, ...] | Confinement = (),
                  window: SeriesSource | None = None, telemetry: Telemetry | None = None,
                  clock: Callable[[], datetime] = _utcnow, notifier: ActionNotifier | None = None,
                  approval_ttl_seconds: float = 3600.0, dropin: DropIn | None = None,
-                 root: bool | None = None, checkpoint: Callable[[str], None] = _noop) -> None:
+                 root: bool | None = None, checkpoint: Callable[[str], None] = _noop,
+                 drift_every_cycles: int = DRIFT_EVERY_CYCLES) -> None:
         self.repo, self.actuators, self.clock = repo, actuators, clock
         root = os.geteuid() == 0 if root is None else root
         if not root:
             log.warning(kv(msg="not root: actuators report not permitted; mode capped at advise"))
         self.gate = Gate(repo, policy, mode=mode, confine=confine, root=root, telemetry=telemetry)
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
+        self.drift_every, self._cycles = max(1, drift_every_cycles), 0
         self.executor = Executor(
             repo, actuators, clock=clock, notifier=notifier, telemetry=telemetry, window=window,
             dropin=dropin or DropIn(Settings.model_fields["sysctl_dropin"].default),
@@ -95,7 +103,10 @@ class ChangeEngine:
         """The daemon's engine: mode, sandbox, policy, approval TTL and drop-in from Settings."""
         return cls(
             repo, actuators, policy or load_policy(settings.policy_file), mode=settings.mode,
-            confine=confine_from(settings.netns, settings.cgroup_root), window=window,
+            confine=Confinement.of(settings.netns, settings.cgroup_root,
+                                   procfs_root=settings.procfs_root,
+                                   gpu_backend=settings.gpu_backend),
+            window=window,
             telemetry=telemetry, notifier=notifier,
             approval_ttl_seconds=settings.approval_ttl_seconds,
             dropin=DropIn(settings.sysctl_dropin), **kwargs,
@@ -105,13 +116,15 @@ class ChangeEngine:
         return None if action.kind in MESSAGE_KINDS else self.actuators.for_action(action)
 
     # -- proposals ---------------------------------------------------------------------------
-    def propose(self, incident: Incident | None, proposal: Proposal,
-                verify: Any = None) -> ActionRecord:
+    def propose(self, incident: Incident | None, proposal: Proposal, verify: Any = None, *,
+                max_per_incident: int | None = None) -> ActionRecord:
         """Guard a proposal and journal it: denied, awaiting_approval or approved.
 
         ``verify`` is a ``VerifySpec``, a playbook (its ``verify`` block is resolved against
-        the incident), or None. A change already open for the same target is not proposed
-        twice: the open record is returned instead.
+        the incident; its remedies give ``max_per_incident``), or None. A change already
+        open for the same target is not proposed twice: the open record is returned.
+        ``max_per_incident`` (explicit, else the matching playbook remedy's): once that
+        many changes of this target were applied for the incident, a further one is denied.
         """
         action = proposal.action
         for open_record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
@@ -119,11 +132,15 @@ class ChangeEngine:
                 return open_record
         now = self.clock()
         spec = spec_for(verify, incident, action)
+        if max_per_incident is None:
+            max_per_incident = max_per_incident_for(verify, action)
+        decision = self._per_incident(incident, action, max_per_incident)
         try:
-            actuator = self._actuator(action)
-            ctx = self.gate.context(action, actuator, now, provenance=proposal.provenance,
-                                    in_playbook=proposal.in_playbook)
-            decision = self.gate.decide(action, ctx, when="proposal")
+            if decision is None:
+                actuator = self._actuator(action)
+                ctx = self.gate.context(action, actuator, now, provenance=proposal.provenance,
+                                        in_playbook=proposal.in_playbook)
+                decision = self.gate.decide(action, ctx, when="proposal")
         except ActuatorError as exc:
             decision = Decision(verdict="deny", reasons=(str(exc),), rules=("E-actuator",))
         record = self.repo.add_action(ActionRecord(
@@ -139,6 +156,21 @@ class ChangeEngine:
         if moved is not None and moved.state == S.AWAITING_APPROVAL:
             self.executor.tell("approval_needed", moved)
         return moved or record
+
+    def _per_incident(self, incident: Incident | None, action: Action,
+                      limit: int | None) -> Decision | None:
+        """A deny once ``limit`` changes of this target were applied for the incident."""
+        if limit is None or incident is None or incident.id is None:
+            return None
+        done = [r for r in self.repo.list_actions(states=APPLIED_STATES,
+                                                  incident_id=incident.id, limit=1000)
+                if r.action.target == action.target]
+        if len(done) < limit:
+            return None
+        ids = ", ".join(str(r.id) for r in done)
+        return Decision(verdict="deny", rules=("R-max-per-incident",), reasons=(
+            f"the playbook allows at most {limit} change(s) of {action.target} per incident; "
+            f"already applied for incident {incident.id}: action {ids}",))
 
     # -- the cycle ---------------------------------------------------------------------------
     def step(self) -> list[ActionRecord]:
@@ -156,7 +188,44 @@ class ChangeEngine:
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
+        self._cycles += 1
+        if self._cycles % self.drift_every == 0:
+            changed += self.check_drift()
         return changed
+
+    def check_drift(self) -> list[ActionRecord]:
+        """Stand down on verified changes an administrator has since overridden.
+
+        Only the newest in-place change of each target is compared (an older verified
+        record's value was replaced by healer's own later change). A live value that is
+        neither ``applied`` nor ``original`` is the admin's: ``superseded``, target paused,
+        escalated. A vanished target is closed as ``superseded`` without a pause.
+        """
+        out: list[ActionRecord] = []
+        seen: set[str] = set()
+        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):  # newest first
+            target = record.action.target
+            if target in seen or record.action.kind in MESSAGE_KINDS:
+                continue
+            seen.add(target)
+            if record.state != S.VERIFIED:
+                continue
+            moved = self._drifted(record)
+            if moved is not None:
+                out.append(moved)
+        return out
+
+    def _drifted(self, record: ActionRecord) -> ActionRecord | None:
+        try:
+            live = self.executor.actuators.for_action(record.action).read(record.action)
+        except ActuatorError as exc:
+            log.info(kv(msg="drift check: cannot read", id=record.id, error=exc))
+            return None
+        if live is None:
+            return self.executor.move(record, S.SUPERSEDED, (S.VERIFIED,), "target vanished")
+        if live in (record.applied, record.original):
+            return None  # ours, or the original put back by hand: nothing to stand down from
+        return self.executor.supersede(record, live)
 
     def _expire(self, now: datetime) -> list[ActionRecord]:
         out = []

@@ -28,6 +28,8 @@ from healer.store.errors import IllegalTransition, StaleState
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from healer.verify import VerifyResult, VerifySpec, evaluate
+from healer.verify.compare import KmsgFn
+from healer.verify.process import ProcessSeries, is_process_metric
 
 log = logging.getLogger("healer.act")
 
@@ -42,6 +44,11 @@ class SeriesSource(Protocol):
     metric, oldest first, relative to the newest sample."""
 
     def series(self, name: str, seconds: float) -> Sequence[tuple[float, float]]: ...
+
+
+# The window may also offer ``kmsg(seconds) -> list[KmsgRecord]`` (quiet_kmsg verification)
+# and ``processes() -> tuple[ProcessInfo, ...] | None`` (per-process verify metrics);
+# MetricWindow does. Both are looked up with getattr so simpler windows still work.
 
 
 class ActionNotifier(Protocol):
@@ -79,6 +86,7 @@ class Executor:
         self.repo, self.actuators, self.clock = repo, actuators, clock
         self.notifier, self.telemetry, self.window = notifier, telemetry, window
         self.dropin, self.checkpoint = dropin, checkpoint
+        self.processes = ProcessSeries()
 
     # -- journal plumbing ----------------------------------------------------------------
     def move(self, record: ActionRecord, to: ActionState, expect: Sequence[ActionState],
@@ -119,6 +127,10 @@ class Executor:
 
     def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]:
         """Points from the in-memory window, else from the store (after a restart)."""
+        if is_process_metric(name):  # per-process: from the process scans, in memory
+            scan = getattr(self.window, "processes", None)
+            self.processes.observe(name, scan() if scan else None, self.clock().timestamp())
+            return self.processes.series(name, since, until)
         if self.window is not None:
             seconds = max(0.0, self.clock().timestamp() - since) + 1.0
             points = [p for p in self.window.series(name, seconds) if since <= p[0] <= until]
@@ -208,7 +220,13 @@ class Executor:
             held = now.timestamp() - applied_at >= VerifySpec.model_fields["settle_seconds"].default
             return VerifyResult(passed=True if held else None,
                                 reasons=("no verify target; the read-back value held",))
-        return evaluate(spec, info.get("baseline", {}), self.series, applied_at, now.timestamp())
+        return evaluate(spec, info.get("baseline", {}), self.series, applied_at, now.timestamp(),
+                        kmsg=self.kmsg_source())
+
+    def kmsg_source(self) -> KmsgFn | None:
+        """The window's kernel-log records by age, when it keeps them."""
+        kmsg = getattr(self.window, "kmsg", None)
+        return kmsg if callable(kmsg) else None
 
     def supersede(self, record: ActionRecord, live: str) -> ActionRecord | None:
         """Someone else changed the value: leave theirs in place and pause automation."""

@@ -15,12 +15,14 @@ from typing import Literal, Protocol, runtime_checkable
 from guardrails import CheckContext, Decision, HistoryEntry, Policy, check
 from guardrails.actions import Action
 from healer.act.base import Actuator
+from healer.act.confine import Confinement, confine_from
 from healer.errors import ActuatorError
 from healer.logs import kv
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 
 log = logging.getLogger("healer.guard")
+__all__ = ["Confinement", "Gate", "KeyChecker", "Mode", "confine_from"]
 
 Mode = Literal["observe", "advise", "auto"]
 HISTORY_SPAN = timedelta(days=1)  # longer than any cooldown or rollback memory in the policy
@@ -42,14 +44,14 @@ class Gate:
         policy: Policy,
         *,
         mode: Mode,
-        confine: tuple[str, ...],
+        confine: tuple[str, ...] | Confinement,
         root: bool,
         telemetry: Telemetry | None = None,
     ) -> None:
         self._repo = repo
         self._policy = policy
         self._mode: Mode = mode if root or mode == "observe" else "advise"
-        self._confine = confine
+        self._confine = confine if isinstance(confine, Confinement) else Confinement(confine)
         self._root = root
         self._telemetry = telemetry
 
@@ -76,7 +78,7 @@ class Gate:
             changes_this_cycle=changes_this_cycle,
             changes_last_hour=self._repo.changes_since(now - timedelta(hours=1)),
             paused_targets=frozenset(self._repo.paused_targets()),
-            approvals=tuple(approvals), confine=self._confine, root=self._root,
+            approvals=tuple(approvals), confine=self._confine.for_action(action), root=self._root,
         )
 
     def decide(self, action: Action, ctx: CheckContext, *, when: str) -> Decision:
@@ -104,16 +106,6 @@ def _live(
         log.info(kv(msg="cannot read live value", target=action.target, error=exc))
         return None, {}, exists
     return current, facts, exists
-
-
-def confine_from(netns: str | None, cgroup_root: object | None) -> tuple[str, ...]:
-    """The scopes a sandboxed healer may act in (empty: unconfined)."""
-    scopes: list[str] = []
-    if netns:
-        scopes.append(f"netns:{netns}")
-    if cgroup_root is not None:
-        scopes.append(f"cgroup:{str(cgroup_root).rstrip('/') or '/'}")
-    return tuple(scopes)
 
 
 Clock = Callable[[], datetime]

@@ -14,15 +14,16 @@ import argparse
 import contextlib
 import importlib
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+from healer.act.approvals import cast_vote, needed
 from healer.act.engine import LOCAL_ADMIN, ChangeEngine
 from healer.cli.common import print_json, settings_from_args
 from healer.errors import HealerError
 from healer.models import ActionRecord, ActionState, Incident, IncidentStatus
 from healer.settings import Settings
 from healer.store.engine import open_store
-from healer.store.errors import StaleState
 from healer.store.repository import Repository
 
 S = ActionState
@@ -116,29 +117,20 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 def cmd_vote(args: argparse.Namespace) -> int:
     """Record the local admin's vote; move the proposal once the quorum is met."""
-    _, repo = _repo(args)
-    record = repo.get_action(args.id)
-    if record is None:
-        raise HealerError(f"action {args.id} not found")
-    if record.state != S.AWAITING_APPROVAL:
-        raise HealerError(f"action {args.id} is {record.state.value}, not awaiting approval")
-    votes = repo.add_approval(args.id, LOCAL_ADMIN, args.approve, args.comment)
-    approvers = {v.user for v in votes if v.approve}
-    needed = max(1, record.approvals_needed)
-    to = S.REJECTED if not args.approve else S.APPROVED if len(approvers) >= needed else None
-    if to is not None:
-        try:
-            record = repo.transition(args.id, to, expect=[S.AWAITING_APPROVAL],
-                                     actor=LOCAL_ADMIN, comment=args.comment)
-        except StaleState as exc:
-            raise HealerError(str(exc)) from exc
+    settings, repo = _repo(args)
+    result = cast_vote(repo, args.id, LOCAL_ADMIN, args.approve, args.comment,
+                       now=datetime.now(UTC), ttl_seconds=settings.approval_ttl_seconds,
+                       via="cli")  # VoteRefused is a HealerError: main prints it, exit 1
+    record = result.record
     if args.json:
         print_json(record_json(record))
-    elif to is None:
-        print(f"action {args.id}: vote recorded, {len(approvers)} of {needed} approvals")
+    elif not result.decided:
+        approvers = {v.user for v in result.votes if v.approve}
+        print(f"action {args.id}: vote recorded, {len(approvers)} of {needed(record)} approvals")
     else:
-        print(f"action {args.id}: {to.value}"
-              + (" (the daemon re-checks the guard and applies it)" if to == S.APPROVED else ""))
+        print(f"action {args.id}: {record.state.value}"
+              + (" (the daemon re-checks the guard and applies it)"
+                 if record.state == S.APPROVED else ""))
     return 0
 
 

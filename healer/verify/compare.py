@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from healer.models import KmsgRecord
+from healer.verify.quiet import matching
 from healer.verify.spec import GuardSpec, VerifyResult, VerifySpec
 from healer.verify.stats import Point, is_counter, median, summarize, to_rates, values_between
 
 # (metric name, since, until) -> points; the daemon's metric window, or the store's samples.
 SeriesFn = Callable[[str, float, float], Sequence[Point]]
 Summary = Mapping[str, float]
+# seconds -> the kernel-log records that arrived within the last ``seconds`` (the window's kmsg).
+KmsgFn = Callable[[float], Sequence[KmsgRecord]]
+CONTEXT_SLACK = 10.0  # seconds of older lines read only for their context captures
 
 
 def _values(
@@ -65,8 +70,26 @@ def _guard(spec: VerifySpec, g: GuardSpec, base: Summary | None, after: list[flo
     return None
 
 
+def _quiet(spec: VerifySpec, kmsg: KmsgFn | None, start: float, now: float,
+           numbers: dict[str, float]) -> tuple[bool | None, str]:
+    """quiet_kmsg: False at the first new matching line after the settle time, else None."""
+    if kmsg is None:
+        return None, "quiet_kmsg: no kernel-log source to check"
+    since = max(0.0, now - start)
+    counted = {r.seq for r in kmsg(since)}
+    records = kmsg(since + CONTEXT_SLACK)
+    hits = sorted({r.seq for p in spec.quiet_kmsg for r in matching(p, records, counted)})
+    numbers["kmsg.new_matches"] = float(len(hits))
+    if hits:
+        seqs = ", ".join(str(s) for s in hits[:5])
+        return False, (f"{len(hits)} new kernel-log line(s) of the kind this fixes after the "
+                       f"change (seq {seqs})")
+    return None, f"no matching kernel-log line for {since:.0f} s"
+
+
 def _target(spec: VerifySpec, base: Summary | None, after: list[float]) -> tuple[bool | None, str]:
     """Judge the target over a full after-window: pass, fail (worse), or undecided."""
+    assert spec.metric is not None
     med = median(after)
     if base is not None:
         tol = _noise(spec, base, spec.target_tolerance_percent)
@@ -93,7 +116,7 @@ def _target(spec: VerifySpec, base: Summary | None, after: list[float]) -> tuple
 
 
 def evaluate(spec: VerifySpec, baseline: Mapping[str, Summary], series: SeriesFn,
-             applied_at: float, now: float) -> VerifyResult:
+             applied_at: float, now: float, kmsg: KmsgFn | None = None) -> VerifyResult:
     """Compare the after-window with the stored baseline; None means keep waiting."""
     numbers: dict[str, float] = {"after_seconds": max(0.0, now - applied_at)}
     start = applied_at + spec.settle_seconds
@@ -102,17 +125,32 @@ def evaluate(spec: VerifySpec, baseline: Mapping[str, Summary], series: SeriesFn
         reason = _guard(spec, guard, baseline.get(guard.metric), after, numbers)
         if reason:
             return VerifyResult(passed=False, reasons=(reason,), numbers=numbers)
+    quiet: tuple[bool | None, str] = (True, "")
+    if spec.quiet_kmsg and now >= start:
+        quiet = _quiet(spec, kmsg, start, now, numbers)
+        if quiet[0] is False:
+            return VerifyResult(passed=False, reasons=(quiet[1],), numbers=numbers)
     if now - start < spec.window_seconds:
         return VerifyResult(passed=None, numbers=numbers, reasons=(
             f"waiting for a full window: {max(0.0, now - start):.1f}/{spec.window_seconds:g} s",))
+    if spec.quiet_kmsg and kmsg is None:
+        return VerifyResult(passed=None, reasons=(quiet[1],), numbers=numbers)
+    if spec.metric is None:
+        return VerifyResult(passed=True, reasons=(quiet[1],), numbers=numbers)
+    passed, reason = _judge_target(spec, baseline, series, now, numbers)
+    reasons = (reason, quiet[1]) if quiet[1] else (reason,)
+    return VerifyResult(passed=passed, reasons=reasons, numbers=numbers)
+
+
+def _judge_target(spec: VerifySpec, baseline: Mapping[str, Summary], series: SeriesFn,
+                  now: float, numbers: dict[str, float]) -> tuple[bool | None, str]:
+    assert spec.metric is not None
     after = _values(spec, series, spec.metric, now - spec.window_seconds, now)
     if len(after) < spec.min_samples:
-        return VerifyResult(passed=None, numbers=numbers, reasons=(
-            f"target {spec.metric}: {len(after)} samples, need {spec.min_samples}",))
+        return None, f"target {spec.metric}: {len(after)} samples, need {spec.min_samples}"
     base = baseline.get(spec.metric)
     numbers |= {"target.after_median": median(after), "target.after_max": max(after),
                 "target.after_n": float(len(after))}
     if base is not None:
         numbers["target.baseline_median"] = base["median"]
-    passed, reason = _target(spec, base, after)
-    return VerifyResult(passed=passed, reasons=(reason,), numbers=numbers)
+    return _target(spec, base, after)

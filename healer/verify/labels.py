@@ -37,4 +37,6 @@ def spec_for(verify: Any, incident: Incident | None, action: Action) -> VerifySp
     block = getattr(verify, "verify", verify)
     if block is None or getattr(verify, "rollback", "on_regression") == "never":
         return None
-    return spec_from_playbook(block, labels_for(incident, action))
+    detect = getattr(verify, "detect", None)  # a playbook: its kmsg signals feed quiet_kmsg
+    signals = tuple(getattr(detect, "signals", ())) if detect is not None else ()
+    return spec_from_playbook(block, labels_for(incident, action), signals)

@@ -9,10 +9,12 @@ back) or None (not enough evidence yet: keep waiting until the deadline).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from healer.verify.quiet import KmsgPattern, patterns_from_signals
 
 Direction = Literal["down", "up", "to_zero", "below", "above"]
 
@@ -35,10 +37,13 @@ class GuardSpec(_Frozen):
 
 
 class VerifySpec(_Frozen):
-    """The target metric and direction, the guards, and the windows and tolerances."""
+    """The target metric and direction and/or quiet kernel-log patterns, the guards, and the
+    windows and tolerances. ``quiet_kmsg``: any new matching line after the settle time fails
+    the verification (the fix did not work: roll back); passing needs a full quiet window."""
 
-    metric: str
-    direction: Direction
+    metric: str | None = None
+    direction: Direction | None = None
+    quiet_kmsg: tuple[KmsgPattern, ...] = ()
     threshold: float | None = None  # for below / above
     rate: bool = False  # compare the per-second rate (counters; *_total always are)
     guards: tuple[GuardSpec, ...] = ()
@@ -51,6 +56,14 @@ class VerifySpec(_Frozen):
     mad_k: float = Field(default=3.0, ge=0)  # noise floor: k * MAD of the baseline
     deadline_seconds: float | None = None  # default: settle + 3 windows
 
+    @model_validator(mode="after")
+    def _target(self) -> VerifySpec:
+        if (self.metric is None) != (self.direction is None):
+            raise ValueError("metric and direction go together")
+        if self.metric is None and not self.quiet_kmsg:
+            raise ValueError("give a metric and direction, or quiet_kmsg patterns")
+        return self
+
     @property
     def deadline(self) -> float:
         """Seconds after the write by which verification must have passed."""
@@ -61,7 +74,8 @@ class VerifySpec(_Frozen):
     @property
     def metrics(self) -> tuple[str, ...]:
         """Every metric verification reads: the target, then the guards."""
-        return (self.metric, *(g.metric for g in self.guards))
+        target = () if self.metric is None else (self.metric,)
+        return (*target, *(g.metric for g in self.guards))
 
 
 class VerifyResult(_Frozen):
@@ -93,12 +107,16 @@ def parse_direction(text: str) -> tuple[Direction, float | None]:
     raise ValueError(f"unknown verify direction {text!r}")
 
 
-def spec_from_playbook(verify: Any, labels: Mapping[str, str]) -> VerifySpec | None:
-    """Build a VerifySpec from a ``playbooks.schema.Verify``; None when a metric cannot be named."""
-    metric = fill_placeholders(verify.metric, labels)
-    if metric is None:
-        return None
-    direction, threshold = parse_direction(verify.direction)
+def spec_from_playbook(verify: Any, labels: Mapping[str, str],
+                       signals: Iterable[Any] = ()) -> VerifySpec | None:
+    """Build a VerifySpec from a ``playbooks.schema.Verify`` (and, for ``quiet_kmsg``, the
+    playbook's detect signals); None when a metric cannot be named or nothing is checkable."""
+    metric, direction, threshold = None, None, None
+    if verify.metric is not None:
+        metric = resolve_metric(verify.metric, labels)
+        if metric is None:
+            return None
+        direction, threshold = parse_direction(verify.direction)
     guards = []
     for guard in verify.guards:
         name = fill_placeholders(guard.metric, labels)
@@ -107,6 +125,24 @@ def spec_from_playbook(verify: Any, labels: Mapping[str, str]) -> VerifySpec | N
         worse: Literal["up", "down"] = "down" if _HIGHER_IS_BETTER.search(name) else "up"
         guards.append(GuardSpec(metric=name, max_regression_percent=guard.max_regression_percent,
                                 max_increase=guard.max_increase, worse=worse))
+    quiet = patterns_from_signals(signals, labels) if getattr(verify, "quiet_kmsg", False) else ()
+    if metric is None and not quiet:
+        return None  # quiet_kmsg without a kmsg signal to watch: nothing to verify on
     rate = getattr(verify, "rate_seconds", None) is not None
+    # A process scan comes every few seconds, not every cycle: two scans must do.
+    min_samples = 2 if metric is not None and metric.startswith("process.") else 3
     return VerifySpec(metric=metric, direction=direction, threshold=threshold, rate=rate,
-                      guards=tuple(guards), window_seconds=verify.window_seconds)
+                      quiet_kmsg=quiet, guards=tuple(guards), min_samples=min_samples,
+                      window_seconds=verify.window_seconds)
+
+
+def resolve_metric(metric: str, labels: Mapping[str, str]) -> str | None:
+    """Fill placeholders; a per-process metric (``process.<field>``) is pinned to the pid."""
+    name = fill_placeholders(metric, labels)
+    if name is None:
+        return None
+    head, _, field = name.partition(".")
+    if head == "process" and "." not in field:
+        pid = labels.get("pid", "")
+        return f"process.{pid}.{field}" if pid.isdigit() else None
+    return name

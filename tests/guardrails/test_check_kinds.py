@@ -153,8 +153,11 @@ def test_mps_and_timeslice_need_approval(decide: Decide) -> None:
     assert decide(ts).verdict == "needs_approval"
 
 
-def test_notify_and_escalate_are_allowed_even_in_observe_mode(decide: Decide) -> None:
-    for kind in ("notify", "escalate"):
+def test_notify_is_allowed_and_escalate_asks_a_person_even_in_observe_mode(
+    decide: Decide,
+) -> None:
+    expected = {"notify": "allow", "escalate": "needs_approval"}
+    for kind, verdict in expected.items():
         d = decide(
             {"kind": kind, "message": "gpu 0 fell off the bus; drain it"},
             mode="observe",
@@ -163,4 +166,4 @@ def test_notify_and_escalate_are_allowed_even_in_observe_mode(decide: Decide) ->
             root=False,
             changes_this_cycle=99,
         )
-        assert d.verdict == "allow", kind
+        assert d.verdict == verdict, kind
