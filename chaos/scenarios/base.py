@@ -9,6 +9,7 @@ The runner (``chaos.runner``) owns the order of steps and the cleanup.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -205,6 +206,8 @@ class Context:
     def close(self) -> None:
         """Stop the sinks (the runner stops the daemon and destroys the sandbox)."""
         self.sink.stop()
+        dump = {"webhooks": self.sink.requests, "llm": self.llm.requests if self.llm else []}
+        (self.sb.logs / "requests.json").write_text(json.dumps(dump, indent=1, default=str))
         if self.llm:
             self.llm.stop()
 

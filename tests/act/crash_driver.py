@@ -76,7 +76,10 @@ def main() -> int:
     engine = ChangeEngine(repo, ActuatorRegistry([sysctl]), load_policy(args.policy),
                           window=window, root=True, checkpoint=checkpoint)
     action = SysctlWrite(scope=f"netns:{args.netns}", key="net.core.somaxconn", value="0")
-    live = lambda: sysctl.read(action)  # noqa: E731
+
+    def live() -> str | None:
+        return sysctl.read(action)
+
     reconciled = engine.reconcile_on_start()
     print(json.dumps({"reconciled": [_row(r) for r in reconciled], "live": live()}), flush=True)
     start = time.time()

@@ -91,3 +91,19 @@ def test_rollback_of_an_unknown_or_unapplied_action_fails_cleanly(
     assert "nothing to roll back" in capsys.readouterr().err
     assert main(["rollback", "--all"]) == 0
     assert main(["persist", "999"]) == 1
+
+
+def test_cli_vote_uses_the_shared_rules_ttl_and_policy_quorum(
+        repo: Repository, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from healer.act import approvals
+
+    assert approvals.cast_vote.__module__ == "healer.act.approvals"
+    import web.approvals
+
+    assert web.approvals.cast_vote is approvals.cast_vote  # one implementation
+    action_id = _awaiting(repo)
+    monkeypatch.setenv("HEALER_APPROVAL_TTL_SECONDS", "0.001")
+    assert main(["approve", str(action_id)]) == 1  # the request lapsed, as on the web
+    assert "expired" in capsys.readouterr().err
+    assert repo.list_approvals(action_id) == []
