@@ -35,32 +35,26 @@ HOST_CHARTS: tuple[Chart, ...] = (
     Chart("listen", "TCP listen overflows", ("net.tcp.listen_overflows_total",), "/s", rate=True),
 )
 
-# Per-GPU families, matched against the GPU's metric names (NVML collector naming).
-_GPU_FAMILIES: tuple[tuple[str, str, str, re.Pattern[str]], ...] = (
-    ("temp", "temperature", "°C", re.compile(r"^temperature.*celsius$")),
-    ("power", "power", "W", re.compile(r"^power(?!.*(limit|min|max|constraint)).*watts$")),
-    ("util", "utilization", "%", re.compile(r"^util\w*(gpu|sm)?\w*percent$")),
+# Per-GPU charts: (id, title, unit, metric under gpu.<index>.), the collector's contract names.
+_GPU_CHARTS: tuple[tuple[str, str, str, str], ...] = (
+    ("temp", "temperature", "°C", "temperature_celsius"),
+    ("power", "power draw", "W", "power_draw_watts"),
+    ("util", "utilization", "%", "utilization_percent"),
 )
+_GPU_INDEX_RE = re.compile(r"^gpu\.(\d+)\.")
 
 
 def gpu_charts(sample: Sample | None) -> list[Chart]:
     """Temperature, power and utilization charts for every GPU in the latest sample."""
     if sample is None:
         return []
-    by_gpu: dict[int, list[str]] = {}
-    for name in sample.metrics:
-        m = re.match(r"^gpu\.(\d+)\.(.+)$", name)
-        if m:
-            by_gpu.setdefault(int(m.group(1)), []).append(m.group(2))
-    charts = []
-    for index in sorted(by_gpu):
-        names = sorted(by_gpu[index])
-        for fid, title, unit, pattern in _GPU_FAMILIES:
-            hit = next((n for n in names if pattern.match(n) and "memory" not in n), None)
-            if hit:
-                charts.append(Chart(f"gpu{index}-{fid}", f"GPU {index} {title}",
-                                    (f"gpu.{index}.{hit}",), unit))
-    return charts
+    indexes = sorted({int(m.group(1)) for n in sample.metrics if (m := _GPU_INDEX_RE.match(n))})
+    return [
+        Chart(f"gpu{i}-{fid}", f"GPU {i} {title}", (f"gpu.{i}.{metric}",), unit)
+        for i in indexes
+        for fid, title, unit, metric in _GPU_CHARTS
+        if f"gpu.{i}.{metric}" in sample.metrics
+    ]
 
 
 def downsample(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:

@@ -61,7 +61,7 @@ def test_overview_has_host_and_gpu_charts(signed_in: TestClient) -> None:
     page = signed_in.get("/").text
     for metric in ("psi.memory.some_avg10", "mem.available_bytes", "load.1m",
                    "net.tcp.listen_overflows_total", "gpu.0.temperature_celsius",
-                   "gpu.0.power_draw_watts", "gpu.0.utilization_gpu_percent"):
+                   "gpu.0.power_draw_watts", "gpu.0.utilization_percent"):
         assert metric in page
     assert "gpu.0.power_limit_watts" not in page  # a limit is not a power reading
 
