@@ -81,7 +81,7 @@ def _round(db: Path, netns: str, log: Path, point: str | None, rng: random.Rando
         if point is None:
             threading.Event().wait(rng.uniform(0.0, 1.0))
             return False
-        return driver.line(timeout=4) == f"at:{point}"
+        return driver.line(timeout=15) == f"at:{point}"
     finally:
         driver.kill()
 

@@ -10,9 +10,11 @@ import pytest
 from guardrails.actions import CgroupLimit, ProcessRlimit
 from healer.models import Evidence, Incident, KmsgRecord, ProcessInfo
 from healer.verify import VerifySpec, evaluate
-from healer.verify.labels import spec_for
+from healer.verify.labels import labels_for, spec_for
 from healer.verify.process import ProcessSeries
+from healer.verify.spec import spec_from_playbook
 from playbooks.loader import load_library
+from playbooks.schema import Verify
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = 1_750_000_000.0  # the change was applied at T0
@@ -57,11 +59,17 @@ def _no_series(name: str, since: float, until: float) -> list[tuple[float, float
 
 @pytest.fixture
 def pids_spec() -> VerifySpec:
+    """A quiet-only spec over the pids playbook's kmsg signal. (The shipped playbook verifies
+    on the pids.events counter instead: the kernel logs that line once per cgroup.)"""
     incident = _incident("pids-limit-too-low", "cgroup:/healer-chaos-1/fork",
                          cgroup="/healer-chaos-1/fork")
     action = CgroupLimit(scope="cgroup:/healer-chaos-1/fork", path="/healer-chaos-1/fork",
                          knob="pids.max", value="64")
-    return _spec("pids-limit-too-low", incident, action)
+    detect = load_library().get("pids-limit-too-low").detect
+    spec = spec_from_playbook(Verify(quiet_kmsg=True), labels_for(incident, action),
+                              detect.signals)
+    assert spec is not None
+    return spec
 
 
 def test_quiet_only_playbook_resolves_without_a_metric(pids_spec: VerifySpec) -> None:
