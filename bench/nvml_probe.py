@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from healer.monitor.gpu.collector import GpuCollector  # noqa: E402
-from healer.monitor.gpu.nvml import NvmlBackend  # noqa: E402
+from healer.monitor.gpu.collector import GpuCollector
+from healer.monitor.gpu.nvml import NvmlBackend
 
 # nvidia-smi field -> (healer metric, scale to healer's unit, tolerance)
 SMI_FIELDS = {
@@ -84,9 +84,11 @@ def main() -> int:
 
     print(f"{'gpu':>3} {'metric':<26} {'healer':>16} {'nvidia-smi':>16}  ok")
     for c in checks:
-        print(f"{c['gpu']:>3} {c['metric']:<26} {c['healer']!s:>16} {c['nvidia_smi']!s:>16}  {c['ok']}")
+        healer_v, smi_v = str(c["healer"]), str(c["nvidia_smi"])
+        print(f"{c['gpu']:>3} {c['metric']!s:<26} {healer_v:>16} {smi_v:>16}  {c['ok']}")
     print(f"devices={len(part.gpus)} throttle={[g.throttle_reasons for g in part.gpus]}")
-    print(f"collect median={report['collect_median_ms']:.2f} ms p95={report['collect_p95_ms']:.2f} ms")
+    print(f"collect median={report['collect_median_ms']:.2f} ms "
+          f"p95={report['collect_p95_ms']:.2f} ms")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0 if all(c["ok"] for c in checks) and part.gpus else 1

@@ -64,7 +64,7 @@ class _Action(BaseModel):
 
     @property
     def target(self) -> str:
-        """The thing this action changes, as ``kind:scope:key`` (rate limits and history key on it)."""
+        """What this action changes, as ``kind:scope:key``; rate limits and history key on it."""
         return f"{self.kind}:{self.scope}:{self.key_name}"  # type: ignore[attr-defined]
 
     @property

@@ -25,8 +25,8 @@ from healer.diagnose.cache import RepositoryKV
 from healer.diagnose.chain import ChainDiagnoser
 from healer.diagnose.factory import build_diagnoser
 from healer.diagnose.tools import ToolBox
-from healer.models import Incident
 from healer.logs import kv
+from healer.models import Incident
 from healer.monitor.gpu import build_gpu_backend
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
 from healer.notify import Notifier, OutboxDeliverer, build_channels

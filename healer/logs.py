@@ -20,15 +20,17 @@ def kv(**fields: Any) -> str:
 
 
 class _Formatter(logging.Formatter):
-    converter = time.gmtime
+    """``<UTC time>Z level=… logger=… <message>``."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)sZ level=%(levelname)s logger=%(name)s %(message)s",
-                         datefmt="%Y-%m-%dT%H:%M:%S")
+        super().__init__("%(asctime)sZ level=%(levelname)s logger=%(name)s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
 
 
 class RateLimitedLogger:
-    """Log a given key at most once per ``period`` seconds (a failing collector logs once a minute)."""
+    """Log a given key at most once per ``period`` seconds (a failing collector: once a minute)."""
 
     def __init__(self, logger: logging.Logger, period: float = 60.0) -> None:
         self._logger = logger

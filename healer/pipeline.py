@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from healer.act.engine import ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
-from healer.diagnose.base import Diagnoser, DiagnoseContext
+from healer.diagnose.base import DiagnoseContext, Diagnoser
 from healer.logs import kv
 from healer.models import Diagnosis, Incident, Sample
 from healer.monitor.registry import Monitor

@@ -143,7 +143,8 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     if config is not None:
         if not config.is_file():
             raise ConfigError("config", f"no such file: {config}")
-        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config}})
+        config_dict = {**Settings.model_config, "toml_file": config}
+        cls = type("FileSettings", (Settings,), {"model_config": config_dict})
     try:
         return cls(**overrides)
     except ValidationError as exc:

@@ -46,7 +46,8 @@ class _HostGauges(PromCollector):
                 fam_name = "healer_gpu_" + prom_name(m.group(2))
                 fam = gpu.get(fam_name)
                 if fam is None:
-                    fam = gpu[fam_name] = GaugeMetricFamily(fam_name, f"GPU {m.group(2)}", labels=["gpu"])
+                    fam = GaugeMetricFamily(fam_name, f"GPU {m.group(2)}", labels=["gpu"])
+                    gpu[fam_name] = fam
                 fam.add_metric([m.group(1)], value)
             else:
                 yield GaugeMetricFamily("healer_host_" + prom_name(name), name, value=value)

@@ -92,6 +92,10 @@ class CgroupOom(_CgroupScenario):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.05)
 
+    def recovered(self, ctx: Context) -> bool:
+        pts = [v for t, v in ctx.data.get("ooms", []) if t > time.time() - 3.5]
+        return len(pts) >= 3 and pts[0] == pts[-1]
+
     def evaluate(self, ctx: Context) -> bool:
         fix = _cg_action(ctx, "memory.max", ctx.data["cg"])
         if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):

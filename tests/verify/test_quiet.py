@@ -65,9 +65,10 @@ def pids_spec() -> VerifySpec:
                          cgroup="/healer-chaos-1/fork")
     action = CgroupLimit(scope="cgroup:/healer-chaos-1/fork", path="/healer-chaos-1/fork",
                          knob="pids.max", value="64")
-    detect = load_library().get("pids-limit-too-low").detect
+    playbook = load_library().get("pids-limit-too-low")
+    assert playbook is not None
     spec = spec_from_playbook(Verify(quiet_kmsg=True), labels_for(incident, action),
-                              detect.signals)
+                              playbook.detect.signals)
     assert spec is not None
     return spec
 
