@@ -28,6 +28,7 @@ from healer.diagnose.tools import ToolBox
 from healer.logs import kv
 from healer.models import Incident
 from healer.monitor.gpu import build_gpu_backend
+from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
 from healer.notify import Notifier, OutboxDeliverer, build_channels
 from healer.pipeline import Pipeline
@@ -143,7 +144,7 @@ def build_daemon(settings: Settings) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
-    repo = open_store(settings)
+    repo = open_store(settings, isolate_migration=True)  # alembic stays out of the daemon
     library = load_library(settings.playbooks_dir)  # all or nothing: a bad file stops start-up
     gpu = build_gpu_backend(settings)
     cgroups = cgroup_tree_from(settings)
@@ -154,6 +155,7 @@ def build_daemon(settings: Settings) -> Daemon:
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier)
+    watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
     detector = Detector(library.playbooks,
                         net_scope=f"netns:{settings.netns}" if settings.netns else "host",
                         read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup)

@@ -38,7 +38,7 @@ from healer.act.limits import max_per_incident_for
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
-from healer.models import ActionRecord, ActionState, Incident, Proposal
+from healer.models import ActionRecord, ActionState, Incident, IncidentStatus, Proposal
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
@@ -357,6 +357,22 @@ class ChangeEngine:
                             {"file": str(dropin.path), "key": action.key, "value": record.applied})
         log.info(kv(msg=f"persisted {action.key} = {record.applied}", file=dropin.path, by=actor))
         return record
+
+    def watched_pids(self) -> set[int]:
+        """Pids the process scan must keep: open incidents' ``pid:<n>`` scopes and the
+        targets of open (proposed through verifying) actions; two indexed reads."""
+        scopes = [i.scope for i in self.repo.list_incidents(IncidentStatus.OPEN, limit=1000)]
+        pids: set[int] = set()
+        for record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
+            scopes.append(record.action.scope)
+            pid = getattr(record.action, "pid", None)  # ProcessRlimit, ProcessNice
+            if isinstance(pid, int):
+                pids.add(pid)
+        for scope in scopes:
+            kind, _, value = scope.partition(":")
+            if kind == "pid" and value.isdigit():
+                pids.add(int(value))
+        return pids
 
     def read_sysctl(self, scope: str, key: str) -> str | None:
         """A sysctl's live value in a scope (for detectors and evidence); None if unreadable."""

@@ -4,24 +4,32 @@ A scan costs tens of microseconds per process, so it runs every
 ``process_scan_seconds`` (default 10 s) and returns ``processes=None`` in between.
 The fd ranking exists for the fd-limit playbook: a process close to its
 RLIMIT_NOFILE is usually idle and small, so CPU and memory would never pick it.
+Watched pids (``watch``: open incidents' ``pid:<n>`` scopes, in-flight actions) are kept
+in every scan whatever their rank: after a fix lowers a process's fd usage it would drop
+out of the top N, and per-process verification would have nothing to judge.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from healer.models import ProcessInfo, SamplePart
+from healer.monitor.base import Collector
 
+log = logging.getLogger(__name__)
+WatchSource = Callable[[], Iterable[int]]  # pids to keep in every scan, asked once a scan
 _ATTRS = ["pid", "name", "username", "cpu_percent", "memory_info", "num_fds"]
 
 
 class ProcessCollector:
-    """Every ``interval`` seconds: the top ``top_n`` by CPU, by RSS and by fd usage."""
+    """Every ``interval`` seconds: the top ``top_n`` by CPU, by RSS and by fd usage, plus
+    every watched pid that is still alive."""
 
     name = "processes"
 
@@ -31,12 +39,32 @@ class ProcessCollector:
         interval: float = 10.0,
         procfs_root: Path = Path("/proc"),
         clock: Callable[[], float] = time.monotonic,
+        watched_pids: WatchSource | None = None,
     ) -> None:
         self.top_n = top_n
         self.interval = interval
         self.root = procfs_root
         self._clock = clock
         self._next = 0.0
+        self._watched = watched_pids
+        self._watch_failed = False
+
+    def watch(self, source: WatchSource) -> None:
+        """Keep the pids ``source()`` returns in every scan (it is called once per scan)."""
+        self._watched = source
+
+    def _watched_now(self) -> set[int]:
+        if self._watched is None:
+            return set()
+        try:
+            pids = {int(p) for p in self._watched()}
+        except Exception as exc:  # the source reads the store: a failure must not cost the scan
+            if not self._watch_failed:
+                log.warning("process watch-list unavailable: error=%r", exc)
+                self._watch_failed = True
+            return set()
+        self._watch_failed = False
+        return pids
 
     def collect(self) -> SamplePart:
         now = self._clock()
@@ -71,6 +99,10 @@ class ProcessCollector:
         picked: dict[int, ProcessInfo] = {}
         for key in (lambda p: p.cpu_percent, lambda p: float(p.rss_bytes), _fd_usage):
             for p in sorted(infos, key=key, reverse=True)[:n]:
+                picked.setdefault(p.pid, p)
+        watched = self._watched_now()
+        for p in infos:
+            if p.pid in watched:
                 picked.setdefault(p.pid, p)
         return [self._enrich(p) for p in picked.values()]
 
@@ -131,3 +163,10 @@ def read_cgroup(path: Path) -> str | None:
         if "memory" in controllers.split(","):
             v1_memory = cgpath
     return v1_memory or ("/" if text else None)
+
+
+def watch_processes(collectors: Sequence[Collector], source: WatchSource) -> None:
+    """Hand ``source`` to every process collector in ``collectors`` (the daemon's wiring)."""
+    for c in collectors:
+        if isinstance(c, ProcessCollector):
+            c.watch(source)

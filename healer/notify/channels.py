@@ -10,9 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from healer.logs import kv
 from healer.notify.events import severity_rank
@@ -20,7 +18,10 @@ from healer.notify.formats import slack_payload
 from healer.notify.signing import sign_webhook
 from healer.settings import Settings
 
-HTTP_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+if TYPE_CHECKING:  # httpx (with click, pygments, rich) loads only when a hook is configured
+    import httpx
+
+HTTP_TIMEOUT_S, CONNECT_TIMEOUT_S = 3.0, 2.0
 log = logging.getLogger("healer.notify")
 
 
@@ -41,6 +42,8 @@ class Channel(Protocol):
 
 
 def _post(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str]) -> None:
+    import httpx
+
     try:
         resp = client.post(url, content=body, headers={"Content-Type": "application/json",
                                                        **headers})
@@ -107,8 +110,11 @@ class LogChannel:
 def build_channels(settings: Settings, client: httpx.Client | None = None) -> dict[str, Channel]:
     """The channels ``settings`` configures: always ``log``, plus slack and webhook when set."""
     channels: dict[str, Channel] = {"log": LogChannel()}
-    if settings.slack_webhook_url or settings.webhook_url:
-        client = client or httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
+    if (settings.slack_webhook_url or settings.webhook_url) and client is None:
+        import httpx
+
+        client = httpx.Client(timeout=httpx.Timeout(HTTP_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                              follow_redirects=False)
     if settings.slack_webhook_url and client is not None:
         channels["slack"] = SlackChannel(settings.slack_webhook_url, client,
                                          interactive=settings.slack_signing_secret is not None)

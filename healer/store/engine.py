@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from pydantic_core import to_jsonable_python
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,6 +22,9 @@ from healer.errors import StoreError
 from healer.settings import Settings
 from healer.store.repo_base import READONLY_OPTION
 from healer.store.repository import Repository
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ def open_engine(url: str) -> sa.Engine:
 
 def alembic_config(engine: sa.Engine | None = None) -> Config:
     """An Alembic Config built in code; script_location is the packaged migrations dir."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
@@ -83,8 +87,54 @@ def alembic_config(engine: sa.Engine | None = None) -> Config:
     return cfg
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
+
+
+def head_revisions(versions_dir: Path = MIGRATIONS_DIR / "versions") -> frozenset[str]:
+    """The head revision ids, read from the ``revision =`` lines of the migration files.
+
+    Importing alembic costs the daemon about 11 MB (alembic, mako, pygments); this read
+    lets a start-up at head skip it. A test checks it against ``ScriptDirectory.get_heads``.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions_dir.glob("*.py"):
+        for key, value in _REVISION_LINE.findall(path.read_text()):
+            ids = _QUOTED.findall(value)
+            (revisions if key == "revision" else parents).update(ids)
+    return frozenset(revisions - parents)
+
+
+def current_revisions(engine: sa.Engine) -> frozenset[str]:
+    """The revisions stamped in ``alembic_version``; empty on a fresh database."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return frozenset()
+        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+        return frozenset(str(r) for r in rows)
+
+
+def at_head(engine: sa.Engine) -> bool:
+    """Whether the database is stamped with exactly the head revision(s)."""
+    try:
+        heads = head_revisions()
+        return bool(heads) and current_revisions(engine) == heads
+    except SQLAlchemyError as e:
+        raise StoreError(f"migration failed: {e}") from e
+
+
+def _in_memory(engine: sa.Engine) -> bool:
+    return engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "",
+                                                                                 ":memory:")
+
+
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest revision (``alembic upgrade head``); safe to repeat."""
+    if at_head(engine):
+        return  # the common restart: alembic is never imported
+    from alembic import command
+
     cfg = alembic_config(engine)
     try:
         with engine.connect() as conn:
@@ -95,13 +145,24 @@ def migrate(engine: sa.Engine) -> None:
         raise StoreError(f"migration failed: {e}") from e
 
 
-def open_store(settings: Settings) -> Repository:
-    """Create the state dir, open and migrate the database, and return a Repository."""
+def open_store(settings: Settings, *, isolate_migration: bool = False) -> Repository:
+    """Create the state dir, open and migrate the database, and return a Repository.
+
+    ``isolate_migration`` (the daemon) runs an upgrade, when one is due, in a child
+    process (healer.store.upgrade) so alembic never stays resident; an in-memory SQLite
+    database cannot be shared with a child and is always migrated here.
+    """
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise StoreError(f"cannot create state dir {settings.state_dir}: {e}") from e
     engine = open_engine(settings.db_url)
-    migrate(engine)
+    if isolate_migration and not _in_memory(engine):
+        if not at_head(engine):
+            from healer.store.upgrade import upgrade_in_child
+
+            upgrade_in_child(engine.url.render_as_string(hide_password=False))
+    else:
+        migrate(engine)
     log.info("store opened: url=%s host_id=%s", engine.url.render_as_string(), settings.host_id)
     return Repository(engine, settings.host_id)

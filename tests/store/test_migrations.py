@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
+from healer.errors import StoreError
 from healer.settings import Settings
-from healer.store.engine import migrate, open_engine, open_store
+from healer.store.engine import alembic_config, head_revisions, migrate, open_engine, open_store
 from healer.store.tables import Base
+from healer.store.upgrade import upgrade_in_child
 
 
 def _revision(engine: sa.Engine) -> str | None:
@@ -60,3 +66,33 @@ def test_open_store_creates_state_dir_and_binds_host(tmp_path: Path) -> None:
     assert repo.host_id == "gpu-7"
     assert repo.integrity_check() == "ok"
     repo.engine.dispose()
+
+
+def test_head_revisions_read_from_files_agree_with_alembic() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revisions() == frozenset(script.get_heads())
+
+
+def test_daemon_store_migrates_a_fresh_database_without_importing_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from healer.settings import Settings;"
+        "from healer.store.engine import open_store, at_head;"
+        f"repo = open_store(Settings(state_dir=Path({str(tmp_path)!r})), isolate_migration=True);"
+        "print(at_head(repo.engine), 'alembic' in sys.modules)"
+    )
+    for _ in range(2):  # fresh, then a restart at head
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out == ["True", "False"]
+
+
+def test_corrupt_database_stops_the_daemon_store_with_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "healer.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="migration failed"):
+        open_store(Settings(state_dir=tmp_path), isolate_migration=True)
+
+
+def test_failed_child_upgrade_is_one_store_error_line(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unable to open database") as err:
+        upgrade_in_child(f"sqlite:///{tmp_path / 'missing' / 'healer.db'}")
+    assert "\n" not in str(err.value)
