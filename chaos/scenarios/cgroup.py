@@ -93,7 +93,11 @@ class CgroupOom(_CgroupScenario):
                 time.sleep(0.05)
 
     def recovered(self, ctx: Context) -> bool:
-        pts = [v for t, v in ctx.data.get("ooms", []) if t > time.time() - 3.5]
+        pts = [
+            v
+            for t, v in ctx.data.get("ooms", [])
+            if t > max(time.time() - 3.5, ctx.t_applied or 0.0)
+        ]
         return len(pts) >= 3 and pts[0] == pts[-1]
 
     def evaluate(self, ctx: Context) -> bool:
@@ -283,7 +287,11 @@ class PidsExhaustion(_CgroupScenario):
         ctx.fault(CgroupKnob(ctx.sb.cg, ctx.data["cg"], "pids.max", "20"))
 
     def recovered(self, ctx: Context) -> bool:
-        pts = [v for t, v in ctx.data.get("refused", []) if t > time.time() - 2.5]
+        pts = [
+            v
+            for t, v in ctx.data.get("refused", [])
+            if t > max(time.time() - 2.5, ctx.t_applied or 0.0)
+        ]
         return len(pts) >= 2 and pts[0] == pts[-1]
 
     def evaluate(self, ctx: Context) -> bool:

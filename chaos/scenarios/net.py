@@ -83,7 +83,9 @@ class ListenOverflow(Scenario):
         ctx.fault(NetnsSysctl(ctx.sb.ns or "", SOMAXCONN, "16"))
 
     def recovered(self, ctx: Context) -> bool:
-        rates = [r for t, r in ctx.data["rates"] if t > time.time() - 3.5]
+        rates = [
+            r for t, r in ctx.data["rates"] if t > max(time.time() - 3.5, ctx.t_applied or 0.0)
+        ]
         return len(rates) >= 3 and all(r == 0 for r in rates)
 
     def fix_action(self, ctx: Context) -> dict[str, Any] | None:
@@ -267,8 +269,11 @@ def _tells_drift(body: Any, action_id: int) -> bool:
     text = str(body).lower()
     if "supersed" in text or "drift" in text:
         return True
-    return (isinstance(body, dict) and body.get("action_id") == action_id
-            and body.get("event") not in ("action_applied", "action_verified"))
+    return (
+        isinstance(body, dict)
+        and body.get("action_id") == action_id
+        and body.get("event") not in ("action_applied", "action_verified")
+    )
 
 
 class BadFixRollback(Scenario):

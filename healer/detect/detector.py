@@ -36,6 +36,7 @@ from playbooks.xid import XID_TABLE, normalize_pci
 log = logging.getLogger("healer.detect")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 Table = dict[str | None, S.Hit | None]  # scope -> hit (None: false); key None: any other scope
+_STATEFUL = (Kmsg, Threshold)  # evaluated every cycle: their windows and hysteresis move
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,36 @@ class Detector:
         processes: Sequence[ProcessInfo] = scanned or ()
         events: list[DetectEvent] = []
         for pi, pb in enumerate(self.playbooks):
-            tables = [self._table(pb, self._evaluate(pi, si, sig, window, sample, processes, now))
-                      for si, sig in enumerate(pb.detect.signals)]
+            tables = self._tables(pi, pb, window, sample, processes, now)
             firing = _combine(tables, pb.detect.signals, "all" if pb.detect.all else "any",
                               self._default_scope(pb))
             events += self._transitions(pi, pb, firing, window, sample.gpus, processes, now)
         self._prune_kmsg()
         return events
+
+    def _tables(self, pi: int, pb: Playbook, window: WindowView, sample: Sample,
+                processes: Sequence[ProcessInfo], now: float) -> list[Table]:
+        """Each signal's table, in signal order.
+
+        An ``all`` playbook with one silent signal cannot fire (see ``_combine``), so its
+        stateless signals (trends, rates, baselines: the costly window scans) are skipped
+        then; kernel-log windows and threshold hysteresis are stateful and always fed.
+        """
+        sigs = pb.detect.signals
+        tables: list[Table] = [{} for _ in sigs]
+        all_mode = bool(pb.detect.all)
+        order: Sequence[int] = range(len(sigs))
+        if all_mode:  # stateful first, so a silent one spares the rest
+            order = sorted(order, key=lambda i: not isinstance(sigs[i], _STATEFUL))
+        silent = False
+        for si in order:
+            sig = sigs[si]
+            if silent and not isinstance(sig, _STATEFUL):
+                continue
+            tables[si] = self._table(pb, self._evaluate(pi, si, sig, window, sample,
+                                                        processes, now))
+            silent = all_mode and (silent or not any(tables[si].values()))
+        return tables
 
     # --- scopes -----------------------------------------------------------------------
     def _default_scope(self, pb: Playbook) -> str:

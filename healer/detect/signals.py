@@ -179,10 +179,14 @@ def eval_process(sig: ProcessPredicate, processes: Sequence[ProcessInfo]) -> lis
 def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope (units per second) of ``(ts, value)`` points."""
     n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    den = sum((t - mt) ** 2 for t, _ in points)
-    return 0.0 if den == 0 else sum((t - mt) * (v - mv) for t, v in points) / den
+    ts, vs = zip(*points, strict=True)
+    mt, mv = sum(ts) / n, sum(vs) / n
+    den = num = 0.0
+    for t, v in points:  # one pass: the detector runs this for every cgroup, every cycle
+        dt = t - mt
+        den += dt * dt
+        num += dt * (v - mv)
+    return 0.0 if den == 0 else num / den
 
 
 def rising_fraction(points: Sequence[tuple[float, float]]) -> float:

@@ -24,7 +24,9 @@ from healer.monitor.base import Collector
 
 log = logging.getLogger(__name__)
 WatchSource = Callable[[], Iterable[int]]  # pids to keep in every scan, asked once a scan
-_ATTRS = ["pid", "name", "username", "cpu_percent", "memory_info", "num_fds"]
+# The username (a /proc/PID/status read plus a passwd lookup) and the cgroup and command
+# line are read only for the processes kept (``_enrich``), not for every process scanned.
+_ATTRS = ["pid", "name", "cpu_percent", "memory_info", "num_fds"]
 
 
 class ProcessCollector:
@@ -86,7 +88,6 @@ class ProcessCollector:
             yield ProcessInfo(
                 pid=info["pid"],
                 name=info.get("name") or "",
-                username=info.get("username") or "",
                 cpu_percent=float(info.get("cpu_percent") or 0.0),
                 rss_bytes=int(mem.rss) if mem is not None else 0,
                 num_fds=info.get("num_fds"),
@@ -107,13 +108,15 @@ class ProcessCollector:
         return [self._enrich(p) for p in picked.values()]
 
     def _enrich(self, p: ProcessInfo) -> ProcessInfo:
-        """Add the cgroup path and command line, only for the processes we keep."""
+        """Add the user, cgroup path and command line, only for the processes we keep."""
         cgroup = read_cgroup(self.root / str(p.pid) / "cgroup")
         try:
-            cmdline = " ".join(psutil.Process(p.pid).cmdline())[:512]
+            proc = psutil.Process(p.pid)
         except (psutil.Error, OSError):
-            cmdline = ""
-        return p.model_copy(update={"cgroup": cgroup, "cmdline": cmdline})
+            return p.model_copy(update={"cgroup": cgroup, "cmdline": ""})
+        cmdline = _quietly(lambda: " ".join(proc.cmdline())[:512])
+        username = _quietly(proc.username)
+        return p.model_copy(update={"cgroup": cgroup, "cmdline": cmdline, "username": username})
 
     def _nofile(self, proc: psutil.Process) -> tuple[int | None, int | None]:
         """RLIMIT_NOFILE soft/hard via prlimit(2); falls back to /proc/PID/limits."""
@@ -122,6 +125,13 @@ class ProcessCollector:
             return _lim(soft), _lim(hard)
         except (psutil.Error, OSError):
             return parse_limits_nofile(self.root / str(proc.pid) / "limits")
+
+
+def _quietly(read: Callable[[], str]) -> str:
+    try:
+        return read()
+    except (psutil.Error, OSError):  # gone or not ours to read: an empty field, as in a scan
+        return ""
 
 
 def _lim(v: int) -> int | None:

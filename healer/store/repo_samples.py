@@ -22,6 +22,13 @@ def _merge(row: RollupTable, r: Rollup) -> None:
     row.last, row.count = r.last, total
 
 
+def _combined(a: Rollup, b: Rollup) -> Rollup:
+    total = a.count + b.count
+    return a.model_copy(update={"avg": (a.avg * a.count + b.avg * b.count) / total,
+                                "min": min(a.min, b.min), "max": max(a.max, b.max),
+                                "last": b.last, "count": total})
+
+
 class SamplesRepo(RepoBase):
     """Rollups, raw samples, the series the dashboard and verification read, and pruning."""
 
@@ -35,14 +42,21 @@ class SamplesRepo(RepoBase):
                 RollupTable.host_id == self.host_id, RollupTable.minute.in_(minutes)
             )
             existing = {(e.name, e.minute): e for e in s.scalars(q)}
+            fresh: dict[tuple[str, datetime], Rollup] = {}
             for r in rows:
-                row = existing.get((r.name, r.minute))
+                key = (r.name, r.minute)
+                row = existing.get(key)
                 if row is not None:
                     _merge(row, r)
-                    continue
-                row = RollupTable(host_id=self.host_id, **r.model_dump())
-                s.add(row)
-                existing[(r.name, r.minute)] = row
+                elif key in fresh:
+                    fresh[key] = _combined(fresh[key], r)
+                else:
+                    fresh[key] = r
+            if fresh:  # one Core executemany for the minute's ~650 rows: no ORM objects
+                s.execute(sa.insert(RollupTable), [
+                    {"host_id": self.host_id, "name": r.name, "minute": r.minute, "min": r.min,
+                     "max": r.max, "avg": r.avg, "last": r.last, "count": r.count}
+                    for r in fresh.values()])
 
     def add_raw_samples(
         self, samples: Sequence[Sample], names: Collection[str] | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,12 +17,6 @@ class _Agg:
     last: float
     count: int
 
-    def add(self, v: float) -> None:
-        self.min, self.max = min(self.min, v), max(self.max, v)
-        self.total += v
-        self.last = v
-        self.count += 1
-
 
 class RollupAccumulator:
     """Feed ``Sample``s in time order; ``add`` returns the finished minute's rollups when
@@ -38,14 +31,21 @@ class RollupAccumulator:
         minute = int(sample.ts // 60)
         done = self.flush() if self._minute is not None and minute != self._minute else []
         self._minute = minute
-        for name, value in sample.metrics.items():
-            if not math.isfinite(value):
-                continue  # NaN/inf would poison min/avg; a missing reading is not a value
-            agg = self._aggs.get(name)
+        aggs = self._aggs
+        for name, value in sample.metrics.items():  # every metric, every second: kept inline
+            if value - value != 0.0:
+                continue  # NaN/inf (x - x is NaN) would poison min/avg; not a reading
+            agg = aggs.get(name)
             if agg is None:
-                self._aggs[name] = _Agg(value, value, value, value, 1)
-            else:
-                agg.add(value)
+                aggs[name] = _Agg(value, value, value, value, 1)
+                continue
+            if value < agg.min:
+                agg.min = value
+            elif value > agg.max:
+                agg.max = value
+            agg.total += value
+            agg.last = value
+            agg.count += 1
         return done
 
     def flush(self) -> list[Rollup]:

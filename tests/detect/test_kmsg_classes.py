@@ -91,3 +91,30 @@ def test_one_memcg_oom_kill_alone_is_not_a_too_low_limit() -> None:
     sample = Sample(ts=1.0, metrics={}, kmsg=tuple(records))
     window.append(sample)
     assert detector.observe(window, sample) == []
+
+
+class _CountingWindow(FakeWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scanned: list[str] = []
+
+    def series(self, name: str, seconds: float) -> list[tuple[float, float]]:
+        self.scanned.append(name)
+        return super().series(name, seconds)
+
+
+def test_an_all_playbook_with_a_silent_kernel_signal_skips_its_trend_scan() -> None:
+    library = [pb for pb in load_library() if pb.id == "cgroup-memory-limit-too-low"]
+    detector = Detector(library)
+    window = _CountingWindow()
+    for ts in range(20):  # a flat cgroup, no OOM lines: the trend alone cannot fire it
+        sample = Sample(ts=float(ts), metrics={"cgroup./a.memory.current_bytes": 1e6})
+        window.append(sample)
+        assert detector.observe(window, sample) == []
+    assert window.scanned == []
+    records = fixture_records("cgroup-memory-limit-too-low.kmsg")
+    sample = Sample(ts=20.0, metrics={"cgroup./chaos/oom.memory.current_bytes": 1e8},
+                    kmsg=tuple(records))
+    window.append(sample)
+    assert [e.kind for e in detector.observe(window, sample)] == ["fire"]
+    assert window.scanned  # with the kernel lines in, the trend is read

@@ -3,6 +3,9 @@ from __future__ import annotations
 import math
 import tracemalloc
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from healer.models import KmsgRecord, ProcessInfo, Sample
 from healer.window import MetricWindow
 
@@ -58,3 +61,52 @@ def test_an_hour_of_500_metrics_stays_near_15_mb() -> None:
     tracemalloc.stop()
     assert current < 16 * 1024 * 1024
     assert not math.isnan(w.values("m.metric_3", 10)[0])
+
+
+def _reference(samples: list[Sample], size: int, name: str, seconds: float
+               ) -> list[tuple[float, float]]:
+    kept = samples[-size:]
+    cutoff = kept[-1].ts - seconds
+    return [(s.ts, s.metrics[name]) for s in kept if s.ts >= cutoff and name in s.metrics]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.5, -3.0, 1e18])),
+                min_size=1, max_size=400),
+       st.integers(min_value=2, max_value=150))
+def test_chunked_rings_read_back_exactly_what_was_appended(
+        values: list[float | None], capacity: int) -> None:
+    w = MetricWindow(capacity, 1)
+    samples = []
+    for t, v in enumerate(values):  # runs of equal values, gaps, several laps
+        metrics = {"flat": 7.0} | ({} if v is None else {"x": v})
+        samples.append(Sample(ts=float(t), metrics=metrics))
+        w.append(samples[-1])
+    for seconds in (0, 5, 61, 10_000):
+        assert w.series("x", seconds) == _reference(samples, capacity, "x", seconds)
+        assert w.series("flat", seconds) == _reference(samples, capacity, "flat", seconds)
+
+
+def test_an_hour_of_mostly_flat_metrics_fits_in_a_few_mb() -> None:
+    w = MetricWindow(3600, 1)
+    flat = {f"vmstat.m_{i}_total": float(i) for i in range(550)}
+    tracemalloc.start()
+    for t in range(3600):  # 550 flat metrics, 100 that change every second
+        moving = {f"cpu.m_{i}_percent": float((t * 7 + i) % 101) for i in range(100)}
+        w.append(Sample(ts=float(t), metrics=flat | moving))
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current < 5 * 1024 * 1024  # 650 full rings would be 18.7 MB
+    assert w.values("vmstat.m_3_total", 3600) == [3.0] * 3600
+    assert w.values("cpu.m_1_percent", 2) == [float((3597 * 7 + 1) % 101),
+                                              float((3598 * 7 + 1) % 101),
+                                              float((3599 * 7 + 1) % 101)]
+
+
+def test_a_name_with_no_point_left_in_the_window_is_dropped() -> None:
+    w = MetricWindow(120, 1)
+    w.append(Sample(ts=0.0, metrics={"gone": 1.0, "kept": 1.0}))
+    for t in range(1, 240):
+        w.append(Sample(ts=float(t), metrics={"kept": 1.0}))
+    assert w.names() == ["kept"]
+    assert w.series("gone", 1000) == []

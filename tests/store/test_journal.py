@@ -142,6 +142,18 @@ def test_list_actions_filters_states_and_incident_newest_first(repo: Repository)
     assert [r.id for r in repo.list_actions(limit=1)] == [c.id]
 
 
+def test_has_actions_probes_this_hosts_states_only(engine: sa.Engine) -> None:
+    repo, other = Repository(engine, HOST), Repository(engine, "node-b")
+    assert not repo.has_actions({S.APPROVED, S.VERIFYING})
+    other.add_action(make_record(state=S.APPROVED).model_copy(update={"host_id": "node-b"}))
+    assert not repo.has_actions({S.APPROVED})  # another host's row
+    repo.add_action(make_record(state=S.AWAITING_APPROVAL))
+    assert repo.has_actions({S.APPROVED, S.AWAITING_APPROVAL})
+    assert not repo.has_actions({S.APPROVED, S.VERIFYING})
+    assert repo.has_actions({S.AWAITING_APPROVAL}, created_before=T0)  # created at T0
+    assert not repo.has_actions({S.AWAITING_APPROVAL}, created_before=T0 - timedelta(seconds=1))
+
+
 def test_history_and_changes_since_count_applied_changes(
     repo: Repository, clock: FakeClock
 ) -> None:

@@ -45,6 +45,14 @@ def test_rollups_for_the_same_minute_merge_after_a_restart(repo: Repository) -> 
     assert series == [(BASE, pytest.approx(1.5))]
 
 
+def test_rollups_for_the_same_minute_in_one_batch_merge_into_one_row(repo: Repository) -> None:
+    first = Rollup(name="load.1m", minute=T0, min=1.0, max=3.0, avg=2.0, last=3.0, count=2)
+    second = Rollup(name="load.1m", minute=T0, min=0.5, max=2.0, avg=1.0, last=0.5, count=2)
+    repo.add_rollups([first, second])
+    series = repo.metric_series("load.1m", T0, T0 + timedelta(minutes=1))
+    assert series == [(BASE, pytest.approx(1.5))]
+
+
 def test_series_prefers_raw_points_and_fills_other_minutes_from_rollups(repo: Repository) -> None:
     repo.add_rollups(
         [
