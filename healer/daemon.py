@@ -158,7 +158,8 @@ def build_daemon(settings: Settings) -> Daemon:
     watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
     detector = Detector(library.playbooks,
                         net_scope=f"netns:{settings.netns}" if settings.netns else "host",
-                        read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup)
+                        read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup,
+                        cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None)
     diagnoser = build_diagnoser(settings, telemetry, kv=RepositoryKV(repo))
     pipeline = Pipeline(
         monitor=monitor, window=window, detector=detector,

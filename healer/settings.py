@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -76,6 +77,9 @@ class Settings(BaseSettings):
 
     # Detection, guard
     playbooks_dir: Path | None = None  # default: the shipped library
+    # The operator's SLOs, "metric<=0.05" or "metric<=other.metric" (an app that reports its
+    # own objective); playbooks with ``verify: {slo: true}`` verify on them. Env: comma list.
+    slo_metrics: Annotated[list[str], NoDecode] = Field(default_factory=list)
     policy_file: Path | None = None  # default: the shipped policy
 
     # LLM (off unless a base URL or model is set)
@@ -102,6 +106,22 @@ class Settings(BaseSettings):
     def _host_id(cls, v: str) -> str:
         if any(c.isspace() for c in v):
             raise ValueError("must not contain whitespace")
+        return v
+
+    @field_validator("slo_metrics", mode="before")
+    @classmethod
+    def _slo_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # HEALER_SLO_METRICS="a<=0.05,b>=10"
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("slo_metrics")
+    @classmethod
+    def _slo_metrics(cls, v: list[str]) -> list[str]:
+        from healer.verify.slo import parse_slo  # lazy: settings is imported first
+
+        for text in v:
+            parse_slo(text)  # ValueError names the bad entry
         return v
 
     @model_validator(mode="after")

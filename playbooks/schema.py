@@ -139,6 +139,15 @@ class ProcessPredicate(_Model):
     value: float
     min_field: float = 0  # ignore processes whose field is below this
     top: int = Field(default=0, ge=0)  # 0: every match; N: only the N largest
+    # cgroup: the field summed over the scanned processes of each cgroup, scoped by cgroup
+    # (a batch job of many workers is one hog); not with ratio_of
+    per: Literal["process", "cgroup"] = "process"
+
+    @model_validator(mode="after")
+    def _per(self) -> ProcessPredicate:
+        if self.per == "cgroup" and self.ratio_of is not None:
+            raise ValueError("per: cgroup sums a field; ratio_of is per process")
+        return self
 
 
 class GpuProcessSignal(_Model):
@@ -174,6 +183,9 @@ class Trend(_Model):
     slope_gt: float | None = None
     slope_le: float | None = None
     rising_fraction: float = Field(default=0, ge=0, le=1)  # share of rising steps required
+    # Cut the window into this many equal slices; each must show the slope on its own, so
+    # the series must span the whole window and a start-up ramp that levels off never fires.
+    segments: int = Field(default=1, ge=1, le=12)
     when_missing: bool = False  # the result when the window lacks enough points
 
     @model_validator(mode="after")
@@ -307,6 +319,9 @@ class Verify(_Model):
     rate_seconds: float | None = Field(default=None, gt=0)  # verify the counter's rate
     direction: str | None = Field(default=None, pattern=_DIRECTION_RE)
     quiet_kmsg: bool = False  # no new line matching this playbook's kmsg signals
+    # The operator's declared SLOs (Settings.slo_metrics), when any, replace metric/direction
+    # as the target: every objective must hold over the window (healer/verify/slo.py).
+    slo: bool = False
     window_seconds: float = Field(default=30, gt=0)
     guards: tuple[Guard, ...] = ()
 
@@ -315,6 +330,7 @@ class Verify(_Model):
         if (self.metric is None) != (self.direction is None):
             raise ValueError("metric and direction go together")
         if self.metric is None and not self.quiet_kmsg:
+            # slo: true still needs a fallback for a host that declares no SLOs
             raise ValueError("give a metric and direction, or quiet_kmsg: true")
         return self
 

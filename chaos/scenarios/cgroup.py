@@ -325,6 +325,10 @@ class CpuContention(_CgroupScenario):
     def setup(self, ctx: Context) -> None:
         ctx.data["a"] = ctx.sb.cgroup("batch")
         ctx.data["b"] = ctx.sb.cgroup("latency")
+        # The operator declares the probe's SLO as the app reports it: p95 within its objective.
+        ctx.env["HEALER_SLO_METRICS"] = (
+            "textfile.chaos_latency_p95_seconds<=textfile.chaos_latency_slo_seconds"
+        )
         ctx.workload(
             "probe",
             "latency_probe",

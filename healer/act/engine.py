@@ -44,6 +44,7 @@ from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from healer.verify import VerifySpec, summarize_baseline
 from healer.verify.labels import spec_for
+from healer.verify.slo import Slo, parse_slos
 
 log = logging.getLogger("healer.act")
 
@@ -81,8 +82,10 @@ class ChangeEngine:
                  clock: Callable[[], datetime] = _utcnow, notifier: ActionNotifier | None = None,
                  approval_ttl_seconds: float = 3600.0, dropin: DropIn | None = None,
                  root: bool | None = None, checkpoint: Callable[[str], None] = _noop,
-                 drift_every_cycles: int = DRIFT_EVERY_CYCLES) -> None:
+                 drift_every_cycles: int = DRIFT_EVERY_CYCLES, slos: tuple[Slo, ...] = ()
+                 ) -> None:
         self.repo, self.actuators, self.clock = repo, actuators, clock
+        self.slos = slos  # the operator's SLOs, for playbooks that verify on them
         root = os.geteuid() == 0 if root is None else root
         if not root:
             log.warning(kv(msg="not root: actuators report not permitted; mode capped at advise"))
@@ -109,7 +112,8 @@ class ChangeEngine:
             window=window,
             telemetry=telemetry, notifier=notifier,
             approval_ttl_seconds=settings.approval_ttl_seconds,
-            dropin=DropIn(settings.sysctl_dropin), **kwargs,
+            dropin=DropIn(settings.sysctl_dropin), slos=parse_slos(settings.slo_metrics),
+            **kwargs,
         )
 
     def _actuator(self, action: Action) -> Actuator | None:
@@ -131,7 +135,7 @@ class ChangeEngine:
             if open_record.action.target == action.target:
                 return open_record
         now = self.clock()
-        spec = spec_for(verify, incident, action)
+        spec = spec_for(verify, incident, action, self.slos)
         if max_per_incident is None:
             max_per_incident = max_per_incident_for(verify, action)
         decision = self._per_incident(incident, action, max_per_incident)

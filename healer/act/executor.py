@@ -184,7 +184,7 @@ class Executor:
             live = self.actuators.for_action(record.action).read(record.action)
         except ActuatorError as exc:
             log.warning(kv(msg="cannot read live value", id=record.id, error=exc))
-            if record.deadline is not None and now >= record.deadline:
+            if now >= self.deadline(record):
                 return self.restore(record, f"verification timed out; cannot read: {exc}")
             return None
         if live is None:
@@ -195,7 +195,11 @@ class Executor:
             return self.restore(record, "value found back at the original")
         if live != record.applied:
             return self.supersede(record, live)
-        result = self.judge(record, now)
+        try:
+            result = self.judge(record, now)
+        except Exception as exc:  # a broken spec or store read must not pin the change forever
+            log.exception(kv(msg="cannot judge verification", id=record.id))
+            result = VerifyResult(passed=None, reasons=(f"cannot judge: {exc}",))
         if result.passed:
             info = bag(record) | {"result": _result(result)}
             moved = self.move(record, S.VERIFIED, (S.VERIFYING,), "; ".join(result.reasons),
@@ -205,10 +209,23 @@ class Executor:
             return moved
         if result.passed is False:
             return self.restore(record, "regression: " + "; ".join(result.reasons), result)
-        if record.deadline is not None and now >= record.deadline:
+        if now >= self.deadline(record):
             return self.restore(record, "verification timed out: " + "; ".join(result.reasons),
                                 result)
         return None
+
+    def deadline(self, record: ActionRecord) -> datetime:
+        """When a verifying record must have its verdict: the journal's deadline, else the
+        write time plus the spec's deadline (every verifying record ends by it)."""
+        if record.deadline is not None:
+            return record.deadline
+        try:
+            spec = spec_of(record)
+        except ValueError:  # an unreadable stored spec: the shortest deadline
+            spec = None
+        applied_at = float(bag(record).get("applied_at", record.updated_at.timestamp()))
+        seconds = spec.deadline if spec else 2 * VerifySpec.model_fields["settle_seconds"].default
+        return datetime.fromtimestamp(applied_at + seconds, UTC)
 
     def judge(self, record: ActionRecord, now: datetime) -> VerifyResult:
         """The verification verdict from the stored baseline and the after-window."""

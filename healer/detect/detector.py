@@ -73,8 +73,12 @@ class Detector:
         read_sysctl: ReadSysctl | None = None,
         refresh_seconds: float = 10.0,
         read_cgroup: ReadCgroup | None = None,
+        cgroup_root: str | None = None,
     ) -> None:
         self.playbooks: tuple[Playbook, ...] = tuple(playbooks)
+        # Confined (a sandboxed daemon): process signals and evidence see only the processes
+        # at or below this cgroup; a host's own top process is not ours to scope or act on.
+        self.cgroup_root = _norm_cgroup(cgroup_root) if cgroup_root is not None else None
         self.net_scope = net_scope
         self.read_sysctl = read_sysctl
         self.read_cgroup = read_cgroup
@@ -115,12 +119,13 @@ class Detector:
         self._learn_gpus(sample.gpus, now)
         self._record_kmsg(self._matcher.scan(sample.kmsg), now)
         scanned = sample.processes if sample.processes is not None else window.processes()
-        processes: Sequence[ProcessInfo] = scanned or ()
+        processes: Sequence[ProcessInfo] = self._confined(scanned or ())
         events: list[DetectEvent] = []
         for pi, pb in enumerate(self.playbooks):
             tables = self._tables(pi, pb, window, sample, processes, now)
-            firing = _combine(tables, pb.detect.signals, "all" if pb.detect.all else "any",
-                              self._default_scope(pb))
+            firing = _innermost(_combine(tables, pb.detect.signals,
+                                         "all" if pb.detect.all else "any",
+                                         self._default_scope(pb)))
             events += self._transitions(pi, pb, firing, window, sample.gpus, processes, now)
         self._prune_kmsg()
         return events
@@ -148,6 +153,13 @@ class Detector:
                                                         processes, now))
             silent = all_mode and (silent or not any(tables[si].values()))
         return tables
+
+    def _confined(self, processes: Sequence[ProcessInfo]) -> Sequence[ProcessInfo]:
+        """The processes inside ``cgroup_root`` (all of them when unconfined)."""
+        root = self.cgroup_root
+        if root is None:
+            return processes
+        return [p for p in processes if p.cgroup is not None and _cgroup_under(p.cgroup, root)]
 
     # --- scopes -----------------------------------------------------------------------
     def _default_scope(self, pb: Playbook) -> str:
@@ -245,7 +257,7 @@ class Detector:
                 return S.eval_gpu_hog(sig, sample.gpus)
             return S.eval_gpu_memory_trend(sig, self._gpu_hist)
         assert isinstance(sig, Trend)
-        return S.eval_trend(sig, window, self._index)
+        return S.eval_trend(sig, window, self._index, now)
 
     def _eval_kmsg(self, sigkey: SigKey, sig: Kmsg, now: float) -> list[S.Hit]:
         hits = []
@@ -297,6 +309,28 @@ class Detector:
             del self._active[(api, scope)]
             events.append(DetectEvent("clear", pb.id, scope, pb.severity, Evidence(), 0, now))
         return events
+
+
+def _norm_cgroup(path: str) -> str:
+    return "/" + "/".join(p for p in str(path).split("/") if p)
+
+
+def _cgroup_under(path: str, root: str) -> bool:
+    """``path`` is ``root`` or below it (``/a/bc`` is not below ``/a/b``)."""
+    path = _norm_cgroup(path)
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+def _innermost(firing: dict[str, list[tuple[Signal, S.Hit]]]
+               ) -> dict[str, list[tuple[Signal, S.Hit]]]:
+    """Drop a cgroup scope whose descendant fires too on metrics alone: cgroup memory, pids
+    and CPU are charged to every ancestor (cgroup-v2.rst, "Organizing Processes"), so a
+    parent echoes its child's leak. Kernel-log scopes name the cgroup the kernel blamed."""
+    cgroups = [s[7:] for s, hits in firing.items()
+               if s.startswith("cgroup:") and not any(isinstance(g, Kmsg) for g, _ in hits)]
+    echoes = {f"cgroup:{a}" for a in cgroups for b in cgroups
+              if a != b and _cgroup_under(b, _norm_cgroup(a))}
+    return {s: hits for s, hits in firing.items() if s not in echoes} if echoes else firing
 
 
 def _severity(pb: Playbook, hits: Sequence[tuple[Signal, S.Hit]]) -> str:

@@ -159,6 +159,8 @@ def _process_value(sig: ProcessPredicate, p: ProcessInfo) -> float | None:
 
 def eval_process(sig: ProcessPredicate, processes: Sequence[ProcessInfo]) -> list[Hit]:
     """Matching processes, largest first; each carries ``pid`` (and ``cgroup``) labels."""
+    if sig.per == "cgroup":
+        return _eval_per_cgroup(sig, processes)
     scored = []
     for p in processes:
         value = _process_value(sig, p)
@@ -174,6 +176,20 @@ def eval_process(sig: ProcessPredicate, processes: Sequence[ProcessInfo]) -> lis
             labels["cgroup"] = p.cgroup
         hits.append(Hit(value, labels))
     return hits
+
+
+def _eval_per_cgroup(sig: ProcessPredicate, processes: Sequence[ProcessInfo]) -> list[Hit]:
+    """The field summed per cgroup over the scanned processes; matches carry ``cgroup``."""
+    totals: dict[str, float] = {}
+    for p in processes:
+        value = _process_value(sig, p)
+        if p.cgroup and value is not None:
+            totals[p.cgroup] = totals.get(p.cgroup, 0.0) + value
+    scored = sorted(((v, cg) for cg, v in totals.items() if compare(sig.op, v, sig.value)),
+                    key=lambda vc: -vc[0])
+    if sig.top:
+        scored = scored[: sig.top]
+    return [Hit(value, {"cgroup": cg}) for value, cg in scored]
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:
@@ -206,12 +222,31 @@ def trend_holds(sig: Trend | GpuProcessSignal, points: Sequence[tuple[float, flo
     return sig.slope_le is not None and s <= sig.slope_le
 
 
-def eval_trend(sig: Trend, window: WindowView, index: MetricIndex) -> list[Hit]:
+def sustained(sig: Trend, points: Sequence[tuple[float, float]], end: float) -> bool:
+    """Each of ``sig.segments`` equal slices of ``[end - seconds, end]`` has the slope alone."""
+    width = sig.seconds / sig.segments
+    for k in range(sig.segments):
+        lo = end - sig.seconds + k * width
+        part = [(t, v) for t, v in points if lo <= t <= lo + width]
+        if len(part) < 2:
+            return False  # the series does not span the window (a new cgroup, a gap)
+        s = slope(part)
+        if not (s > sig.slope_gt if sig.slope_gt is not None else s <= (sig.slope_le or 0.0)):
+            return False
+    return True
+
+
+def eval_trend(sig: Trend, window: WindowView, index: MetricIndex,
+               now: float | None = None) -> list[Hit]:
+    """Slope per concrete metric over ``seconds`` (ending at ``now``, else the last point)."""
     hits = []
     for name, labels in index.expand(sig.metric):
         points = window.series(name, sig.seconds)
         if len(points) >= sig.min_points:
-            hits.append(Hit(slope(points), dict(labels), trend_holds(sig, points)))
+            ok = trend_holds(sig, points)
+            if ok and sig.segments > 1:
+                ok = sustained(sig, points, points[-1][0] if now is None else now)
+            hits.append(Hit(slope(points), dict(labels), ok))
     if sig.when_missing:
         hits.append(Hit(0.0, {}, True))  # scopes without enough data take the declared default
     return hits

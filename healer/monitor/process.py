@@ -159,20 +159,25 @@ def parse_limits_nofile(path: Path) -> tuple[int | None, int | None]:
 
 
 def read_cgroup(path: Path) -> str | None:
-    """The unified (v2) cgroup path, else the v1 memory controller's path (cgroups(7))."""
+    """The v1 memory controller's path where memory is bound to v1, else the unified path.
+
+    cgroups(7): a hybrid host lists ``N:memory:/path`` and ``0::/path``; systemd keeps
+    its own tree in the unified line, while the controllers (and the knobs healer reads
+    and writes, ``cgroup.<path>.*``) live in the v1 hierarchies. Pure v2: the ``0::`` line.
+    """
     try:
         text = path.read_text()
     except OSError:
         return None
-    v1_memory = None
+    unified = None
     for line in text.splitlines():
         hier, _, rest = line.partition(":")
         controllers, _, cgpath = rest.partition(":")
-        if hier == "0" and controllers == "" and cgpath != "/":
-            return cgpath
         if "memory" in controllers.split(","):
-            v1_memory = cgpath
-    return v1_memory or ("/" if text else None)
+            return cgpath
+        if hier == "0" and controllers == "":
+            unified = cgpath
+    return unified or ("/" if text else None)
 
 
 def watch_processes(collectors: Sequence[Collector], source: WatchSource) -> None:

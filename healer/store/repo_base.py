@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -81,9 +79,14 @@ class RepoBase:
 
 
 def _insert_ignore_stmt(dialect: str, table: Any, keys: Sequence[str]) -> Any:
+    # Each dialect's module loads on first use: the PostgreSQL one costs a SQLite host ~2 MB.
     if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
     raise StoreError(f"unsupported database backend {dialect!r}")
 

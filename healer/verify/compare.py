@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from healer.models import KmsgRecord
 from healer.verify.quiet import matching
+from healer.verify.slo import judge_slos
 from healer.verify.spec import GuardSpec, VerifyResult, VerifySpec
 from healer.verify.stats import Point, is_counter, median, summarize, to_rates, values_between
 
@@ -135,6 +136,10 @@ def evaluate(spec: VerifySpec, baseline: Mapping[str, Summary], series: SeriesFn
             f"waiting for a full window: {max(0.0, now - start):.1f}/{spec.window_seconds:g} s",))
     if spec.quiet_kmsg and kmsg is None:
         return VerifyResult(passed=None, reasons=(quiet[1],), numbers=numbers)
+    if spec.slos:
+        passed, reason = judge_slos(spec.slos, series, now - spec.window_seconds, now,
+                                    spec.min_samples, numbers)
+        return VerifyResult(passed=passed, reasons=(reason,), numbers=numbers)
     if spec.metric is None:
         return VerifyResult(passed=True, reasons=(quiet[1],), numbers=numbers)
     passed, reason = _judge_target(spec, baseline, series, now, numbers)

@@ -10,6 +10,7 @@ from typing import Any
 
 from guardrails.actions import Action
 from healer.models import Incident
+from healer.verify.slo import Slo
 from healer.verify.spec import VerifySpec, spec_from_playbook
 
 _SCOPE_LABELS = {"gpu": "index", "pid": "pid", "cgroup": "cgroup", "netns": "netns"}
@@ -20,18 +21,32 @@ def labels_for(incident: Incident | None, action: Action) -> dict[str, str]:
     labels: dict[str, str] = {}
     if incident is not None:
         labels.update(incident.evidence.captures)
-        kind, _, value = incident.scope.partition(":")
-        if kind in _SCOPE_LABELS and value:
-            labels[_SCOPE_LABELS[kind]] = value
+        labels.update(_scope_labels(incident.scope))
+    labels.update(_scope_labels(str(getattr(action, "scope", ""))))
     for name in ("index", "pid", "path", "client"):
         field = getattr(action, name, None)
         if field is not None:
             labels["cgroup" if name == "path" else name] = str(field)
+    if isinstance(getattr(action, "index", None), int):
+        labels["gpu"] = labels["index"]  # playbooks spell the GPU index {gpu} (detect captures)
     return labels
 
 
-def spec_for(verify: Any, incident: Incident | None, action: Action) -> VerifySpec | None:
-    """A VerifySpec from a spec, a playbook (its ``verify`` block) or None."""
+def _scope_labels(scope: str) -> dict[str, str]:
+    """``gpu:0`` -> {index: 0, gpu: 0}; ``pid:42`` -> {pid: 42}; unknown kinds -> {}."""
+    kind, _, value = scope.partition(":")
+    if kind not in _SCOPE_LABELS or not value:
+        return {}
+    out = {_SCOPE_LABELS[kind]: value}
+    if kind == "gpu":
+        out["gpu"] = value
+    return out
+
+
+def spec_for(verify: Any, incident: Incident | None, action: Action,
+             slos: tuple[Slo, ...] = ()) -> VerifySpec | None:
+    """A VerifySpec from a spec, a playbook (its ``verify`` block) or None; ``slos``: the
+    operator's declared objectives, for a ``verify`` block that says ``slo: true``."""
     if verify is None or isinstance(verify, VerifySpec):
         return verify
     block = getattr(verify, "verify", verify)
@@ -39,4 +54,4 @@ def spec_for(verify: Any, incident: Incident | None, action: Action) -> VerifySp
         return None
     detect = getattr(verify, "detect", None)  # a playbook: its kmsg signals feed quiet_kmsg
     signals = tuple(getattr(detect, "signals", ())) if detect is not None else ()
-    return spec_from_playbook(block, labels_for(incident, action), signals)
+    return spec_from_playbook(block, labels_for(incident, action), signals, slos)

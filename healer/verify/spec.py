@@ -15,12 +15,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healer.verify.quiet import KmsgPattern, patterns_from_signals
+from healer.verify.slo import Slo
 
 Direction = Literal["down", "up", "to_zero", "below", "above"]
 
 # Guard metrics are "worse" when they rise, except these, which are worse when they fall
-# (throughput, headroom). A playbook guard can say so explicitly with ``worse``.
-_HIGHER_IS_BETTER = re.compile(r"throughput|available|free|_ops|per_second|goodput|accepted")
+# (throughput, headroom, and the GPU's throughput proxies: its SM clock and per-process SM
+# share, nvmlDeviceGetClockInfo / nvmlDeviceGetProcessUtilization).
+_HIGHER_IS_BETTER = re.compile(
+    r"throughput|available|free|_ops|per_second|goodput|accepted|clock_mhz|sm_util")
 
 
 class _Frozen(BaseModel):
@@ -44,6 +47,7 @@ class VerifySpec(_Frozen):
     metric: str | None = None
     direction: Direction | None = None
     quiet_kmsg: tuple[KmsgPattern, ...] = ()
+    slos: tuple[Slo, ...] = ()  # operator SLOs; when set they are the target (verify/slo.py)
     threshold: float | None = None  # for below / above
     rate: bool = False  # compare the per-second rate (counters; *_total always are)
     guards: tuple[GuardSpec, ...] = ()
@@ -60,8 +64,8 @@ class VerifySpec(_Frozen):
     def _target(self) -> VerifySpec:
         if (self.metric is None) != (self.direction is None):
             raise ValueError("metric and direction go together")
-        if self.metric is None and not self.quiet_kmsg:
-            raise ValueError("give a metric and direction, or quiet_kmsg patterns")
+        if self.metric is None and not self.quiet_kmsg and not self.slos:
+            raise ValueError("give a metric and direction, quiet_kmsg patterns or slos")
         return self
 
     @property
@@ -108,11 +112,14 @@ def parse_direction(text: str) -> tuple[Direction, float | None]:
 
 
 def spec_from_playbook(verify: Any, labels: Mapping[str, str],
-                       signals: Iterable[Any] = ()) -> VerifySpec | None:
+                       signals: Iterable[Any] = (), slos: Iterable[Slo] = ()
+                       ) -> VerifySpec | None:
     """Build a VerifySpec from a ``playbooks.schema.Verify`` (and, for ``quiet_kmsg``, the
-    playbook's detect signals); None when a metric cannot be named or nothing is checkable."""
+    playbook's detect signals); None when a metric cannot be named or nothing is checkable.
+    With ``slo: true`` and declared ``slos``, the SLOs replace the metric target."""
     metric, direction, threshold = None, None, None
-    if verify.metric is not None:
+    slos = tuple(slos) if getattr(verify, "slo", False) else ()
+    if verify.metric is not None and not slos:
         metric = resolve_metric(verify.metric, labels)
         if metric is None:
             return None
@@ -126,13 +133,13 @@ def spec_from_playbook(verify: Any, labels: Mapping[str, str],
         guards.append(GuardSpec(metric=name, max_regression_percent=guard.max_regression_percent,
                                 max_increase=guard.max_increase, worse=worse))
     quiet = patterns_from_signals(signals, labels) if getattr(verify, "quiet_kmsg", False) else ()
-    if metric is None and not quiet:
+    if metric is None and not quiet and not slos:
         return None  # quiet_kmsg without a kmsg signal to watch: nothing to verify on
     rate = getattr(verify, "rate_seconds", None) is not None
     # A process scan comes every few seconds, not every cycle: two scans must do.
     min_samples = 2 if metric is not None and metric.startswith("process.") else 3
     return VerifySpec(metric=metric, direction=direction, threshold=threshold, rate=rate,
-                      quiet_kmsg=quiet, guards=tuple(guards), min_samples=min_samples,
+                      quiet_kmsg=quiet, slos=slos, guards=tuple(guards), min_samples=min_samples,
                       window_seconds=verify.window_seconds)
 
 

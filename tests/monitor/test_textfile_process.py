@@ -63,3 +63,8 @@ def test_limits_and_cgroup_parsers(tmp_path: Path) -> None:
     assert read_cgroup(tmp_path / "cgroup") == "/chaos/a"
     (tmp_path / "cgroup").write_text("0::/system.slice/x.service\n")
     assert read_cgroup(tmp_path / "cgroup") == "/system.slice/x.service"
+    # hybrid: systemd's unified path differs; the memory controller lives in v1
+    (tmp_path / "cgroup").write_text(
+        "9:name=systemd:/user.slice/session-3.scope\n4:memory:/healer-chaos-1/batch\n"
+        "1:cpu,cpuacct:/healer-chaos-1/batch\n0::/user.slice/session-3.scope\n")
+    assert read_cgroup(tmp_path / "cgroup") == "/healer-chaos-1/batch"

@@ -80,6 +80,14 @@ def test_cpu_contention_lowers_the_hogs_cpu_weight() -> None:
     assert (action["kind"], action["knob"], action["value"]) == ("cgroup_limit", "cpu.weight", "25")
 
 
+def test_cpu_contention_puts_a_high_weight_hog_below_the_default() -> None:
+    ev = Evidence(captures={"cgroup": "/chaos/a"}, tunables={"cgroup.cpu.weight": "1000"})
+    [action] = dumps("cpu-contention", ev, "cgroup:/chaos/a")
+    assert action["value"] == "25"  # not 250: that would still out-weigh a default cgroup
+    ev = Evidence(captures={"cgroup": "/chaos/a"}, tunables={"cgroup.cpu.weight": "40"})
+    assert dumps("cpu-contention", ev, "cgroup:/chaos/a")[0]["value"] == "10"
+
+
 def test_thermal_lowers_power_limit_by_at_most_ten_percent_within_nvml_min() -> None:
     gpu = GpuState(index=0, metrics={"power_limit_watts": 300.0, "power_limit_min_watts": 100.0})
     assert dumps("gpu-thermal-throttling", Evidence(gpus=(gpu,)), "gpu:0") == [

@@ -10,6 +10,7 @@ from guardrails.actions import GpuPowerLimit
 from healer.models import Incident
 from healer.verify import VerifySpec
 from healer.verify.labels import spec_for
+from playbooks.loader import load_library
 from playbooks.schema import Guard, Verify
 
 
@@ -25,6 +26,18 @@ def test_placeholders_fill_from_the_incident_scope_and_action() -> None:
     assert (spec.direction, spec.threshold) == ("below", 85.0)
     assert spec.guards[0].metric == "gpu.1.throughput_ops"
     assert spec.guards[0].worse == "down"  # less throughput is the regression
+
+
+def test_gpu_thermal_playbook_resolves_from_the_action_scope_alone() -> None:
+    # An LLM proposal may come with no incident captures: {gpu} comes from gpu:<index>.
+    playbook = load_library().get("gpu-thermal-throttling")
+    spec = spec_for(playbook, None, GpuPowerLimit(index=3, watts=270, scope="gpu:3"))
+    assert spec is not None
+    assert (spec.metric, spec.direction) == ("gpu.3.throttle_thermal", "to_zero")
+    [guard] = spec.guards
+    assert guard.metric == "gpu.3.sm_clock_mhz"
+    assert guard.worse == "down"  # a slower SM clock is the throughput regression
+    assert spec.deadline <= 120  # a verdict (or a rollback) within two minutes
 
 
 def test_spec_round_trips_through_the_journal_json() -> None:

@@ -1,0 +1,82 @@
+"""Operator-declared service-level objectives: the workload's own word on "recovered".
+
+``Settings.slo_metrics`` lists objectives such as ``textfile.app_latency_seconds<=0.05``
+or ``textfile.app_p95_seconds<=textfile.app_slo_seconds`` (an application that reports its
+own objective). A playbook whose ``verify`` says ``slo: true`` is verified on them when
+any are declared: every objective must hold (the median of the after-window meets it).
+Host-level signals such as PSI can stay high after a good fix (a hog still runs, at a
+lower weight); the application's objective is what the fix is for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from healer.verify.stats import Point, median, values_between
+
+Cmp = Literal["<=", "<", ">=", ">"]
+_METRIC = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
+SLO_RE = re.compile(rf"^\s*({_METRIC})\s*(<=|>=|<|>)\s*({_METRIC}|-?[0-9]+(?:\.[0-9]*)?"
+                    r"(?:[eE][-+]?[0-9]+)?)\s*$")
+_CMP: dict[str, Callable[[float, float], bool]] = {
+    "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
+}
+SeriesFn = Callable[[str, float, float], Sequence[Point]]
+
+
+class Slo(BaseModel):
+    """One objective: ``metric op objective`` (a number, or a metric the app reports)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    op: Cmp
+    objective: float | None = None
+    objective_metric: str | None = None
+
+    def __str__(self) -> str:
+        rhs = self.objective_metric if self.objective_metric else f"{self.objective:g}"
+        return f"{self.metric}{self.op}{rhs}"
+
+
+def parse_slo(text: str) -> Slo:
+    """``metric<=0.05`` or ``metric<=other.metric``; ValueError on anything else."""
+    m = SLO_RE.match(text)
+    if m is None:
+        raise ValueError(f"not an SLO (metric <=|<|>=|> number-or-metric): {text!r}")
+    metric, op, rhs = m.groups()
+    if rhs[0].isalpha():
+        return Slo(metric=metric, op=op, objective_metric=rhs)  # type: ignore[arg-type]
+    return Slo(metric=metric, op=op, objective=float(rhs))  # type: ignore[arg-type]
+
+
+def parse_slos(texts: Iterable[str]) -> tuple[Slo, ...]:
+    """Every declared objective, parsed."""
+    return tuple(parse_slo(t) for t in texts)
+
+
+def judge_slos(slos: Sequence[Slo], series: SeriesFn, since: float, until: float,
+               min_samples: int, numbers: dict[str, float]) -> tuple[bool | None, str]:
+    """True when every objective holds over [since, until]; None while any does not
+    (or lacks ``min_samples`` points): the fix is given until the deadline."""
+    missed = []
+    for slo in slos:
+        vals = values_between(series(slo.metric, since, until), since, until)
+        goal: float | None = slo.objective
+        if slo.objective_metric is not None:
+            goals = values_between(series(slo.objective_metric, since, until), since, until)
+            goal = median(goals) if goals else None
+        if len(vals) < min_samples or goal is None:
+            return None, f"SLO {slo}: {len(vals)} samples, need {min_samples}"
+        med = median(vals)
+        numbers |= {f"slo.{slo.metric}.after_median": med, f"slo.{slo.metric}.objective": goal}
+        if not _CMP[slo.op](med, goal):
+            missed.append(f"{slo.metric} median {med:g} (objective {slo.op}{goal:g})")
+    if missed:
+        return None, "SLO not met: " + "; ".join(missed)
+    return True, "every SLO met: " + ", ".join(str(s) for s in slos)
