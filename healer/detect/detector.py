@@ -188,12 +188,20 @@ class Detector:
         table: Table = {}
         for hit in hits:
             key = self._scope(pb, hit.captures)
+            if self._outside_confinement(key):
+                continue  # e.g. another group's OOM on the shared kernel log: not ours
             if hit.ok:
                 if table.get(key) is None:
                     table[key] = hit
             else:
                 table.setdefault(key, None)
         return table
+
+    def _outside_confinement(self, scope: str | None) -> bool:
+        """A cgroup scope outside ``cgroup_root`` when the daemon is confined to it."""
+        if self.cgroup_root is None or scope is None or not scope.startswith("cgroup:"):
+            return False
+        return not _cgroup_under(scope.removeprefix("cgroup:"), self.cgroup_root)
 
     # --- state fed by the sample ------------------------------------------------------
     def _learn_gpus(self, gpus: Sequence[GpuState], now: float) -> None:

@@ -134,3 +134,19 @@ def test_a_leak_in_a_child_is_not_echoed_by_its_parent() -> None:
     opened = run(make, 40, step=0.5)
     assert sorted(scopes(opened, "memory-leak")) == [f"cgroup:{CG}/app",
                                                      "cgroup:/healer-chaos-10"]
+
+
+def test_a_confined_detector_ignores_kernel_lines_about_cgroups_outside_its_root() -> None:
+    from healer.models import KmsgRecord
+
+    def rejected(seq: int, path: str) -> KmsgRecord:
+        return KmsgRecord(seq=seq, priority=6, ts_us=seq,
+                          message=f"cgroup: fork rejected by pids controller in {path}")
+
+    lines = (rejected(1, "/healer-chaos-10/forker"), rejected(2, "/other/job"),
+             rejected(3, f"{CG}/forker"))
+    opened = run(lambda t: Sample(ts=t, metrics={}, kmsg=lines if t == 0 else ()), 2,
+                 cgroup_root=CG)
+    assert scopes(opened, "pids-limit-too-low") == [f"cgroup:{CG}/forker"]
+    unconfined = run(lambda t: Sample(ts=t, metrics={}, kmsg=lines if t == 0 else ()), 2)
+    assert len(scopes(unconfined, "pids-limit-too-low")) == 3
