@@ -33,6 +33,9 @@ class HistoryEntry:
     ts: datetime  # when it was applied (or last changed state), tz-aware
     state: str  # ActionState value, e.g. "verified", "rolled_back"
     value: str | None = None  # the value it set, as written
+    # False when it was undone without a verdict on its value (a crash-recovery restore of
+    # an unconfirmed change): R-repeat-rollback does not hold such a value against a retry.
+    judged: bool = True
 
     def __post_init__(self) -> None:
         _require_aware("HistoryEntry.ts", self.ts)

@@ -2,6 +2,9 @@
 
 ``context.history`` is the journal's earlier actions (never the one being checked).
 Only states in ``policy.limits.counted_states`` count as changes that happened.
+A rollback counts as "this value was bad" only when it was ``judged`` (a regression, a
+failed or timed-out verification, an operator's rollback); a crash-recovery restore of a
+change nobody confirmed still counts for cooldown and rate, but not against the value.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def history_reasons(
             newest = age if newest is None else min(newest, age)
         if (
             entry.state == "rolled_back"
+            and entry.judged
             and age < limits.rollback_memory_seconds
             and values is not None
             and parse_numbers(entry.value) == values

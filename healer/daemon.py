@@ -167,6 +167,7 @@ def build_daemon(settings: Settings) -> Daemon:
         diagnoser=diagnoser,
         context_for=diagnose_context_factory(settings, library, window),
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
+        rediagnose_seconds=settings.rediagnose_seconds,
     )
     deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
     scheduler = BackgroundScheduler(timezone=UTC)

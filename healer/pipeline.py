@@ -6,6 +6,11 @@
 (an LLM diagnosis) runs on a small pool and its result is taken up on a later cycle, so
 sampling stays on schedule; everything that changes the system happens on the cycle
 thread, through the change engine, which re-checks the guard at apply time.
+
+An incident is diagnosed when it opens or reopens, and again while it keeps firing once
+its change was rolled back (a regression, or commit-confirmed recovery after a restart) and
+``rediagnose_seconds`` passed since the last diagnosis and the rollback; see
+``rediagnosis_due``. A storm costs nothing extra: the interval is checked in memory first.
 """
 
 from __future__ import annotations
@@ -15,21 +20,49 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from healer.act.engine import ChangeEngine
+from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
 from healer.diagnose.base import DiagnoseContext, Diagnoser
 from healer.logs import kv
-from healer.models import Diagnosis, Incident, Sample
+from healer.models import ActionState, Diagnosis, Incident, Sample
 from healer.monitor.registry import Monitor
 from healer.notify import Notifier
 from healer.store.repository import Repository
 from healer.store.rollup import RollupAccumulator
+from healer.store.rows import IncidentActivity
 from healer.telemetry import Telemetry
 from healer.window import MetricWindow
 from playbooks.loader import Library
 
 log = logging.getLogger("healer.pipeline")
+
+REDIAGNOSE_SECONDS = 300.0  # Settings.rediagnose_seconds: the default policy's cooldown
+# Outcomes after which a still-firing incident is diagnosed again. Not denied, rejected,
+# expired, superseded or rollback_failed: the guard, a person or an admin already answered,
+# and asking again every interval would only repeat the question.
+RETRY_AFTER = frozenset({ActionState.ROLLED_BACK})
+
+
+def rediagnosis_due(now: datetime, interval: float, *, diagnosed: bool,
+                    last_diagnosis: datetime | None, activity: IncidentActivity) -> bool:
+    """Whether an open incident that keeps firing (no diagnosis pending) is diagnosed again.
+
+    Never while one of its changes is live (proposed through verifying), nor within
+    ``interval`` of the last diagnosis. Then: yes if it has no diagnosis (never landed, or
+    failed); else only if its last change was rolled back ``interval`` or more ago, so the
+    guard's cooldown on that target has run out too.
+    """
+    if activity.live:
+        return False
+    if last_diagnosis is not None and (now - last_diagnosis).total_seconds() < interval:
+        return False
+    if not diagnosed:
+        return True
+    if activity.last_state not in RETRY_AFTER or activity.last_change is None:
+        return False
+    return (now - activity.last_change).total_seconds() >= interval
 
 
 @dataclass
@@ -51,7 +84,13 @@ class Pipeline:
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="diagnose")
     )
+    rediagnose_seconds: float = REDIAGNOSE_SECONDS
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
+    _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
+    _started: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self._started = self.engine.clock()
 
     def cycle(self) -> Sample:
         """Take one sample and move every incident and action one step forward."""
@@ -74,13 +113,36 @@ class Pipeline:
             log.info(kv(msg=f"incident {change.kind}: {incident.playbook}", scope=incident.scope,
                         id=incident.id, count=incident.count))
             self.notifier.incident(change.kind, incident)
-        if change.kind in ("opened", "reopened") and incident.id is not None:
+        if incident.id is None:
+            return
+        if change.kind in ("opened", "reopened"):
             self._diagnose(incident)
+        elif change.kind == "updated" and self._rediagnose(incident):
+            log.info(kv(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
+                        id=incident.id))
+            self._diagnose(incident)
+        elif change.kind == "resolved":
+            self._diagnosed.pop(incident.id, None)
+
+    def _rediagnose(self, incident: Incident) -> bool:
+        assert incident.id is not None
+        if incident.id in self._pending:
+            return False
+        now, interval = self.engine.clock(), self.rediagnose_seconds
+        last = self._diagnosed.get(incident.id)
+        if last is None and incident.diagnosis is not None:
+            last = self._started  # diagnosed before this process started: wait one interval
+        if last is not None and (now - last).total_seconds() < interval:
+            return False  # in memory, no I/O: an alert storm's updates stop here
+        activity = self.repo.incident_activity(incident.id, OPEN_STATES)
+        return rediagnosis_due(now, interval, diagnosed=incident.diagnosis is not None,
+                               last_diagnosis=last, activity=activity)
 
     def _diagnose(self, incident: Incident) -> None:
         assert incident.id is not None
         if incident.id in self._pending:
             return
+        self._diagnosed[incident.id] = self.engine.clock()
         ctx = self.context_for(incident)
         self._pending[incident.id] = self.pool.submit(self.diagnoser.diagnose, incident, ctx)
 

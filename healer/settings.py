@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     process_scan_seconds: float = Field(default=10.0, ge=1, le=3600)
     top_processes: int = Field(default=10, ge=1, le=200)
     window_seconds: int = Field(default=3600, ge=60, le=86400)
+    # An open incident whose change was rolled back (or never made) is diagnosed again at
+    # most this often while it keeps firing; the policy's cooldown (300 s) by default.
+    rediagnose_seconds: float = Field(default=300.0, ge=1, le=86400)
 
     # Web
     host: str = "127.0.0.1"

@@ -307,13 +307,15 @@ class ChangeEngine:
         if record.state == S.APPLYING:
             # The crash fell between the committed intent and the read-back: the write may
             # or may not have happened. Put the original back.
-            return ex.restore(record, "crash recovery: interrupted while applying")
+            return ex.restore(record, "crash recovery: interrupted while applying",
+                              judged=False)
         if record.action.kind in MESSAGE_KINDS:
             return ex.verify(record, now)
         # Commit-confirmed (ARCHITECTURE safety principle 3): a change that was not confirmed
         # before the process died is not trusted, even inside its deadline. The window that
         # held its "after" samples died with the process, so put the original back now.
-        return ex.restore(record, "crash recovery: not verified before the restart")
+        return ex.restore(record, "crash recovery: not verified before the restart",
+                          judged=False)
 
     def rollback(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
         """Restore one change's original value (operator command); raises HealerError."""

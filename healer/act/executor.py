@@ -37,6 +37,7 @@ S = ActionState
 MESSAGE_KINDS = frozenset({"notify", "escalate"})
 SENT = "sent"  # the "applied" value of a notify/escalate record
 LIVE_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED)  # a change that is (or may be) in place
+JUDGED_KEY = "rollback_judged"  # verification-bag key; False: a crash-recovery restore
 
 
 class SeriesSource(Protocol):
@@ -258,9 +259,15 @@ class Executor:
 
     # -- restore ---------------------------------------------------------------------------
     def restore(self, record: ActionRecord, reason: str, result: VerifyResult | None = None,
-                actor: str = "healer") -> ActionRecord | None:
-        """Write the original back; ``rolled_back`` only if the read-back equals it exactly."""
+                actor: str = "healer", *, judged: bool = True) -> ActionRecord | None:
+        """Write the original back; ``rolled_back`` only if the read-back equals it exactly.
+
+        ``judged=False``: undone without a verdict on the value (crash recovery); the guard's
+        R-repeat-rollback then does not hold the value against a later proposal.
+        """
         info = bag(record) | {"rollback_reason": reason}
+        if not judged:
+            info[JUDGED_KEY] = False
         if result is not None:
             info["result"] = _result(result)
         try:

@@ -69,7 +69,8 @@ class Gate:
         """Everything ``check`` needs about ``action``, read now."""
         current, facts, exists = _live(action, actuator)
         history = tuple(
-            HistoryEntry(target=h.target, ts=h.ts, state=h.state.value, value=h.value)
+            HistoryEntry(target=h.target, ts=h.ts, state=h.state.value, value=h.value,
+                         judged=h.judged)
             for h in self._repo.history(action.target, now - HISTORY_SPAN)
         )
         return CheckContext(

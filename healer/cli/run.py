@@ -30,10 +30,30 @@ def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
     SIGTERM/SIGINT, so a shutdown now starts within ``TICK_S``.
     """
     import asyncio
+    import contextlib
+    import signal
+    import threading
+    from collections.abc import Generator
 
     import uvicorn
 
     class QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            # uvicorn re-raises the captured SIGTERM after its own shutdown, which would
+            # kill the process before the daemon stops its jobs and flushes; healer owns
+            # the exit instead (code 0 after a clean stop).
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
         async def main_loop(self) -> None:
             counter = 0
             while not await self.on_tick(counter):

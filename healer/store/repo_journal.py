@@ -23,7 +23,7 @@ from healer.models import (
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repo_base import RepoBase, _short
-from healer.store.rows import HistoryEntry
+from healer.store.rows import HistoryEntry, IncidentActivity
 from healer.store.tables import ActionTable, IncidentTable
 
 # Fields a transition may set besides the state (the actuator's read-backs and verdicts).
@@ -271,6 +271,25 @@ class JournalRepo(RepoBase):
         except SQLAlchemyError as e:
             raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
 
+    def incident_activity(self, incident_id: int, live: Collection[ActionState],
+                          limit: int = 100) -> IncidentActivity:
+        """Whether any of the incident's newest ``limit`` records is in ``live``, and the
+        state and time of the one that changed last: one indexed read of two columns."""
+        q = (
+            sa.select(ActionTable.state, ActionTable.updated_at)
+            .where(ActionTable.host_id == self.host_id, ActionTable.incident_id == incident_id)
+            .order_by(ActionTable.id.desc())
+            .limit(limit)
+        )
+        wanted = {ActionState(x).value for x in live}
+        with self._tx(write=False) as s:
+            rows = s.execute(q).all()
+        if not rows:
+            return IncidentActivity(live=False, last_state=None, last_change=None)
+        state, changed = max(rows, key=lambda r: r[1])
+        return IncidentActivity(live=any(r[0] in wanted for r in rows),
+                                last_state=ActionState(state), last_change=changed)
+
     def history(self, target: str, since: datetime) -> list[HistoryEntry]:
         """Changes to ``target`` that started applying since ``since``, oldest first."""
         q = (
@@ -290,6 +309,8 @@ class JournalRepo(RepoBase):
                     state=ActionState(r.state),
                     value=r.applied,
                     action_id=r.id,
+                    # The executor marks crash-recovery restores (healer.act.executor.JUDGED_KEY).
+                    judged=(r.verification or {}).get("rollback_judged", True) is not False,
                 )
                 for r in s.scalars(q)
                 if r.applied_at is not None

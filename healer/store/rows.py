@@ -34,6 +34,15 @@ class HistoryEntry(_Row):
     state: ActionState  # where it stands now
     value: str | None  # the value read back after apply, when known
     action_id: int | None = None
+    judged: bool = True  # False: restored on start-up without a verdict (crash recovery)
+
+
+class IncidentActivity(_Row):
+    """Where an incident's changes stand, for deciding whether to diagnose it again."""
+
+    live: bool  # some record is in one of the asked-for states
+    last_state: ActionState | None  # the most recently changed record's state; None: no records
+    last_change: datetime | None  # when that record last changed
 
 
 class ApprovalRow(_Row):

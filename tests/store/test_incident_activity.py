@@ -1,0 +1,73 @@
+"""``incident_activity`` (re-diagnosis probe) and the ``judged`` flag ``history`` carries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from healer.models import ActionState
+from healer.store.repository import Repository
+
+from .conftest import T0, FakeClock, make_incident, make_record
+
+S = ActionState
+OPEN = (S.PROPOSED, S.AWAITING_APPROVAL, S.APPROVED, S.APPLYING, S.VERIFYING)
+
+
+def applied(repo: Repository, incident_id: int | None, value: str = "4096") -> int:
+    """A record walked to verifying (applied_at set); returns its id."""
+    rec = repo.add_action(make_record(value=value, incident_id=incident_id,
+                                      state=S.APPROVED))
+    assert rec.id is not None
+    repo.transition(rec.id, S.APPLYING, expect=[S.APPROVED], original="128")
+    repo.transition(rec.id, S.VERIFYING, expect=[S.APPLYING], applied=value)
+    return rec.id
+
+
+def test_an_incident_without_records_has_no_activity(repo: Repository) -> None:
+    inc = repo.open_incident(make_incident())
+    assert inc.id is not None
+    got = repo.incident_activity(inc.id, OPEN)
+    assert (got.live, got.last_state, got.last_change) == (False, None, None)
+
+
+def test_live_record_and_the_last_change(repo: Repository, clock: FakeClock) -> None:
+    inc, other = repo.open_incident(make_incident()), repo.open_incident(make_incident())
+    assert inc.id is not None and other.id is not None
+    first = applied(repo, inc.id)
+    clock.advance(30)
+    got = repo.incident_activity(inc.id, OPEN)
+    assert got.live and got.last_state == S.VERIFYING and got.last_change == T0
+    clock.advance(30)
+    repo.transition(first, S.ROLLED_BACK, expect=[S.VERIFYING])
+    got = repo.incident_activity(inc.id, OPEN)
+    assert not got.live and got.last_state == S.ROLLED_BACK
+    assert got.last_change == T0 + timedelta(seconds=60)
+    assert got.last_change.utcoffset() == timedelta(0)
+    assert not repo.incident_activity(other.id, OPEN).live  # another incident's record
+
+
+def test_an_older_live_record_keeps_the_incident_live(repo: Repository,
+                                                     clock: FakeClock) -> None:
+    inc = repo.open_incident(make_incident())
+    assert inc.id is not None
+    applied(repo, inc.id, "4096")
+    clock.advance(10)
+    newer = repo.add_action(make_record(key="net.ipv4.tcp_max_syn_backlog",
+                                        incident_id=inc.id))
+    assert newer.id is not None
+    clock.advance(10)
+    repo.transition(newer.id, S.DENIED, expect=[S.PROPOSED])
+    got = repo.incident_activity(inc.id, OPEN)
+    assert got.live and got.last_state == S.DENIED
+    assert got.last_change == T0 + timedelta(seconds=20)
+
+
+def test_history_marks_crash_recovery_restores_unjudged(repo: Repository) -> None:
+    regression, crash = applied(repo, None, "4096"), applied(repo, None, "8192")
+    repo.transition(regression, S.ROLLED_BACK, expect=[S.VERIFYING],
+                    verification={"rollback_reason": "regression: psi up"})
+    repo.transition(crash, S.ROLLED_BACK, expect=[S.VERIFYING],
+                    verification={"rollback_reason": "crash recovery: not verified",
+                                  "rollback_judged": False})
+    history = repo.history("sysctl_write:netns:t1:net.core.somaxconn", T0 - timedelta(hours=1))
+    assert [(h.value, h.judged) for h in history] == [("4096", True), ("8192", False)]
