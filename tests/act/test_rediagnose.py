@@ -21,8 +21,9 @@ from healer.act.engine import ChangeEngine
 from healer.act.persist import DropIn
 from healer.detect import IncidentTracker
 from healer.detect.detector import DetectEvent
+from healer.diagnose.schedule import rediagnosis_due
 from healer.models import ActionRecord, ActionState, Diagnosis, Evidence, Incident, Proposal, Sample
-from healer.pipeline import Pipeline, rediagnosis_due
+from healer.pipeline import Pipeline
 from healer.store.repository import Repository
 from healer.store.rows import IncidentActivity
 from healer.telemetry import Telemetry
