@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 # Scopes: host, netns:<name>, cgroup:<path>, pid:<n>, gpu:<index>.
 # netns names follow iproute2's rules (no slash, no dot-dot); cgroup paths are
@@ -44,6 +44,16 @@ CGROUP_KNOBS: dict[str, str | None] = {
 RLIMIT_RESOURCES = ("nofile", "nproc", "memlock", "core", "stack")
 COMPUTE_MODES = ("default", "exclusive_process", "prohibited")
 TIMESLICE_LEVELS = ("default", "short", "medium", "long")
+
+
+def _check_sysctl_key(key: str) -> str:
+    if not SYSCTL_KEY_RE.match(key):
+        raise ValueError(f"malformed sysctl key {key!r}")
+    return key
+
+
+# A sysctl name, validated the same way wherever one arrives (actions, LLM tool arguments).
+SysctlKey = Annotated[str, AfterValidator(_check_sysctl_key)]
 
 
 def _check_scope(scope: str) -> str:
@@ -80,15 +90,8 @@ class _Action(BaseModel):
 
 class SysctlWrite(_Action):
     kind: Literal["sysctl_write"] = "sysctl_write"
-    key: str
+    key: SysctlKey
     value: str = Field(max_length=256)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        if not SYSCTL_KEY_RE.match(v):
-            raise ValueError(f"malformed sysctl key {v!r}")
-        return v
 
     @field_validator("value")
     @classmethod

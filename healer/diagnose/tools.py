@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from guardrails.actions import SYSCTL_KEY_RE
+from guardrails.actions import SysctlKey
 from healer.diagnose.evidence import format_gpus, format_processes, summarize_series
 from healer.models import GpuState, ProcessInfo
 
@@ -67,14 +67,7 @@ class ReadFile(_Args):
 class ReadSysctl(_Args):
     """Read the current value of one sysctl (read only)."""
 
-    key: str = Field(description="dotted sysctl name, e.g. net.core.somaxconn")
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        if not SYSCTL_KEY_RE.match(v):
-            raise ValueError(f"malformed sysctl key {v!r}")
-        return v
+    key: SysctlKey = Field(description="dotted sysctl name, e.g. net.core.somaxconn")
 
 
 class GrepKmsg(_Args):
