@@ -138,6 +138,19 @@ class PeopleRepo(RepoBase):
             return set(s.scalars(q))
 
     # -- users and tokens (fleet-wide; host_id records the creator) --------------------
+    def _add_credential(self, row: UserTable | TokenTable, what: str, name: str, event: str,
+                        role: str) -> None:
+        """Insert a user or token row with its audit entry; a duplicate is AlreadyExists."""
+        try:
+            with self._tx() as s:
+                s.add(row)
+                s.flush()
+                self._audit(s, "admin", event, f"{what}:{name}", {"role": role})
+        except StoreError as e:
+            if isinstance(e.__cause__, IntegrityError):
+                raise AlreadyExists(what, name) from e.__cause__
+            raise
+
     def add_user(
         self, name: str, password_hash: str, role: str, slack_user_id: str | None = None
     ) -> UserRow:
@@ -150,16 +163,8 @@ class PeopleRepo(RepoBase):
             slack_user_id=slack_user_id,
             created_at=self.now(),
         )
-        try:
-            with self._tx() as s:
-                s.add(row)
-                s.flush()
-                self._audit(s, "admin", "user.added", f"user:{name}", {"role": role})
-                return _user(row)
-        except StoreError as e:
-            if isinstance(e.__cause__, IntegrityError):
-                raise AlreadyExists("user", name) from e.__cause__
-            raise
+        self._add_credential(row, "user", name, "user.added", role)
+        return _user(row)
 
     def get_user(self, name: str) -> UserRow | None:
         """A user by name."""
@@ -184,16 +189,8 @@ class PeopleRepo(RepoBase):
         row = TokenTable(
             host_id=self.host_id, name=name, token_hash=token_hash, role=role, created_at=self.now()
         )
-        try:
-            with self._tx() as s:
-                s.add(row)
-                s.flush()
-                self._audit(s, "admin", "token.created", f"token:{name}", {"role": role})
-                return _token(row)
-        except StoreError as e:
-            if isinstance(e.__cause__, IntegrityError):
-                raise AlreadyExists("token", name) from e.__cause__
-            raise
+        self._add_credential(row, "token", name, "token.created", role)
+        return _token(row)
 
     def find_token(self, token_hash: str) -> TokenRow | None:
         """The token with this hash, if any."""
