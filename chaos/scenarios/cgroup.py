@@ -39,6 +39,34 @@ class _CgroupScenario(Scenario):
                 return float(v)
         return None
 
+    def _counter_flat(self, ctx: Context, key: str, seconds: float, points: int) -> bool:
+        """The charted counter has not moved over the last ``seconds`` since the apply."""
+        since = max(time.time() - seconds, ctx.t_applied or 0.0)
+        pts = [v for t, v in ctx.data.get(key, []) if t > since]
+        return len(pts) >= points and pts[0] == pts[-1]
+
+    def _limit_fix_held(self, ctx: Context, knob: str, key: str, settle: float,
+                        what: str, check: str) -> bool:
+        """The knob's raise was allowed and verified, and ``key`` stayed flat after it."""
+        fix = _cg_action(ctx, knob, ctx.data["cg"])
+        if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):
+            ctx.res.fail(f"{knob} change ended {fix['state']}: {fix['reasons']}")
+        if not fix or fix["state"] != "verified" or ctx.t_applied is None:
+            return False
+        start = self._count_at(ctx, key, ctx.t_applied + settle)
+        end = self._count_at(ctx, key, time.time() - 1.0)
+        ctx.res.checks.update(
+            {"new_limit": fix["new"],
+             check: None if start is None or end is None else end - start}
+        )
+        if start is None or end is None:
+            return False
+        if end > start:
+            ctx.res.fail(f"{end - start:.0f} {what} during the verify window")
+        if fix["verdict"] != "allow":
+            ctx.res.fail(f"expected allow, got {fix['verdict']}")
+        return not ctx.res.failures
+
 
 class CgroupOom(_CgroupScenario):
     name = "cgroup-oom"
@@ -93,33 +121,14 @@ class CgroupOom(_CgroupScenario):
                 time.sleep(0.05)
 
     def recovered(self, ctx: Context) -> bool:
-        pts = [
-            v
-            for t, v in ctx.data.get("ooms", [])
-            if t > max(time.time() - 3.5, ctx.t_applied or 0.0)
-        ]
-        return len(pts) >= 3 and pts[0] == pts[-1]
+        return self._counter_flat(ctx, "ooms", 3.5, 3)
 
     def evaluate(self, ctx: Context) -> bool:
-        fix = _cg_action(ctx, "memory.max", ctx.data["cg"])
-        if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):
-            ctx.res.fail(f"memory limit change ended {fix['state']}: {fix['reasons']}")
-        if not fix or fix["state"] != "verified" or ctx.t_applied is None:
-            return False
-        start = self._count_at(ctx, "ooms", ctx.t_applied + 2.0)
-        end = self._count_at(ctx, "ooms", time.time() - 1.0)
-        ctx.res.checks.update(
-            new_limit=fix["new"],
-            oom_kills_in_verify_window=(None if start is None or end is None else end - start),
-        )
-        if start is None or end is None:
-            return False
-        if end > start:
-            ctx.res.fail(f"{end - start:.0f} OOM kill(s) during the verify window")
-        if fix["verdict"] != "allow":
-            ctx.res.fail(f"expected allow, got {fix['verdict']}")
-        ctx.t_recovered = ctx.t_recovered or time.time()
-        return not ctx.res.failures
+        ok = self._limit_fix_held(ctx, "memory.max", "ooms", 2.0, "OOM kill(s)",
+                                  "oom_kills_in_verify_window")
+        if ok:
+            ctx.t_recovered = ctx.t_recovered or time.time()
+        return ok
 
 
 class MemoryLeak(_CgroupScenario):
@@ -287,32 +296,11 @@ class PidsExhaustion(_CgroupScenario):
         ctx.fault(CgroupKnob(ctx.sb.cg, ctx.data["cg"], "pids.max", "20"))
 
     def recovered(self, ctx: Context) -> bool:
-        pts = [
-            v
-            for t, v in ctx.data.get("refused", [])
-            if t > max(time.time() - 2.5, ctx.t_applied or 0.0)
-        ]
-        return len(pts) >= 2 and pts[0] == pts[-1]
+        return self._counter_flat(ctx, "refused", 2.5, 2)
 
     def evaluate(self, ctx: Context) -> bool:
-        fix = _cg_action(ctx, "pids.max", ctx.data["cg"])
-        if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):
-            ctx.res.fail(f"pids.max change ended {fix['state']}: {fix['reasons']}")
-        if not fix or fix["state"] != "verified" or ctx.t_applied is None:
-            return False
-        start = self._count_at(ctx, "refused", ctx.t_applied + 1.5)
-        end = self._count_at(ctx, "refused", time.time() - 1.0)
-        ctx.res.checks.update(
-            new_limit=fix["new"],
-            refused_in_window=(None if start is None or end is None else end - start),
-        )
-        if start is None or end is None:
-            return False
-        if end > start:
-            ctx.res.fail(f"{end - start:.0f} fork(s) refused during the verify window")
-        if fix["verdict"] != "allow":
-            ctx.res.fail(f"expected allow, got {fix['verdict']}")
-        return not ctx.res.failures
+        return self._limit_fix_held(ctx, "pids.max", "refused", 1.5, "fork(s) refused",
+                                    "refused_in_window")
 
 
 class CpuContention(_CgroupScenario):
