@@ -1,0 +1,115 @@
+"""Linear-time matching for untrusted text: RE2 (``google-re2``), never Python's ``re``.
+
+Kernel lines, scopes, cgroup paths, process names, LLM tool arguments and alert labels are
+chosen by whoever runs a process or sends a request. A backtracking engine lets such text
+freeze the daemon (ARCHITECTURE.md, safety principle 7), so every pattern that meets it is
+compiled here. RE2 rejects what it cannot run in linear time (lookarounds, backreferences);
+that is an error, never a silent fallback to ``re``.
+
+    from guardrails import linear
+    rx = linear.compile(r"^cgroup:/[A-Za-z0-9_.@:/-]*$")   # raises linear.PatternError
+    rx.search(text)                                       # groupdict(), group(), span()
+    linear.glob("kernel.panic*").fullmatch("kernel.panic_on_oops")
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import re2
+
+Pattern = Any  # re2._Regexp: the wrapper ships no type stubs
+# RE2's default program budget (8 MiB) is ample for every shipped pattern; a pattern that
+# needs more is refused at compile time rather than degrading at match time.
+MAX_MEM = 8 << 20
+
+
+class PatternError(ValueError):
+    """A pattern RE2 cannot compile (a lookaround, a backreference, a syntax error)."""
+
+    def __init__(self, pattern: str, problem: str) -> None:
+        super().__init__(f"pattern {pattern[:80]!r} is not linear-time (RE2): {problem}")
+        self.pattern = pattern
+        self.problem = problem
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported once, as PatternError
+    options.max_mem = MAX_MEM
+    return options
+
+
+def compile(pattern: str) -> Pattern:  # noqa: A001 - mirrors re.compile on purpose
+    """Compile ``pattern`` with RE2; raises ``PatternError`` when RE2 refuses it."""
+    return _compile(pattern)
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> Pattern:
+    try:
+        return re2.compile(pattern, _options())
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        raise PatternError(pattern, text) from None
+
+
+def check(pattern: str) -> str:
+    """``pattern`` unchanged when RE2 compiles it; a pydantic-friendly validator."""
+    compile(pattern)
+    return pattern
+
+
+def escape(text: str) -> str:
+    """``text`` as a literal in RE2 syntax."""
+    return str(re2.escape(text))
+
+
+def glob_to_regex(glob: str) -> str:
+    """An fnmatch-style glob (``*``, ``?``, ``[...]``) as an anchored RE2 pattern.
+
+    ``fnmatch.translate`` emits Python-only syntax (``\\Z``, and lookahead plus
+    backreference for several stars), so globs are translated here instead.
+    """
+    out: list[str] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i
+            if j < n and glob[j] in "!^":
+                j += 1
+            if j < n and glob[j] == "]":
+                j += 1
+            while j < n and glob[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(escape("["))  # no closing bracket: a literal, as fnmatch does
+                continue
+            body = glob[i:j].replace("\\", "\\\\")
+            i = j + 1
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            out.append(f"[{body}]")
+        else:
+            out.append(escape(c))
+    return "(?s:" + "".join(out) + ")"
+
+
+def glob(pattern: str) -> Pattern:
+    """A compiled glob; use ``fullmatch``."""
+    return compile(glob_to_regex(pattern))
+
+
+def glob_union(patterns: tuple[str, ...] | list[str]) -> Pattern | None:
+    """One compiled alternation of globs (``fullmatch``); None when there are none."""
+    if not patterns:
+        return None
+    return compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns))
