@@ -41,7 +41,7 @@ def _options() -> Any:
     return options
 
 
-def compile(pattern: str) -> Pattern:  # noqa: A001 - mirrors re.compile on purpose
+def compile(pattern: str) -> Pattern:
     """Compile ``pattern`` with RE2; raises ``PatternError`` when RE2 refuses it."""
     return _compile(pattern)
 
