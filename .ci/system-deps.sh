@@ -8,12 +8,12 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "system-deps: missing ${need[*]}; not root or no apt-get, dependent tests will skip" >&2
+    echo "system-deps: missing ${need[*]}; not root or no apt-get, dependent tests will skip (and fail under CI)" >&2
     exit 0
 fi
 echo "system-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null 2>&1 || true
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
-    || echo "system-deps: apt-get install ${need[*]} failed; dependent tests will skip" >&2
+    || { echo "system-deps: apt-get install ${need[*]} failed" >&2; exit 1; }
 exit 0

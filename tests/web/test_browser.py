@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from healer.models import ActionState
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
+from tests.tools import require_tool
 from tests.web.helpers import (
     PASSWORD,
     Clock,
@@ -34,9 +34,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("no Chromium: install Debian's chromium and chromium-driver "
-                    "(make system-deps) to run the browser test")
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        require_tool(tool, "Debian's chromium and chromium-driver (make system-deps)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
