@@ -1,4 +1,4 @@
-"""guardrails: healer's reference monitor. Pure: pydantic, PyYAML and the stdlib only.
+"""guardrails: healer's reference monitor. Pure: pydantic, PyYAML, google-re2 and the stdlib.
 
 Usage: ``check(action, CheckContext(now=...), load_policy())`` returns a ``Decision``.
 """
@@ -9,6 +9,7 @@ from guardrails.context import CheckContext, HistoryEntry
 from guardrails.decision import Decision
 from guardrails.errors import PolicyError
 from guardrails.policy import Policy, load_policy
+from guardrails.writes import check_write
 
 __all__ = [
     "Action",
@@ -19,6 +20,7 @@ __all__ = [
     "PolicyError",
     "check",
     "check_raw",
+    "check_write",
     "load_policy",
     "parse_action",
 ]

@@ -10,18 +10,21 @@ JSON shape (ARCHITECTURE.md): ``{"kind": "sysctl_write", "scope": "host",
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-# Scopes: host, netns:<name>, cgroup:<path>, pid:<n>, gpu:<index>.
-# netns names follow iproute2's rules (no slash, no dot-dot); cgroup paths are
-# absolute, relative to the cgroup mount, with no '..' component.
-SCOPE_RE = re.compile(
+from guardrails import linear
+
+# Scopes: host, netns:<name>, cgroup:<path>, pid:<n>, gpu:<index>. Scopes and the paths
+# inside them arrive in kernel lines and LLM output, so they are matched by RE2 (linear
+# time; a backtracking `(?:[...]+/?)*` here once took seconds per check on a crafted
+# systemd unit name). netns names follow iproute2's rules (no slash, no dot-dot); cgroup
+# paths are absolute, relative to the cgroup mount, and canonical (see canonical_cgroup).
+SCOPE_RE = linear.compile(
     r"^(?:host"
     r"|netns:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-    r"|cgroup:/(?:[A-Za-z0-9_.@:-]+/?)*"
+    r"|cgroup:/[A-Za-z0-9_.@:/\\-]*"
     r"|pid:[1-9][0-9]{0,9}"
     r"|gpu:[0-9]{1,2})$"
 )
@@ -29,7 +32,13 @@ SCOPE_RE = re.compile(
 # A sysctl name as the kernel spells it under /proc/sys: dot-separated path
 # components of [A-Za-z0-9_-]. Interface names in net.ipv4.conf.<if>.* may hold
 # other characters, but healer never needs to tune those.
-SYSCTL_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_-]+){1,6}$")
+SCOPE_MAX = 1024  # PATH_MAX-ish; cgroup paths the kernel prints are far shorter
+
+SYSCTL_KEY_RE = linear.compile(r"^[a-z][a-z0-9_]*(?:\.[A-Za-z0-9_-]+){1,6}$")
+# Integers or short whitespace-separated integer vectors (e.g. net.ipv4.tcp_rmem): the
+# only sysctl values healer writes. No shell metacharacters, no paths, no newlines.
+SYSCTL_VALUE_RE = linear.compile(r"^-?[0-9]{1,20}(?:[ \t]+-?[0-9]{1,20}){0,3}$")
+CGROUP_VALUE_RE = linear.compile(r"^(?:max|[0-9]{1,20})$")
 
 # The knobs healer may touch, cgroup v2 name -> v1 name (None: no v1 twin).
 CGROUP_KNOBS: dict[str, str | None] = {
@@ -56,10 +65,40 @@ def _check_sysctl_key(key: str) -> str:
 SysctlKey = Annotated[str, AfterValidator(_check_sysctl_key)]
 
 
-def _check_scope(scope: str) -> str:
-    if not SCOPE_RE.match(scope) or ".." in scope.split("/"):
-        raise ValueError(f"malformed scope {scope!r}")
+def canonical_cgroup(path: str) -> str:
+    """One spelling per cgroup: ``/a/b`` for ``/a//b/``, ``/./a/b`` and ``a/b``; ``/`` for ``/.``.
+
+    The actuator resolves all of these to the same directory, so rules (protected targets,
+    auto roots, confinement) must see the same string. ``..`` is refused, never resolved.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"'..' in cgroup path {path!r}")
+    return "/" + "/".join(parts)
+
+
+def check_scope(scope: str) -> str:
+    """``scope`` in canonical form; ValueError when malformed."""
+    if len(scope) > SCOPE_MAX or not SCOPE_RE.match(scope):
+        raise ValueError(f"malformed scope {scope[:80]!r}")
+    if scope.startswith("cgroup:"):
+        return "cgroup:" + canonical_cgroup(scope.removeprefix("cgroup:"))
     return scope
+
+
+def check_sysctl_value(value: str) -> str:
+    """A sysctl value healer may write, whitespace-stripped; ValueError otherwise."""
+    v = value.strip()
+    if not SYSCTL_VALUE_RE.match(v):
+        raise ValueError(f"sysctl value must be integers, got {value[:40]!r}")
+    return v
+
+
+def check_cgroup_value(value: str) -> str:
+    """A cgroup limit healer may write: an integer or ``max``; ValueError otherwise."""
+    if not CGROUP_VALUE_RE.match(value):
+        raise ValueError(f"cgroup value must be an integer or 'max', got {value[:40]!r}")
+    return value
 
 
 class _Action(BaseModel):
@@ -70,7 +109,7 @@ class _Action(BaseModel):
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
-        return _check_scope(v)
+        return check_scope(v)
 
     @property
     def target(self) -> str:
@@ -96,12 +135,7 @@ class SysctlWrite(_Action):
     @field_validator("value")
     @classmethod
     def _value(cls, v: str) -> str:
-        v = v.strip()
-        # Sysctl values healer writes are integers or short whitespace-separated integer
-        # vectors (e.g. net.ipv4.tcp_rmem). No shell metacharacters, no paths.
-        if not re.fullmatch(r"-?[0-9]{1,20}(?:[ \t]+-?[0-9]{1,20}){0,3}", v):
-            raise ValueError(f"sysctl value must be integers, got {v!r}")
-        return v
+        return check_sysctl_value(v)
 
     @property
     def key_name(self) -> str:
@@ -117,8 +151,7 @@ class CgroupLimit(_Action):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        _check_scope(f"cgroup:{v}")
-        return v
+        return check_scope(f"cgroup:{v}").removeprefix("cgroup:")
 
     @field_validator("knob")
     @classmethod
@@ -130,9 +163,7 @@ class CgroupLimit(_Action):
     @field_validator("value")
     @classmethod
     def _value(cls, v: str) -> str:
-        if v != "max" and not re.fullmatch(r"[0-9]{1,20}", v):
-            raise ValueError(f"cgroup value must be an integer or 'max', got {v!r}")
-        return v
+        return check_cgroup_value(v)
 
     @property
     def key_name(self) -> str:

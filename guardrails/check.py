@@ -4,8 +4,8 @@ Pure and total: no I/O, never raises. The stages run in a fixed order and every
 finding is collected, so a deny lists all its reasons:
 
     parse/shape -> confine -> protected -> key_exists -> paused -> rule bounds
-    -> rate limit/cooldown -> blast radius -> provenance -> disruptive -> mode cap
-    -> approval class (approvals counted) -> maintenance window
+    -> cgroup auto roots -> rate limit/cooldown -> blast radius -> provenance -> disruptive
+    -> mode cap -> approval class (approvals counted) -> maintenance window
 
 A finding either denies (hard: protected, out of range, outside confine, rate) or raises
 the number of distinct human approvals the change needs (soft: step, direction, unknown
@@ -125,6 +125,7 @@ def _check(action: Any, ctx: CheckContext, policy: Policy) -> Decision:
             acc.deny(reason, "P-confine")
     _protected(action, target, ctx, policy.index, acc)
     _rule(action, values, ctx, policy, acc)
+    _auto_roots(action, policy, acc)
     if not message:
         for reason, rule in history_reasons(target, values, ctx, policy.limits):
             acc.deny(reason, rule)
@@ -135,13 +136,13 @@ def _check(action: Any, ctx: CheckContext, policy: Policy) -> Decision:
 
 def _protected(action: Any, target: str, ctx: CheckContext, index: PolicyIndex, acc: _Acc) -> None:
     if isinstance(action, SysctlWrite):
-        if index.protected.match(action.key):
+        if index.is_protected(action.key):
             acc.deny(f"{action.key} is a protected key", "P-protected")
         if ctx.key_exists is False:
             acc.deny(
                 f"{action.key} does not exist under {action.scope}'s /proc/sys", "P-key-missing"
             )
-    if index.protected_targets.match(target):
+    if index.is_protected_target(target):
         acc.deny(f"{target} is a protected target", "P-protected-target")
     if target in ctx.paused_targets:
         # Admin drift: a person set this by hand; automation stands down until a human says so.
@@ -168,6 +169,15 @@ def _rule(
     if values is not None:
         judge(rule, values, ctx, acc)
     acc.ok_rules.append(rule.id)
+
+
+def _auto_roots(action: Any, policy: Policy, acc: _Acc) -> None:
+    """Automatic cgroup changes only under the roots the policy names (issue: a container's
+    or a delegated user's own limit must not be raised behind the admin's back)."""
+    if isinstance(action, CgroupLimit) and not policy.index.in_auto_roots(action.path):
+        acc.require(1, f"cgroup {action.path} is outside the policy's cgroup_auto_roots: "
+                       "a limit someone set there on purpose changes only with a person's "
+                       "approval", "C-auto-roots")
 
 
 def _caps(action: Any, ctx: CheckContext, policy: Policy, acc: _Acc) -> None:

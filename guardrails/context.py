@@ -48,8 +48,9 @@ class CheckContext:
     now: datetime
     mode: Mode = "auto"
     provenance: Literal["playbook", "llm", "operator"] = "playbook"
-    # False when an LLM proposed something outside the playbook's remedies: never auto.
-    in_playbook: bool = True
+    # True only for one of the playbook's own remedies; the default is the safe side:
+    # outside the playbook, never automatic.
+    in_playbook: bool = False
     # The live value as the actuator read it; None when unknown.
     current: str | None = None
     # Numbers the bounds refer to: hard_limit, gpu_min_watts, gpu_max_watts,

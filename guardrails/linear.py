@@ -67,21 +67,23 @@ def escape(text: str) -> str:
     return str(re2.escape(text))
 
 
-def glob_to_regex(glob: str) -> str:
-    """An fnmatch-style glob (``*``, ``?``, ``[...]``) as an anchored RE2 pattern.
+def glob_to_regex(glob: str, *, sep: str | None = None) -> str:
+    """An fnmatch-style glob (``*``, ``?``, ``[...]``) as an RE2 pattern (use ``fullmatch``).
 
     ``fnmatch.translate`` emits Python-only syntax (``\\Z``, and lookahead plus
-    backreference for several stars), so globs are translated here instead.
+    backreference for several stars), so globs are translated here instead. With ``sep``
+    (a path separator), ``*`` and ``?`` stay within one path component.
     """
+    star, one = (".*", ".") if sep is None else (f"[^{escape(sep)}]*", f"[^{escape(sep)}]")
     out: list[str] = []
     i, n = 0, len(glob)
     while i < n:
         c = glob[i]
         i += 1
         if c == "*":
-            out.append(".*")
+            out.append(star)
         elif c == "?":
-            out.append(".")
+            out.append(one)
         elif c == "[":
             j = i
             if j < n and glob[j] in "!^":

@@ -8,7 +8,6 @@ the key named (``PolicyError``). Globs are compiled once, when the policy loads,
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from datetime import datetime
 from functools import cached_property
@@ -26,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from guardrails.actions import ACTION_KINDS
+from guardrails import linear
+from guardrails.actions import ACTION_KINDS, canonical_cgroup
 from guardrails.context import Mode
 from guardrails.errors import PolicyError
 
@@ -74,12 +74,21 @@ def _not_auto(v: str) -> str:
 def _valid_glob(v: str) -> str:
     if not v or len(v) > 256:
         raise ValueError("a glob must be 1..256 characters")
+    linear.glob(v)  # compiles on RE2, or the policy does not load
+    return v
+
+
+def _valid_cgroup_glob(v: str) -> str:
+    _valid_glob(v)
+    if not v.startswith("/"):
+        raise ValueError(f"a cgroup root must be an absolute path glob, got {v!r}")
     return v
 
 
 Approval = Annotated[str, AfterValidator(_valid_approval)]
 HumanApproval = Annotated[str, AfterValidator(_valid_approval), AfterValidator(_not_auto)]
 Glob = Annotated[str, AfterValidator(_valid_glob)]
+CgroupGlob = Annotated[str, AfterValidator(_valid_cgroup_glob)]
 
 
 class _Strict(BaseModel):
@@ -193,6 +202,11 @@ class Policy(_Strict):
     max_mode: Mode = "auto"
     protected: tuple[Glob, ...] = ()
     protected_targets: tuple[Glob, ...] = ()
+    # cgroup subtrees where limits may change without a person: a glob per root (``*``
+    # stays within one path component), matching the cgroup itself or an ancestor. Any
+    # cgroup elsewhere (containers, pods, user slices: limits someone else set on purpose)
+    # needs approval (rule C-auto-roots). None listed: every cgroup change needs a person.
+    cgroup_auto_roots: tuple[CgroupGlob, ...] = ()
     unknown_sysctl: HumanApproval = "approve"
     default_approval: HumanApproval = "approve"
     rules: KindRules = KindRules()
@@ -222,11 +236,11 @@ class Policy(_Strict):
 
     def is_protected(self, key: str) -> bool:
         """True when a sysctl key matches a protected glob."""
-        return self.index.protected.match(key) is not None
+        return self.index.is_protected(key)
 
     def is_protected_target(self, target: str) -> bool:
         """True when an action target (kind:scope:key) matches a protected target glob."""
-        return self.index.protected_targets.match(target) is not None
+        return self.index.is_protected_target(target)
 
     def rule_for(self, kind: str, subject: str) -> Rule | None:
         """The first rule of ``kind`` whose glob matches ``subject``; None when none does."""
@@ -234,18 +248,41 @@ class Policy(_Strict):
 
 
 class PolicyIndex:
-    """Precompiled globs of one policy, so ``check`` runs regexes and dict lookups only."""
+    """Precompiled globs of one policy (RE2: subjects and targets carry untrusted text),
+    so ``check`` runs linear-time matches and dict lookups only."""
 
-    __slots__ = ("_cache", "_compiled", "protected", "protected_targets")
+    __slots__ = ("_auto_roots", "_cache", "_compiled", "_protected", "_protected_targets")
 
     def __init__(self, policy: Policy) -> None:
-        self.protected = _union(policy.protected)
-        self.protected_targets = _union(policy.protected_targets)
-        self._compiled: dict[str, tuple[tuple[re.Pattern[str], Rule], ...]] = {
-            kind: tuple((_glob(r.match), r) for r in getattr(policy.rules, kind))
+        self._protected = linear.glob_union(policy.protected)
+        self._protected_targets = linear.glob_union(policy.protected_targets)
+        roots = "|".join(f"(?:{linear.glob_to_regex(g, sep='/')})"
+                         for g in policy.cgroup_auto_roots)
+        self._auto_roots = linear.compile(f"(?:{roots})(?:/.*)?") if roots else None
+        self._compiled: dict[str, tuple[tuple[linear.Pattern, Rule], ...]] = {
+            kind: tuple((linear.glob(r.match), r) for r in getattr(policy.rules, kind))
             for kind in ACTION_KINDS
         }
         self._cache: dict[tuple[str, str], Rule | None] = {}
+
+    def is_protected(self, key: str) -> bool:
+        """True when a sysctl key matches a protected glob."""
+        return self._protected is not None and self._protected.fullmatch(key) is not None
+
+    def is_protected_target(self, target: str) -> bool:
+        """True when an action target (kind:scope:key) matches a protected target glob."""
+        return (self._protected_targets is not None
+                and self._protected_targets.fullmatch(target) is not None)
+
+    def in_auto_roots(self, path: str) -> bool:
+        """True when cgroup ``path`` (canonicalised) is an auto root or lies below one."""
+        if self._auto_roots is None:
+            return False
+        try:
+            path = canonical_cgroup(path)
+        except ValueError:
+            return False
+        return self._auto_roots.fullmatch(path) is not None
 
     def rule_for(self, kind: str, subject: str) -> Rule | None:
         """First matching rule, memoised (bounded) per (kind, subject)."""
@@ -254,21 +291,13 @@ class PolicyIndex:
             return self._cache[cache_key]
         except KeyError:
             pass
-        found = next((r for p, r in self._compiled.get(kind, ()) if p.match(subject)), None)
+        found = next((r for p, r in self._compiled.get(kind, ()) if p.fullmatch(subject)),
+                     None)
         if len(self._cache) >= _MATCH_CACHE_MAX:
             self._cache.clear()
         self._cache[cache_key] = found
         return found
 
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern))
-
-
-def _union(patterns: tuple[str, ...]) -> re.Pattern[str]:
-    if not patterns:
-        return re.compile(r"(?!)")  # matches nothing
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def default_policy_path() -> Path:

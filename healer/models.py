@@ -132,7 +132,9 @@ class Proposal(_Frozen):
     provenance: Provenance
     rationale: str = ""
     expected_effect: str = ""
-    in_playbook: bool = True  # False when an LLM proposed something outside the playbook
+    # True only when the proposal is one of the playbook's own remedies (set by whoever
+    # builds it); a missing flag means "outside the playbook": never automatic.
+    in_playbook: bool = False
 
 
 class Diagnosis(_Frozen):

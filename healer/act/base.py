@@ -14,7 +14,7 @@ cgroup v2 ``cpu.weight`` acted out as v1 ``cpu.shares``), for the guard's compar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 from guardrails.actions import Action
@@ -58,12 +58,23 @@ def require_allow(action: Action, decision: Decision) -> None:
         )
 
 
-def require_original(record: ActionRecord) -> str:
-    """The value to restore; a record without one was never applied and has nothing to undo."""
+def require_original(record: ActionRecord,
+                     grammar: Callable[[str], str] | None = None) -> str:
+    """The value to restore; a record without one was never applied and has nothing to undo.
+
+    ``grammar`` (a catalog value check) is applied last thing before a text file is
+    written: the executor has already checked the value, this keeps the actuator safe on
+    its own.
+    """
+    action = record.action
     if record.original is None:
-        action = record.action
         raise ActuatorError(action.scope, action.target, "no original value to restore")
-    return record.original
+    if grammar is None:
+        return record.original
+    try:
+        return grammar(record.original)
+    except ValueError as exc:
+        raise ActuatorError(action.scope, action.target, f"refusing to restore: {exc}") from None
 
 
 def translate_os_error(scope: str, target: str, exc: OSError, what: str) -> ActuatorError:

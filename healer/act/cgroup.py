@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from guardrails.actions import CGROUP_KNOBS, Action, CgroupLimit
+from guardrails.actions import CGROUP_KNOBS, Action, CgroupLimit, check_cgroup_value
 from guardrails.decision import Decision
 from healer.act.base import require_allow, require_original, translate_os_error
 from healer.act.cgroupfs import V1_UNLIMITED_FLOOR, CgroupMounts, from_v1_value, parse_mountinfo
@@ -171,7 +171,7 @@ class CgroupActuator:
         """Write the original file content back and return the read-back."""
         cg, knob = self._knob(record.action)
         assert knob is not None
-        return self._write_and_read(cg, knob, require_original(record))
+        return self._write_and_read(cg, knob, require_original(record, check_cgroup_value))
 
     def _write_and_read(self, action: CgroupLimit, knob: _Knob, value: str) -> str:
         try:

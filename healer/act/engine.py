@@ -96,6 +96,8 @@ class ChangeEngine:
             repo, actuators, clock=clock, notifier=notifier, telemetry=telemetry, window=window,
             dropin=dropin or DropIn(Settings.model_fields["sysctl_dropin"].default),
             checkpoint=checkpoint,
+            check_restore=lambda action, value: self.gate.check_write(action, value,
+                                                                      when="restore"),
         )
 
     @classmethod
@@ -261,7 +263,7 @@ class ChangeEngine:
             actuator = self._actuator(record.action)
             ctx = self.gate.context(
                 record.action, actuator, now, provenance=record.provenance,
-                in_playbook=bool(bag(record).get("in_playbook", True)),
+                in_playbook=bool(bag(record).get("in_playbook", False)),
                 approvals=approvers, changes_this_cycle=changes_this_cycle)
             decision = self.gate.decide(record.action, ctx, when="apply")
             original = actuator.read(record.action) if actuator else ""
@@ -366,9 +368,14 @@ class ChangeEngine:
             raise HealerError(f"action {action_id}: only host-scope sysctls can be persisted")
         if record.state != S.VERIFIED or record.applied is None:
             raise HealerError(f"action {action_id} is {record.state.value}, not verified")
+        decision = self.gate.check_write(action, record.applied, when="persist")
+        if decision.verdict != "allow":
+            raise HealerError(f"action {action_id}: refused: {'; '.join(decision.reasons)}")
         dropin = self.executor.dropin
         try:
             dropin.add(action_id, action.key, record.applied, self.clock())
+        except ValueError as exc:
+            raise HealerError(f"action {action_id}: refused: {exc}") from exc
         except OSError as exc:
             raise HealerError(f"cannot write {dropin.path}: {exc}") from exc
         self.repo.add_audit(actor, "action.persisted", f"action:{action_id}",

@@ -77,14 +77,19 @@ def _result(result: VerifyResult) -> dict[str, Any]:
     return {"passed": result.passed, "reasons": list(result.reasons), "numbers": result.numbers}
 
 
+# (action, journal value) -> the guard's verdict on writing that value back (Gate.check_write)
+WriteCheck = Callable[[Action, str], Decision]
+
+
 class Executor:
     """Moves single records through applying, verifying and their verdicts."""
 
     def __init__(self, repo: Repository, actuators: ActuatorRegistry, *,
                  clock: Callable[[], datetime], notifier: ActionNotifier | None,
                  telemetry: Telemetry | None, window: SeriesSource | None, dropin: DropIn,
-                 checkpoint: Callable[[str], None]) -> None:
+                 checkpoint: Callable[[str], None], check_restore: WriteCheck) -> None:
         self.repo, self.actuators, self.clock = repo, actuators, clock
+        self.check_restore = check_restore
         self.notifier, self.telemetry, self.window = notifier, telemetry, window
         self.dropin, self.checkpoint = dropin, checkpoint
         self.processes = ProcessSeries()
@@ -288,6 +293,12 @@ class Executor:
     def _put_back(self, record: ActionRecord) -> str | None:
         if record.action.kind in MESSAGE_KINDS or record.original is None:
             return record.original  # nothing was (or can be) changed
+        # The original comes from the database: it passes the value grammar and the
+        # protected rules like any other write, or it is not written (and reported).
+        decision = self.check_restore(record.action, record.original)
+        if decision.verdict != "allow":
+            raise ActuatorError(record.action.scope, record.action.target,
+                                "restore refused by the guard: " + "; ".join(decision.reasons))
         actuator = self.actuators.for_action(record.action)
         if actuator.read(record.action) == record.original:
             return record.original  # already there: restoring twice changes nothing

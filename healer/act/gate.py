@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 
-from guardrails import CheckContext, Decision, HistoryEntry, Policy, check
+from guardrails import CheckContext, Decision, HistoryEntry, Policy, check, check_write
 from guardrails.actions import Action
 from healer.act.base import Actuator
 from healer.act.confine import Confinement, confine_from
@@ -81,6 +81,14 @@ class Gate:
             paused_targets=frozenset(self._repo.paused_targets()),
             approvals=tuple(approvals), confine=self._confine.for_action(action), root=self._root,
         )
+
+    def check_write(self, action: Action, value: str, *, when: str) -> Decision:
+        """The hard rules for writing a journal value back (a restore) or persisting it."""
+        decision = check_write(action, value, self._policy, self._confine.for_action(action))
+        if decision.verdict != "allow":
+            log.error(kv(msg=f"guard refused {when} of {action.target}",
+                         rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
+        return decision
 
     def decide(self, action: Action, ctx: CheckContext, *, when: str) -> Decision:
         """Run the guard; count and log the verdict (``when``: proposal or apply)."""

@@ -14,6 +14,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from guardrails.actions import SYSCTL_KEY_RE, check_sysctl_value
+
 HEADER = "# Managed by healer (`healer persist ID`, `healer rollback ID`); edits may be lost.\n"
 _MARK = re.compile(r"^# healer action (\d+)\b")
 
@@ -61,7 +63,14 @@ class DropIn:
         return out
 
     def add(self, action_id: int, key: str, value: str, at: datetime) -> None:
-        """Persist ``key = value`` for this action, replacing any older line for the key."""
+        """Persist ``key = value`` for this action, replacing any older line for the key.
+
+        The key and value pass the catalog's grammar here too (ValueError otherwise): one
+        stray newline in a value would be a second line of the file, i.e. another sysctl.
+        """
+        if not SYSCTL_KEY_RE.match(key):
+            raise ValueError(f"malformed sysctl key {key[:80]!r}")
+        value = check_sysctl_value(value)
         kept = [
             (aid, lines) for aid, lines in _blocks(self._read())
             if aid != action_id and not (aid is not None and _key_of(lines[1]) == key)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from guardrails.actions import Action, SysctlWrite
+from guardrails.actions import Action, SysctlWrite, check_sysctl_value
 from guardrails.decision import Decision
 from healer.act.base import require_allow, require_original, translate_os_error
 from healer.errors import ActuatorError, HealerError
@@ -172,7 +172,7 @@ class SysctlActuator:
     def restore(self, record: ActionRecord) -> str:
         """Write the original back and return the read-back."""
         sysctl, path = self._path(record.action)
-        return self._write_and_read(sysctl, path, require_original(record))
+        return self._write_and_read(sysctl, path, require_original(record, check_sysctl_value))
 
     def _write_and_read(self, action: SysctlWrite, path: str, value: str) -> str:
         # Writing the value the key already holds is a no-op for the kernel, which makes

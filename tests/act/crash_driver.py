@@ -97,7 +97,7 @@ def main() -> int:
         if settled and not proposed:  # what the last run left is finished: change again
             value = str(int(live() or "128") + 7)
             engine.propose(None, Proposal(action=action.model_copy(update={"value": value}),
-                                          provenance="playbook"), SPEC)
+                                          provenance="playbook", in_playbook=True), SPEC)
             proposed = True
         if now - start > 10:
             print("driver: nothing settled within 10 s", file=sys.stderr)

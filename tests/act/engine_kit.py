@@ -53,7 +53,8 @@ def make_engine(repo: Repository, clock: Clock, window: Window, tmp: Path,
 
 def somaxconn(netns: str, value: str) -> Proposal:
     action = SysctlWrite(scope=f"netns:{netns}", key="net.core.somaxconn", value=value)
-    return Proposal(action=action, provenance="playbook", rationale="listen overflows")
+    return Proposal(action=action, provenance="playbook", in_playbook=True,
+                    rationale="listen overflows")
 
 
 def feed(window: Window, clock: Clock, seconds: int, *, overflow_rate: float, psi: float,

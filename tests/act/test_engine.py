@@ -170,7 +170,7 @@ def test_a_notify_action_is_sent_and_closed(
     notes = Notes()
     engine = make_engine(repo, clock, window, tmp_path, notes)
     record = engine.propose(None, Proposal(action=Notify(message="Xid 13 on gpu 0"),
-                                           provenance="playbook"), None)
+                                           provenance="playbook", in_playbook=True), None)
     assert record.state == S.APPROVED, record.decision
     sent, closed = engine.step()  # sent, and closed in the same cycle
     assert sent.state == S.VERIFYING and sent.applied == "sent"

@@ -66,7 +66,7 @@ def _incident(repo: Repository, clock: Clock) -> Incident:
 
 def _power_step(watts: float = 270.0) -> Proposal:
     return Proposal(action=GpuPowerLimit(scope="gpu:0", index=0, watts=watts),
-                    provenance="playbook", rationale="thermal slowdown")
+                    provenance="playbook", in_playbook=True, rationale="thermal slowdown")
 
 
 def test_power_limit_step_cools_the_simulated_gpu_and_verifies(

@@ -106,8 +106,8 @@ def test_fd_limit_raise_verifies_on_the_process_fd_usage_ratio(
         first_seen=now, last_seen=now, evidence=Evidence(captures={"pid": str(worker)})))
     action = ProcessRlimit(scope=f"pid:{worker}", pid=worker, resource="nofile", soft=1024)
     window.scan = _scan(worker, 63, 64)
-    record = engine.propose(incident, Proposal(action=action, provenance="playbook"),
-                            load_library().get("fd-limit-too-low"))
+    proposal = Proposal(action=action, provenance="playbook", in_playbook=True)
+    record = engine.propose(incident, proposal, load_library().get("fd-limit-too-low"))
     assert record.state == S.APPROVED, record.decision
     [applied] = engine.step()
     assert (applied.original, applied.applied) == ("64", "1024")

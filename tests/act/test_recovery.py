@@ -110,7 +110,7 @@ def test_persist_writes_one_dropin_line_and_rollback_removes_it(
     (proc / "sys/net/core/somaxconn").write_text("4096\n")
     engine = _host_engine(repo, clock, proc, dropin)
     proposal = Proposal(action=SysctlWrite(key="net.core.somaxconn", value="8192"),
-                        provenance="playbook")
+                        provenance="playbook", in_playbook=True)
     record = engine.propose(None, proposal, None)
     assert record.id is not None
     with pytest.raises(HealerError, match="not verified"):

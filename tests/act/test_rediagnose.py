@@ -89,7 +89,7 @@ class Doctor:
         self.calls += 1
         action = SysctlWrite(scope=SCOPE, key="net.core.somaxconn", value="4096")
         return Diagnosis(root_cause=PLAYBOOK, source="playbook", confidence=0.9,
-                         proposals=(Proposal(action=action, provenance="playbook",
+                         proposals=(Proposal(action=action, provenance="playbook", in_playbook=True,
                                              rationale="listen overflows"),))
 
 

@@ -22,8 +22,13 @@ def policy() -> Policy:
 
 
 def ctx(**kw: Any) -> CheckContext:
-    """A context at NOW with the given fields."""
+    """A context at NOW for one of a playbook's own remedies, unless told otherwise.
+
+    ``CheckContext`` itself defaults to "outside the playbook" (the safe side);
+    test_check_context asserts that default.
+    """
     kw.setdefault("now", NOW)
+    kw.setdefault("in_playbook", True)
     return CheckContext(**kw)
 
 

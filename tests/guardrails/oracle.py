@@ -37,6 +37,10 @@ def oracle_allows(action: Any, ctx: CheckContext) -> None:
         ), scope
     assert ctx.changes_this_cycle < RAW["limits"]["max_changes_per_cycle"]
     assert ctx.changes_last_hour < RAW["limits"]["max_changes_per_hour"]
+    target = f"{action.kind}:{action.scope}:{action.key_name}"
+    assert not any(fnmatch.fnmatchcase(target, p) for p in RAW["protected_targets"]), target
+    if action.kind == "cgroup_limit" and not _under_auto_root(action.path):
+        assert humans >= 1, action.path
     if action.kind == "sysctl_write":
         assert not any(fnmatch.fnmatchcase(action.key, p) for p in RAW["protected"])
         assert ctx.key_exists is not False
@@ -77,6 +81,18 @@ def _oracle_bounds(rule: dict[str, Any], action: Any, ctx: CheckContext, humans:
             assert v <= c
         if pct is not None and v != c:
             assert v <= max(c * (1 + pct / 100), floor) if v > c else v >= c * (1 - pct / 100)
+
+
+def _under_auto_root(path: str) -> bool:
+    """Component by component: a glob's ``*`` never spans a ``/``."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for root in RAW["cgroup_auto_roots"]:
+        globs = [g for g in root.split("/") if g]
+        if len(parts) >= len(globs) and all(
+            fnmatch.fnmatchcase(part, g) for part, g in zip(parts, globs, strict=False)
+        ):
+            return True
+    return False
 
 
 def _raw_rule(action: Any) -> dict[str, Any] | None:

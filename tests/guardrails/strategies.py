@@ -28,7 +28,7 @@ SCOPES = [
     "host",
     "netns:chaos-1",
     "netns:chaos-10",
-    "cgroup:/healer-chaos/a",
+    "cgroup:/healer-chaos-1/a",
     "cgroup:/x",
     "pid:4242",
     "gpu:0",
@@ -59,7 +59,7 @@ action_dicts = st.fixed_dictionaries(
         "scope": st.sampled_from(SCOPES) | st.text(max_size=20),
         "key": sysctl_keys,
         "value": numberish,
-        "path": st.sampled_from(["/healer-chaos/a", "/", "/x/../y"]) | st.text(max_size=15),
+        "path": st.sampled_from(["/healer-chaos-1/a", "/", "/x/../y"]) | st.text(max_size=15),
         "knob": st.sampled_from(["memory.max", "pids.max", "cpu.weight", "cpu.shares", "x"]),
         "pid": st.integers(-3, 2**23),
         "resource": st.sampled_from(["nofile", "nproc", "core", "cpu"]),
@@ -86,7 +86,7 @@ _KIND_FIELDS: dict[str, dict[str, Any]] = {
         "scope": st.sampled_from(SCOPES),
     },
     "cgroup_limit": {
-        "path": st.sampled_from(["/healer-chaos/a", "/x", "/"]),
+        "path": st.sampled_from(["/healer-chaos-1/a", "/x", "/"]),
         "knob": st.sampled_from(["memory.max", "memory.high", "pids.max", "cpu.weight"]),
         "value": ints.map(str) | st.just("max"),
         "scope": st.sampled_from(SCOPES),
@@ -157,7 +157,7 @@ contexts = st.builds(
     changes_this_cycle=st.integers(0, 5),
     changes_last_hour=st.integers(0, 30),
     approvals=st.lists(st.sampled_from(["alice", "bob", " ", ""]), max_size=3).map(tuple),
-    confine=st.lists(st.sampled_from([*SCOPES, "cgroup:/healer-chaos"]), max_size=2).map(tuple),
+    confine=st.lists(st.sampled_from([*SCOPES, "cgroup:/healer-chaos-1"]), max_size=2).map(tuple),
     root=st.booleans(),
 )
 
@@ -179,7 +179,7 @@ favourable = st.builds(
         },
     ),
     approvals=st.lists(st.sampled_from(["alice", "bob"]), max_size=2).map(tuple),
-    confine=st.sampled_from([(), ("netns:chaos-1", "cgroup:/healer-chaos", "pid:42", "gpu:0")]),
+    confine=st.sampled_from([(), ("netns:chaos-1", "cgroup:/healer-chaos-1", "pid:42", "gpu:0")]),
 )
 
 
@@ -213,10 +213,10 @@ def near_bounds(draw: st.DrawFn) -> tuple[dict[str, Any], CheckContext]:
         knob = "memory.max" if kind == "memory" else "pids.max"
         data = {
             "kind": "cgroup_limit",
-            "path": "/healer-chaos/w",
+            "path": "/healer-chaos-1/w",
             "knob": knob,
             "value": str(new),
-            "scope": "cgroup:/healer-chaos/w",
+            "scope": "cgroup:/healer-chaos-1/w",
         }
     elif kind == "nofile":
         data = {"kind": "process_rlimit", "pid": 42, "resource": "nofile", "soft": new}

@@ -39,20 +39,20 @@ def test_confine_does_not_match_a_longer_name(decide: Decide) -> None:
 def test_cgroup_under_confined_prefix_is_allowed(decide: Decide) -> None:
     a = {
         "kind": "cgroup_limit",
-        "scope": "cgroup:/healer-chaos/w",
-        "path": "/healer-chaos/w",
+        "scope": "cgroup:/healer-chaos-1/w",
+        "path": "/healer-chaos-1/w",
         "knob": "pids.max",
         "value": "80",
     }
-    assert decide(a, current="20", confine=("cgroup:/healer-chaos",)).verdict == "allow"
+    assert decide(a, current="20", confine=("cgroup:/healer-chaos-1",)).verdict == "allow"
     evil = {**a, "scope": "cgroup:/healer-chaos-evil", "path": "/healer-chaos-evil"}
-    assert decide(evil, current="20", confine=("cgroup:/healer-chaos",)).verdict == "deny"
+    assert decide(evil, current="20", confine=("cgroup:/healer-chaos-1",)).verdict == "deny"
 
 
 def test_cgroup_path_outside_its_scope_is_malformed(decide: Decide) -> None:
     a = {
         "kind": "cgroup_limit",
-        "scope": "cgroup:/healer-chaos",
+        "scope": "cgroup:/healer-chaos-1",
         "path": "/system.slice",
         "knob": "pids.max",
         "value": "80",

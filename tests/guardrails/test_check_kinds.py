@@ -12,7 +12,7 @@ MiB = 1024 * 1024
 BUDGET = {"cgroup_budget_bytes": 2048 * MiB, "host_memory_bytes": 16384 * MiB}
 
 
-def cg(knob: str, value: str, path: str = "/healer-chaos/oom") -> dict[str, Any]:
+def cg(knob: str, value: str, path: str = "/healer-chaos-1/oom") -> dict[str, Any]:
     return {
         "kind": "cgroup_limit",
         "scope": f"cgroup:{path}",
@@ -75,7 +75,7 @@ def test_pids_max_raise_is_allowed(decide: Decide) -> None:
 
 
 def test_cpu_weight_change_needs_approval(decide: Decide) -> None:
-    d = decide(cg("cpu.weight", "20", "/healer-chaos/hog"), current="100")
+    d = decide(cg("cpu.weight", "20", "/healer-chaos-1/hog"), current="100")
     assert d.verdict == "needs_approval" and d.rules == ("C-cpu-weight",)
 
 

@@ -4,6 +4,7 @@ re-verifies against the raw policy YAML with an independent oracle (oracle.py)."
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -37,16 +38,21 @@ def test_check_raw_never_raises_on_arbitrary_input(data: Any, context: CheckCont
         assert decision.verdict == "deny" and decision.rules == ("P-parse",)
 
 
+def _judge(data: Any, context: CheckContext) -> tuple[Any, Decision]:
+    action, decision = check_raw(data, context, POLICY)
+    assert "X-internal" not in decision.rules, decision.reasons  # a guard bug, never a "no"
+    if decision.verdict == "allow":
+        assert action is not None
+        oracle_allows(action, context)
+    return action, decision
+
+
 @SETTINGS
 @given(data=well_formed | action_dicts, context=contexts | favourable, as_json=st.booleans())
 def test_allow_implies_every_bound_held(
     data: dict[str, Any], context: CheckContext, as_json: bool
 ) -> None:
-    action, decision = check_raw(json.dumps(data) if as_json else data, context, POLICY)
-    assert decision.verdict in VERDICTS
-    if decision.verdict == "allow":
-        assert action is not None
-        oracle_allows(action, context)
+    _judge(json.dumps(data) if as_json else data, context)
 
 
 @SETTINGS
@@ -85,10 +91,8 @@ def test_allow_near_bounds_implies_every_bound_held(
     case: tuple[dict[str, Any], CheckContext],
 ) -> None:
     data, context = case
-    action, decision = check_raw(data, context, POLICY)
+    action, _ = _judge(data, context)
     assert action is not None
-    if decision.verdict == "allow":
-        oracle_allows(action, context)
 
 
 @SETTINGS
@@ -98,3 +102,23 @@ def test_outside_confine_is_never_allowed(data: dict[str, Any], context: CheckCo
     action, d = check_raw(data, ctx, POLICY)
     if action is not None and action.kind not in ("notify", "escalate"):
         assert d.verdict == "deny"
+
+
+def test_the_strategies_reach_every_verdict_so_the_oracle_is_not_vacuous() -> None:
+    """An oracle that only runs on "allow" proves nothing if nothing is ever allowed."""
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(data=well_formed | action_dicts, context=contexts | favourable)
+    def sample(data: dict[str, Any], context: CheckContext) -> None:
+        seen[_judge(data, context)[1].verdict] += 1
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(case=near_bounds())
+    def sample_near(case: tuple[dict[str, Any], CheckContext]) -> None:
+        seen[_judge(*case)[1].verdict] += 1
+
+    sample()
+    sample_near()
+    assert seen["allow"] >= 40, seen
+    assert seen["needs_approval"] >= 40 and seen["deny"] >= 40, seen

@@ -55,7 +55,7 @@ def test_set_diagnosis_stores_proposals_with_typed_actions(repo: Repository) -> 
     diag = Diagnosis(
         root_cause="listen-backlog-too-small",
         confidence=0.9,
-        proposals=(Proposal(action=action, provenance="playbook"),),
+        proposals=(Proposal(action=action, provenance="playbook", in_playbook=True),),
     )
     repo.set_diagnosis(inc.id or 0, diag)
     got = repo.get_incident(inc.id or 0)
