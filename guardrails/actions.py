@@ -170,11 +170,19 @@ class CgroupLimit(_Action):
         return f"{self.path}:{self.knob}"
 
 
+# A process is (pid, start time): pids are reused, so a change, its rollback and its crash
+# restore must reach the process that was diagnosed, not whichever took its number since.
+# Clock ticks after boot, as /proc/<pid>/stat field 22 gives it (proc(5)); the engine pins
+# it when the change is proposed, and actuators treat a mismatch as "the process is gone".
+StartTime = Annotated[int | None, Field(default=None, ge=0, lt=2**63)]
+
+
 class ProcessRlimit(_Action):
     kind: Literal["process_rlimit"] = "process_rlimit"
     pid: int = Field(gt=0, lt=2**22 + 1)
     resource: Literal["nofile", "nproc", "memlock", "core", "stack"]
     soft: int = Field(ge=0, lt=2**63)
+    start_time: StartTime = None
 
     @property
     def key_name(self) -> str:
@@ -185,6 +193,7 @@ class ProcessNice(_Action):
     kind: Literal["process_nice"] = "process_nice"
     pid: int = Field(gt=0, lt=2**22 + 1)
     nice: int = Field(ge=-20, le=19)
+    start_time: StartTime = None
 
     @property
     def key_name(self) -> str:

@@ -50,6 +50,15 @@ class Actuator(Protocol):
         ...
 
 
+@runtime_checkable
+class Pinner(Protocol):
+    """Actuators whose targets must be pinned to one identity when a change is proposed."""
+
+    def pin(self, action: Action) -> Action:
+        """``action`` with its target's identity filled in; ActuatorError when it is gone."""
+        ...
+
+
 def require_allow(action: Action, decision: Decision) -> None:
     """Refuse to apply anything the guard did not allow in a fresh decision."""
     if decision.verdict != "allow":

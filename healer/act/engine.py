@@ -22,7 +22,7 @@ from typing import Any
 from guardrails import Decision, Policy, load_policy
 from guardrails.actions import Action, SysctlWrite
 from guardrails.policy import approvals_needed
-from healer.act.base import Actuator, ActuatorRegistry
+from healer.act.base import Actuator, ActuatorRegistry, Pinner
 from healer.act.confine import Confinement
 from healer.act.executor import (
     LIVE_STATES,
@@ -144,6 +144,8 @@ class ChangeEngine:
         try:
             if decision is None:
                 actuator = self._actuator(action)
+                if isinstance(actuator, Pinner):  # (pid, start time): a pid may be reused
+                    action = actuator.pin(action)
                 ctx = self.gate.context(action, actuator, now, provenance=proposal.provenance,
                                         in_playbook=proposal.in_playbook)
                 decision = self.gate.decide(action, ctx, when="proposal")
