@@ -322,5 +322,5 @@ def parse_action(data: Any) -> Action:
 
 
 def action_to_dict(action: Action) -> dict[str, Any]:
-    """The ARCHITECTURE.md JSON shape of an action."""
-    return action.model_dump(mode="json")
+    """The ARCHITECTURE.md JSON shape of an action (an unpinned ``start_time`` is left out)."""
+    return action.model_dump(mode="json", exclude_none=True)

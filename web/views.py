@@ -18,7 +18,8 @@ from web.charts import verification_chart
 from web.schemas import ApprovalOut, utc
 
 # Fields that say *what* is changed (shown as the key), not *to what*.
-_IDENTITY = ("kind", "scope", "key", "path", "knob", "pid", "index", "resource", "client")
+_IDENTITY = ("kind", "scope", "key", "path", "knob", "pid", "start_time", "index", "resource",
+             "client")
 
 
 def proposed_value(action: Action) -> str:

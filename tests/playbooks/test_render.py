@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guardrails.actions import action_to_dict
 from healer.models import Evidence, GpuState, ProcessInfo
 from playbooks.loader import load_library
 from playbooks.render import render_remedies, render_remedies_detailed
@@ -14,7 +15,7 @@ def dumps(playbook: str, evidence: Evidence, scope: str,
           facts: dict[str, str | float] | None = None) -> list[dict[str, object]]:
     pb = LIB.get(playbook)
     assert pb is not None
-    return [r.action.model_dump() for r in render_remedies(pb, evidence, facts or {}, scope)]
+    return [action_to_dict(r.action) for r in render_remedies(pb, evidence, facts or {}, scope)]
 
 
 def test_listen_overflow_playbook_raises_somaxconn_and_syn_backlog_in_the_netns() -> None:
