@@ -8,10 +8,10 @@ deny; soft bounds (step, direction, an unknown live value) need a human.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from guardrails import linear
 from guardrails.actions import (
     CgroupLimit,
     Escalate,
@@ -29,7 +29,7 @@ from guardrails.context import CheckContext
 from guardrails.policy import Rule
 
 Numbers = tuple[float, ...]
-_NUMBER_RE = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
+_NUMBER_RE = linear.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
 _INF = math.inf
 
 

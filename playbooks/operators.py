@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from guardrails import linear
+
 MAX_EXPR_CHARS = 256
 MAX_DEPTH = 12
 _TOKEN_RE = re.compile(
@@ -27,7 +29,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_.{}:/-]*)|(?P<op>[(),*+]))"
 )
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DIGITS_RE = re.compile(r"[0-9]{1,20}")
+_DIGITS_RE = linear.compile(r"[0-9]{1,20}")  # captures are untrusted: RE2
 
 
 class ExprError(ValueError):

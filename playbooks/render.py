@@ -9,20 +9,21 @@ does not render or validate is skipped with a reason, never raised.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from guardrails import linear
 from guardrails.actions import Action, parse_action
 from healer.models import Evidence
 from playbooks.operators import EvalContext, ExprError, fill_template
 from playbooks.schema import INT_FIELDS, NUMERIC_FIELDS, Playbook, Remedy
 
 log = logging.getLogger("playbooks.render")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_NUMBER_RE = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
+# Captures are untrusted kernel text: RE2.
+_CONTROL_RE = linear.compile(r"[\x00-\x1f\x7f]")
+_NUMBER_RE = linear.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
 _STRING_VALUE_KINDS = ("sysctl_write", "cgroup_limit")
 
 
@@ -84,7 +85,7 @@ def _number(raw: str | float) -> float | None:
 
 
 def _text(template: str, labels: Mapping[str, str]) -> str:
-    return _CONTROL_RE.sub(" ", fill_template(template, labels))[:2000]
+    return str(_CONTROL_RE.sub(" ", fill_template(template, labels)))[:2000]
 
 
 def _render_one(remedy: Remedy, ctx: EvalContext, labels: Mapping[str, str], scope: str) -> Action:

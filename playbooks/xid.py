@@ -7,10 +7,11 @@ to one playbook id (the Xid class); healer never performs the disruptive recover
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from guardrails import linear
 
 Recovery = Literal["notify", "app_restart", "gpu_reset", "drain", "node_reboot"]
 
@@ -67,7 +68,8 @@ XID_TABLE: dict[int, XidInfo] = {
     )
 }
 
-_PCI_RE = re.compile(
+_PCI_RE = linear.compile(  # captured from kernel lines: RE2
+
     r"^(?:(?P<dom>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{1,2}):(?P<dev>[0-9a-fA-F]{1,2})"
     r"(?:\.[0-7])?$"
 )

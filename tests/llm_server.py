@@ -115,7 +115,7 @@ ADVERSARIAL_TOOL_CALLS: tuple[tuple[str, Any], ...] = (
     ("read_file", {"path": "/proc/../etc/shadow"}),
     ("read_file", {"path": "/etc/shadow"}),
     ("read_sysctl", {"key": "kernel.panic; rm -rf /"}),
-    ("grep_kmsg", {"pattern": "(a+)+$"}),
+    ("grep_kmsg", {"pattern": r"(a+)\1$"}),  # a backreference: RE2 refuses it
     ("write_sysctl", {"key": "kernel.panic", "value": "1"}),
     ("read_file", "{not json"),
 )

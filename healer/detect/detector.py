@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from guardrails.actions import SCOPE_RE
+from guardrails.actions import check_scope
 from healer.detect import signals as S
 from healer.detect.evidence import ReadCgroup, ReadSysctl, gather
 from healer.detect.kmsg import KmsgAgg, KmsgMatcher, SigKey
@@ -178,11 +178,11 @@ class Detector:
             return f"gpu:{index}" if index is not None else "host"  # unknown bus: the host
         if value is None:
             return None
-        scope = f"{kind}:{value}"
-        if not SCOPE_RE.match(scope) or ".." in scope.split("/"):
+        try:
+            return check_scope(f"{kind}:{value}")  # RE2, and one spelling per cgroup
+        except ValueError:
             self.bad_scopes += 1
             return "host"
-        return scope
 
     def _table(self, pb: Playbook, hits: list[S.Hit]) -> Table:
         table: Table = {}

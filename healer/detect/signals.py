@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from guardrails import linear
 from healer.detect.view import WindowView
 from healer.models import GpuState, ProcessInfo
 from playbooks.operators import fill_template
@@ -54,6 +55,9 @@ class Hit:
     lines: tuple[str, ...] = ()
 
 
+_LABEL = re.compile(r"\{([a-z_]+)\}")  # over playbook text only
+
+
 class MetricIndex:
     """Expands ``gpu.{gpu}.temperature_celsius`` against the window's metric names."""
 
@@ -73,9 +77,12 @@ class MetricIndex:
         if "{" not in pattern:
             return [(pattern, {})]
         if pattern not in self._cache:
-            rx = re.compile(
-                "^" + re.sub(r"\\\{([a-z_]+)\\\}", r"(?P<\1>\\S+?)", re.escape(pattern)) + "$"
-            )
+            # The pattern is the playbook's; the names it meets hold cgroup paths that
+            # tenants choose, so the match runs on RE2 (linear time).
+            parts = _LABEL.split(pattern)  # literal, label, literal, label, ..., literal
+            rx = linear.compile("^" + "".join(
+                linear.escape(part) if i % 2 == 0 else f"(?P<{part}>\\S+?)"
+                for i, part in enumerate(parts)) + "$")
             found = []
             for name in sorted(self._names):
                 m = rx.match(name)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import statistics
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from guardrails import linear
 from healer.models import GpuState, Incident, ProcessInfo
 
 BLOCK_OPEN = "<<<DATA id={id}>>>"
@@ -23,7 +23,8 @@ _NOW_POINTS = 5  # median of the last 5 samples: robust to one outlier at 1 Hz
 MAX_KMSG = 20
 MAX_PROCS = 8
 MAX_LINE = 400
-_TS_PREFIX_RE = re.compile(r"^\s*\[\s*[0-9.]+\]\s*")
+_DIGITS = linear.compile(r"[0-9]+")
+_TS_PREFIX_RE = linear.compile(r"^\s*\[\s*[0-9.]+\]\s*")  # kernel text: RE2
 
 
 class MetricSummary(BaseModel):
@@ -103,7 +104,7 @@ def evidence_hash(bundle: EvidenceBundle) -> str:
         "playbook": bundle.playbook, "scope": bundle.scope,
         "signals": sorted(bundle.signals),
         "metrics": [(m.name, _round(m.baseline), _round(m.now)) for m in bundle.metrics],
-        "kmsg": sorted({re.sub(r"[0-9]+", "#", k) for k in bundle.kmsg}),
+        "kmsg": sorted({_DIGITS.sub("#", k) for k in bundle.kmsg}),
         "tunables": sorted(bundle.tunables.items()),
         "procs": sorted({p.name for p in bundle.processes}),
         "gpus": sorted((g.index, g.ok, g.throttle_reasons) for g in bundle.gpus),

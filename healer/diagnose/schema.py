@@ -8,18 +8,18 @@ and counted as unsafe: the model proposed something healer could never apply.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from guardrails import linear
 from guardrails.actions import parse_action
 from healer.diagnose.redact import Redactor
 from healer.models import Proposal
 
 MAX_PROPOSALS = 16
-_FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_FENCE_RE = linear.compile(r"(?s)^\s*```(?:json)?\s*(.*?)\s*```\s*$")  # LLM output: RE2
 
 
 class LLMDiagnosisOut(BaseModel):

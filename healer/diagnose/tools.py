@@ -10,7 +10,6 @@ symlink can leave the root.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from guardrails import linear
 from guardrails.actions import SysctlKey
 from healer.diagnose.evidence import format_gpus, format_processes, summarize_series
 from healer.models import GpuState, ProcessInfo
@@ -28,7 +28,7 @@ MAX_KMSG_SCAN = 5000
 _SEG = r"[A-Za-z0-9_.@:-]+"
 # Relative to /proc: system-wide counters, sysctls and per-process status (never
 # environ, cmdline, mem or maps, which can hold secrets).
-PROC_ALLOW = tuple(re.compile(p) for p in (
+PROC_ALLOW = tuple(linear.compile(p) for p in (
     r"(?:loadavg|meminfo|vmstat|stat|uptime|buddyinfo|zoneinfo|slabinfo)",
     r"pressure/(?:cpu|memory|io)",
     r"net/(?:netstat|snmp|snmp6|sockstat|sockstat6|softnet_stat)",
@@ -37,15 +37,13 @@ PROC_ALLOW = tuple(re.compile(p) for p in (
     r"driver/nvidia/gpus/[0-9a-fA-F:.]+/information",
 ))
 # Relative to /sys: cgroup accounting files, NIC counters, THP and thermal zones.
-SYS_ALLOW = tuple(re.compile(p) for p in (
+SYS_ALLOW = tuple(linear.compile(p) for p in (
     rf"fs/cgroup/(?:{_SEG}/)*(?:memory|pids|cpu|cpuacct|io|cpuset)\.[a-z_.]+",
     rf"fs/cgroup/(?:{_SEG}/)*cgroup\.(?:procs|events|stat)",
     r"class/net/[A-Za-z0-9_.-]+/statistics/[a-z_]+",
     r"kernel/mm/transparent_hugepage/[a-z_]+",
     r"class/thermal/thermal_zone[0-9]+/(?:temp|type)",
 ))
-_NESTED_QUANT_RE = re.compile(r"\([^()]*[+*}][^()]*\)\s*[+*{]")
-_BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=")
 
 
 class _Args(BaseModel):
@@ -71,21 +69,20 @@ class ReadSysctl(_Args):
 
 
 class GrepKmsg(_Args):
-    """Search recent kernel-log records with a regular expression."""
+    """Search recent kernel-log records with a regular expression (RE2 syntax)."""
 
-    pattern: str = Field(max_length=128, description="Python regular expression")
+    pattern: str = Field(max_length=128, description="RE2 regular expression")
     limit: int = Field(default=20, ge=1, le=50)
 
     @field_validator("pattern")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        # Python's re has no timeout: refuse the shapes that backtrack exponentially.
-        if _NESTED_QUANT_RE.search(v) or _BACKREF_RE.search(v):
-            raise ValueError("pattern too complex (nested quantifier or backreference)")
+        # The LLM writes this pattern and kernel lines are attacker-chosen: RE2 matches in
+        # linear time whatever the pair, and refuses what it cannot (backreferences).
         try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"bad regular expression: {exc}") from None
+            linear.compile(v)
+        except linear.PatternError as exc:
+            raise ValueError(f"bad regular expression: {exc.problem}") from None
         return v
 
 
@@ -187,7 +184,7 @@ class ToolBox:
         return f"{args.key} = {_read_under(self.procfs_root.resolve(), rel).strip()}"
 
     def _grep_kmsg(self, args: GrepKmsg) -> str:
-        rx = re.compile(args.pattern)
+        rx = linear.compile(args.pattern)
         lines = list(self.kmsg())[-MAX_KMSG_SCAN:]
         hits = [ln[:400] for ln in lines if rx.search(ln[:400])]
         return "\n".join(hits[-args.limit:]) or "(no matching records)"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from guardrails import linear
 from healer.verify.quiet import KmsgPattern, patterns_from_signals
 from healer.verify.slo import Slo
 
@@ -22,7 +23,8 @@ Direction = Literal["down", "up", "to_zero", "below", "above"]
 # Guard metrics are "worse" when they rise, except these, which are worse when they fall
 # (throughput, headroom, and the GPU's throughput proxies: its SM clock and per-process SM
 # share, nvmlDeviceGetClockInfo / nvmlDeviceGetProcessUtilization).
-_HIGHER_IS_BETTER = re.compile(
+_HIGHER_IS_BETTER = linear.compile(  # names hold cgroup paths: RE2
+
     r"throughput|available|free|_ops|per_second|goodput|accepted|clock_mhz|sm_util")
 
 

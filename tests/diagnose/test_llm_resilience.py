@@ -150,7 +150,7 @@ def test_adversarial_model_gets_nothing_applied(
     llm_server.reset(mode="adversarial")
     tools = ToolBox(procfs_root=FIXTURES / "proc", sysfs_root=FIXTURES / "sys")
     report = llm.diagnose_detailed(make_incident(), DiagnoseContext(tools=tools))
-    # Traversal, an unknown write tool, a catastrophic regex: all refused before any read.
+    # Traversal, an unknown write tool, a backreference: all refused before any read.
     assert tools.calls == []
     tool_out = [m["content"] for m in llm_server.requests[1]["messages"] if m["role"] == "tool"]
     assert len(tool_out) == 7 and all("error" in t for t in tool_out)
