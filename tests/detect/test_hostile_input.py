@@ -98,3 +98,21 @@ def test_malformed_records_are_counted_and_skipped_never_fatal() -> None:
     events = detector.observe(window, sample)
     assert detector.malformed == 3
     assert [(e.playbook_id, e.count) for e in events] == [("soft-lockup", 1)]
+
+
+def test_a_crafted_systemd_scope_hitting_tasksmax_cannot_freeze_detection() -> None:
+    # The review's finding: a local user names a scope like this and lets it hit TasksMax;
+    # the pids playbook captures the path from the kernel line, and the old scope regex
+    # backtracked for minutes on it (holding the GIL: no sampling, no /healthz, no SIGTERM).
+    crafted = "/user.slice/user-1000.slice/user@1000.service/app.slice/" + "a.b-c" * 8 + "+"
+    detector = Detector(load_library())
+    window = FakeWindow()
+    lines = [kmsg_line(f"cgroup: fork rejected by pids controller in {crafted * k}", seq=k)
+             for k in range(1, 40)]
+    sample = Sample(ts=1000.0, metrics={}, kmsg=tuple(lines))
+    window.append(sample)
+    started = time.perf_counter()
+    events = detector.observe(window, sample)
+    assert time.perf_counter() - started < 1.0
+    assert all(e.scope == "host" for e in events if e.playbook_id == "pids-limit-too-low")
+    assert detector.bad_scopes >= 1
