@@ -90,6 +90,19 @@ class Sample(_Frozen):
     collector_errors: tuple[str, ...] = ()  # names of collectors that failed this cycle
 
 
+class LiveSnapshot(_Frozen):
+    """What the agent publishes each cycle for the unprivileged side (healer/live.py)."""
+
+    version: Literal[1] = 1
+    written_at: float  # the heartbeat: epoch seconds of the write
+    interval_seconds: float
+    mode: str
+    agent_pid: int
+    lag_seconds: float  # how late this cycle started
+    sample: Sample
+    agent_metrics: str = ""  # Prometheus exposition text of the agent's own registry
+
+
 class Evidence(_Frozen):
     """What an incident carries: numbers, log lines, tunables, processes, GPU state."""
 

@@ -1,0 +1,179 @@
+"""Privilege separation: the root agent starts, watches and stops the unprivileged side.
+
+OpenSSH's model: the part that faces the network has no privileges, and the privileged
+part is small. ``healer run`` is the agent (the loop, collectors, guard, actuators and
+journal, as root); it execs ``healer serve`` for everything that parses what the network
+sends (the dashboard, the API, Slack, the LLM client, notification delivery):
+
+- exec'd, never forked from the agent's memory: a fresh interpreter with no copy of the
+  agent's keys, threads or database handles (``subprocess`` with ``close_fds``);
+- an allowlisted environment: nothing of the agent's own environment leaks except
+  locale and PATH, and the settings the other side needs arrive as one JSON value;
+- the kernel drops supplementary groups, gid and uid between fork and exec (``Popen``'s
+  ``extra_groups``, ``group``, ``user``), and ``enter_unprivileged`` sets ``no_new_privs``
+  and checks all of that again in the child before anything network-facing is imported.
+
+Without root there are still two processes; nothing can be dropped, and the agent's mode
+is capped at advise anyway (``healer.daemon.effective_settings``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from healer.errors import ConfigError
+from healer.logs import kv
+
+log = logging.getLogger("healer.privsep")
+
+SETTINGS_ENV = "HEALER_SERVE_SETTINGS"  # the unprivileged side's settings, as JSON
+EXPECT_ENV = "HEALER_SERVE_UNPRIVILEGED"  # "1": the child must find itself without privilege
+# What the child may inherit from the agent's environment: locale and search path only.
+ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ",
+             "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+PR_SET_NO_NEW_PRIVS = 38  # include/uapi/linux/prctl.h
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The unprivileged user the other side runs as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def service_identity(name: str) -> Identity:
+    """The system user ``name``; ConfigError when it does not exist (there is no fallback:
+    ``nobody`` owns other daemons' files, and the database must be writable by ours)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigError("service_user", f"no system user {name!r}: create it "
+                          f"(useradd --system --no-create-home {name}) or run as non-root"
+                          ) from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise ConfigError("service_user", f"user {name!r} has uid or gid 0")
+    return Identity(name, entry.pw_uid, entry.pw_gid)
+
+
+def child_env(environ: Mapping[str, str], settings_json: str, *, unprivileged: bool
+              ) -> dict[str, str]:
+    """The unprivileged side's whole environment: the allowlist plus its settings."""
+    env = {k: environ[k] for k in ENV_ALLOW if k in environ}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    env[SETTINGS_ENV] = settings_json
+    env[EXPECT_ENV] = "1" if unprivileged else "0"
+    return env
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity | None,
+          cwd: str = "/") -> subprocess.Popen[bytes]:
+    """Exec ``argv`` as ``identity`` (None: as ourselves) with no inherited descriptors."""
+    drop: dict[str, object] = {}
+    if identity is not None:
+        drop = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+    return subprocess.Popen(  # noqa: S603 - argv is ours: sys.executable and fixed arguments
+        list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, close_fds=True,
+        **drop,  # type: ignore[arg-type]
+    )
+
+
+def serve_argv() -> list[str]:
+    """The command line of the unprivileged side: this interpreter, ``healer serve``."""
+    return [sys.executable, "-m", "healer.cli.main", "serve", "--from-agent"]
+
+
+def enter_unprivileged(expect_unprivileged: bool) -> None:
+    """First thing in the child: set no_new_privs, and refuse to run with privileges left.
+
+    ``no_new_privs`` (prctl(2)) makes execve never grant privileges again: no setuid
+    binary, no file capabilities, for this process and everything it starts.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise SystemExit(f"healer serve: prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
+    if not expect_unprivileged:
+        return
+    uids, gids = os.getresuid(), os.getresgid()
+    if 0 in uids or 0 in gids or os.getgroups() not in ([], [gids[0]]):
+        raise SystemExit(f"healer serve: still privileged (uids {uids}, gids {gids}, "
+                         f"groups {os.getgroups()}); refusing to start")
+
+
+class Supervisor:
+    """Keeps the unprivileged side running: restarts with exponential backoff, stops it.
+
+    ``poll`` is cheap (one ``waitpid`` with WNOHANG) and runs from the agent's scheduler;
+    a child that ran for ``healthy_after`` seconds resets the backoff.
+    """
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], *,
+                 min_backoff: float = 1.0, max_backoff: float = 60.0,
+                 healthy_after: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._start, self._clock = start, clock
+        self._min, self._max, self._healthy = min_backoff, max_backoff, healthy_after
+        self._backoff = min_backoff
+        self._child: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._restart_at: float | None = None
+        self.restarts = 0
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid, if any."""
+        return self._child.pid if self._child is not None else None
+
+    def start(self) -> None:
+        """Start the child now."""
+        self._child = self._start()
+        self._started_at = self._clock()
+        self._restart_at = None
+        log.info(kv(msg="unprivileged side started", pid=self._child.pid))
+
+    def poll(self) -> None:
+        """Notice an exit and restart after the backoff; call it periodically."""
+        if self._stopping:
+            return
+        now = self._clock()
+        if self._child is not None:
+            code = self._child.poll()
+            if code is None:
+                if now - self._started_at >= self._healthy:
+                    self._backoff = self._min
+                return
+            self._restart_at = now + self._backoff
+            log.error(kv(msg="unprivileged side exited", code=code,
+                         restart_in=f"{self._backoff:g}s"))
+            self._backoff = min(self._max, self._backoff * 2)
+            self._child = None
+        if self._restart_at is not None and now >= self._restart_at:
+            self.restarts += 1
+            self.start()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the child, wait up to ``timeout``, then SIGKILL; its exit code."""
+        self._stopping = True
+        child, self._child = self._child, None
+        if child is None:
+            return None
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                return child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error(kv(msg="unprivileged side ignored SIGTERM; killing", pid=child.pid))
+                child.kill()
+        return child.wait()
