@@ -82,7 +82,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity | None
     drop: dict[str, object] = {}
     if identity is not None:
         drop = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
-    return subprocess.Popen(  # noqa: S603 - argv is ours: sys.executable and fixed arguments
+    return subprocess.Popen(
         list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, close_fds=True,
         **drop,  # type: ignore[arg-type]
     )
