@@ -79,13 +79,12 @@ def child_env(environ: Mapping[str, str], settings_json: str, *, unprivileged: b
 def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity | None,
           cwd: str = "/") -> subprocess.Popen[bytes]:
     """Exec ``argv`` as ``identity`` (None: as ourselves) with no inherited descriptors."""
-    drop: dict[str, object] = {}
-    if identity is not None:
-        drop = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
-    return subprocess.Popen(
-        list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, close_fds=True,
-        **drop,  # type: ignore[arg-type]
-    )
+    if identity is None:
+        return subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                close_fds=True)
+    return subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                            close_fds=True, user=identity.uid, group=identity.gid,
+                            extra_groups=[])
 
 
 def serve_argv() -> list[str]:
