@@ -43,6 +43,8 @@ APPLIED_STATES = (
     "rollback_failed",
     "superseded",
 )
+# The default cooldown per target; healer's re-diagnosis interval defaults to it too.
+DEFAULT_COOLDOWN_SECONDS = 300.0
 _MATCH_CACHE_MAX = 4096  # bound the per-policy rule lookup cache against adversarial keys
 
 
@@ -177,7 +179,7 @@ class Maintenance(_Strict):
 
 
 class Limits(_Strict):
-    cooldown_seconds: float = Field(default=300.0, ge=0)
+    cooldown_seconds: float = Field(default=DEFAULT_COOLDOWN_SECONDS, ge=0)
     max_per_target_per_hour: int = Field(default=4, ge=1)
     max_changes_per_cycle: int = Field(default=3, ge=1)
     max_changes_per_hour: int = Field(default=20, ge=1)

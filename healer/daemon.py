@@ -41,6 +41,12 @@ from playbooks.loader import Library, load_library
 
 log = logging.getLogger("healer.daemon")
 
+NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: separate from sampling, often enough for chat
+PRUNE_EVERY_SECONDS = 600.0  # retention pruning
+PRUNE_FIRST_AFTER_SECONDS = 30.0  # not during start-up's busiest seconds
+TOOL_KMSG_SECONDS = 900.0  # the kernel-log span the LLM's grep_kmsg tool searches
+TOOL_SERIES_SECONDS = 3600.0  # the metric span the LLM's metric_window tool summarises
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -67,11 +73,12 @@ class Daemon:
         self.scheduler.add_job(self._cycle, "interval", seconds=s.interval_seconds, id="sample",
                                max_instances=1, coalesce=True, misfire_grace_time=None,
                                next_run_time=utcnow())
-        self.scheduler.add_job(self._deliver, "interval", seconds=2.0, id="notify",
+        self.scheduler.add_job(self._deliver, "interval", seconds=NOTIFY_EVERY_SECONDS, id="notify",
                                max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._prune, "interval", minutes=10, id="prune",
+        self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY_SECONDS, id="prune",
                                max_instances=1, coalesce=True,
-                               next_run_time=utcnow() + timedelta(seconds=30))
+                               next_run_time=utcnow() + timedelta(
+                                   seconds=PRUNE_FIRST_AFTER_SECONDS))
         self.scheduler.start()
         log.info(kv(msg="healer started", mode=s.mode, interval=s.interval_seconds,
                     host_id=s.host_id, web=f"http://{s.host}:{s.port}"))
@@ -103,7 +110,7 @@ class Daemon:
 
 
 def _guarded(job: str, fn: Callable[[], object]) -> None:
-    """A job's failure is logged and counted; it never kills the scheduler."""
+    """A job's failure is logged with its traceback; it never kills the scheduler."""
     try:
         fn()
     except Exception:
@@ -128,10 +135,10 @@ def diagnose_context_factory(settings: Settings, library: Library,
 
     tools = ToolBox(
         procfs_root=settings.procfs_root, sysfs_root=settings.sysfs_root,
-        kmsg=lambda: [r.message for r in window.kmsg(900)],
+        kmsg=lambda: [r.message for r in window.kmsg(TOOL_KMSG_SECONDS)],
         processes=lambda: window.processes() or (),
         gpus=latest_gpus,  # type: ignore[arg-type]
-        metric=lambda name: window.series(name, 3600),
+        metric=lambda name: window.series(name, TOOL_SERIES_SECONDS),
     )
 
     def context_for(incident: Incident) -> DiagnoseContext:

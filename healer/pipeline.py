@@ -141,6 +141,7 @@ class Pipeline:
                 self.engine.propose(incident, proposal, playbook)
 
     def close(self) -> None:
-        """Finish in-flight diagnoses and persist the partial rollup minute."""
+        """Cancel diagnoses not yet started (one already running is abandoned, not awaited)
+        and persist the partial rollup minute."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.repo.add_rollups(self.rollups.flush())

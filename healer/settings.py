@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from guardrails.policy import DEFAULT_COOLDOWN_SECONDS
 from healer.errors import ConfigError
 
 Mode = Literal["observe", "advise", "auto"]
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
     window_seconds: int = Field(default=3600, ge=60, le=86400)
     # An open incident whose change was rolled back (or never made) is diagnosed again at
     # most this often while it keeps firing; the policy's cooldown (300 s) by default.
-    rediagnose_seconds: float = Field(default=300.0, ge=1, le=86400)
+    rediagnose_seconds: float = Field(default=DEFAULT_COOLDOWN_SECONDS, ge=1, le=86400)
 
     # Web
     host: str = "127.0.0.1"

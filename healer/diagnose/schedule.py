@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from guardrails.policy import DEFAULT_COOLDOWN_SECONDS
 from healer.models import ActionState
 from healer.store.rows import IncidentActivity
 
-REDIAGNOSE_SECONDS = 300.0  # Settings.rediagnose_seconds: the default policy's cooldown
+REDIAGNOSE_SECONDS = DEFAULT_COOLDOWN_SECONDS  # Settings.rediagnose_seconds' default
 # Outcomes after which a still-firing incident is diagnosed again. Not denied, rejected,
 # expired, superseded or rollback_failed: the guard, a person or an admin already answered,
 # and asking again every interval would only repeat the question.

@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 MESSAGE_VERSION = 1
+# Slack's own limits (https://api.slack.com/reference/block-kit/blocks and
+# .../block-kit/block-elements#button); a longer field makes Slack reject the whole message.
+SLACK_HEADER_CHARS = 150  # header block: plain_text up to 150 characters
+SLACK_SECTION_CHARS = 3000  # section block text: up to 3000 characters
+SLACK_BUTTON_TEXT_CHARS = 75  # button text: up to 75 characters
+SLACK_ID_CHARS = 255  # action_id and block_id: up to 255 characters
+SLACK_TEXT_CHARS = 3000  # top-level fallback text: kept to a section's size (notifications)
 APPROVE_ACTION = "healer_approve"  # Block Kit action_id prefixes; the suffix is the action id
 REJECT_ACTION = "healer_reject"
 OPEN_ACTION = "healer_open"
@@ -50,12 +57,13 @@ def _action_buttons(message: Mapping[str, Any], interactive: bool) -> list[dict[
         for prefix, label, style in ((APPROVE_ACTION, "Approve", "primary"),
                                      (REJECT_ACTION, "Reject", "danger")):
             buttons.append({"type": "button", "action_id": f"{prefix}:{action_id}",
-                            "value": str(action_id), "style": style, "text": _plain(label, 75)})
+                            "value": str(action_id), "style": style,
+                            "text": _plain(label, SLACK_BUTTON_TEXT_CHARS)})
     link = message.get("link")
     if link:
-        open_id = f"{OPEN_ACTION}:{message.get('id', '')}"[:255]
+        open_id = f"{OPEN_ACTION}:{message.get('id', '')}"[:SLACK_ID_CHARS]
         buttons.append({"type": "button", "action_id": open_id, "url": str(link),
-                        "text": _plain("Open in healer", 75)})
+                        "text": _plain("Open in healer", SLACK_BUTTON_TEXT_CHARS)})
     return buttons
 
 
@@ -70,14 +78,17 @@ def slack_payload(message: Mapping[str, Any], *, interactive: bool) -> dict[str,
     text = str(message.get("text", ""))
     host = str(message.get("host_id", ""))
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(f"{title} on {host}", 150)},
-        {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(text)[:2900] or " "}},
+        {"type": "header", "text": _plain(f"{title} on {host}", SLACK_HEADER_CHARS)},
+        # escaping after the cut could grow the text past the limit, so cut after escaping
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": slack_escape(text)[:SLACK_SECTION_CHARS] or " "}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(
             f"severity {severity} · {message.get('subject', '')} · {message.get('at', '')}")}]},
     ]
     buttons = _action_buttons(message, interactive)
     if buttons:
-        blocks.append({"type": "actions", "block_id": f"healer:{message.get('subject', '')}"[:255],
+        block_id = f"healer:{message.get('subject', '')}"[:SLACK_ID_CHARS]
+        blocks.append({"type": "actions", "block_id": block_id,
                        "elements": buttons})
     fallback = slack_escape(f"[{severity}] {title} on {host}: {text}")
-    return {"text": fallback[:3000], "blocks": blocks}
+    return {"text": fallback[:SLACK_TEXT_CHARS], "blocks": blocks}
