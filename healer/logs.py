@@ -29,21 +29,6 @@ class _Formatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
 
 
-class RateLimitedLogger:
-    """Log a given key at most once per ``period`` seconds (a failing collector: once a minute)."""
-
-    def __init__(self, logger: logging.Logger, period: float = 60.0) -> None:
-        self._logger = logger
-        self._period = period
-        self._last: dict[str, float] = {}
-
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self._period) >= self._period:
-            self._last[key] = now
-            self._logger.warning(msg, *args)
-
-
 def setup_logging(level: str = "info") -> None:
     """Send healer's logs to stderr, one structured line per decision."""
     handler = logging.StreamHandler(sys.stderr)

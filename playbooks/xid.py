@@ -7,7 +7,6 @@ to one playbook id (the Xid class); healer never performs the disruptive recover
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,13 +81,3 @@ def normalize_pci(bus_id: str) -> str | None:
         return None
     dom = int(m.group("dom") or "0", 16)
     return f"{dom:04x}:{int(m.group('bus'), 16):02x}:{int(m.group('dev'), 16):02x}"
-
-
-def pci_map_from(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
-    """A normalized PCI bus id -> GPU index map (from ``GpuState.pci_bus_id``)."""
-    out: dict[str, int] = {}
-    for bus_id, index in pairs:
-        key = normalize_pci(bus_id)
-        if key is not None:
-            out[key] = index
-    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -136,13 +135,12 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
     from healer.act.registry import build_actuators
+    from healer.monitor.gpu import build_gpu_backend
 
     gpu = None
-    build_gpu = getattr(importlib.import_module("healer.monitor.gpu"), "build_gpu_backend", None)
     # Without a usable GPU backend, GPU changes cannot be rolled back from here.
-    if build_gpu is not None:
-        with contextlib.suppress(HealerError):
-            gpu = build_gpu(settings)
+    with contextlib.suppress(HealerError):
+        gpu = build_gpu_backend(settings)
     return ChangeEngine.from_settings(settings, repo=repo,
                                       actuators=build_actuators(settings, gpu=gpu))
 

@@ -41,12 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     seen: set[str] = set()
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"healer.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"healer.cli.{name}":
-                continue  # command group not built yet
-            raise
+        module = importlib.import_module(f"healer.cli.{name}")
         before = set(sub.choices)
         module.register(sub)
         added = set(sub.choices) - before

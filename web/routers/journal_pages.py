@@ -9,6 +9,9 @@ import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from guardrails.errors import PolicyError
+from guardrails.policy import load_policy
+from playbooks.loader import LibraryError, load_library
 from web.auth import Principal, requires
 from web.context import get_ctx
 from web.render import render
@@ -40,16 +43,11 @@ def _dump(obj: Any) -> str:
 
 def _load_playbooks(request: Request) -> tuple[list[tuple[str, str]], str]:
     try:
-        from playbooks.loader import load_library  # built by another part; may be absent
-
-        library: Any = load_library(get_ctx(request).settings.playbooks_dir)
-    except Exception as exc:  # show the problem on the page instead of failing the page
+        library = load_library(get_ctx(request).settings.playbooks_dir)
+    except LibraryError as exc:  # show the problem on the page instead of failing the page
         log.warning("playbooks not loadable: %s", exc)
         return [], f"Playbooks unavailable: {exc}"
-    items = getattr(library, "playbooks", library)
-    if isinstance(items, dict):
-        items = list(items.values())
-    return [(str(getattr(p, "id", "?")), _dump(p)) for p in items], ""
+    return [(p.id, _dump(p)) for p in library.playbooks], ""
 
 
 @router.get("/playbooks", response_class=HTMLResponse)
@@ -64,10 +62,8 @@ def policy(request: Request, who: Viewer) -> HTMLResponse:
     """The guardrail policy in force, read-only."""
     ctx = get_ctx(request)
     try:
-        from guardrails.policy import load_policy
-
         text, error = _dump(load_policy(ctx.settings.policy_file)), ""
-    except Exception as exc:
+    except PolicyError as exc:
         text, error = "", f"Policy unavailable: {exc}"
     return render(request, "policy.html.j2", who, text=text, error=error,
                   policy_path=str(ctx.settings.policy_file or "(shipped default)"))
