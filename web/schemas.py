@@ -108,10 +108,11 @@ class VoteOut(_Timestamps):
     approve: bool
     comment: str
     at: UtcDatetime
+    counts: bool  # False once the voter was removed or no longer holds the approver role
 
     @classmethod
-    def of(cls, v: ApprovalRow) -> VoteOut:
-        return cls(user=v.user, approve=v.approve, comment=v.comment, at=v.at)
+    def of(cls, v: ApprovalRow, *, counts: bool) -> VoteOut:
+        return cls(user=v.user, approve=v.approve, comment=v.comment, at=v.at, counts=counts)
 
 
 class ApprovalOut(_Timestamps):
@@ -185,3 +186,4 @@ class HealthOut(_Out):
     host_id: str
     database: Literal["ok", "error"]
     last_sample_age_seconds: float | None
+    loop_lag_seconds: float | None  # how overdue the next sample is; None without a loop

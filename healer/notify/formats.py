@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from healer.models import SLACK_APPROVE_ACTION as APPROVE_ACTION
+from healer.models import SLACK_REJECT_ACTION as REJECT_ACTION
+
 MESSAGE_VERSION = 1
-APPROVE_ACTION = "healer_approve"  # Block Kit action_id prefixes; the suffix is the action id
-REJECT_ACTION = "healer_reject"
 OPEN_ACTION = "healer_open"
 
 _TITLES: dict[str, str] = {
