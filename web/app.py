@@ -8,7 +8,7 @@ daemon writes to the kernel or the GPU.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
@@ -25,6 +25,7 @@ from healer.store.votes import VoteRefused
 from healer.telemetry import Telemetry
 from web.auth import AuthError, Principal, optional_principal, requires
 from web.context import AppContext
+from web.headers import SecurityHeaders
 from web.limits import BodyLimit
 from web.live import LiveState
 from web.render import build_templates, render
@@ -43,9 +44,6 @@ from web.routers import (
 )
 from web.security import LoginThrottle, Signer, load_or_create_key, parse_networks
 
-# Pages load only their own script and styles; nothing from another origin, no framing.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 _PUBLIC_401 = ("/api/", "/metrics", "/openapi.json", "/slack/")
 
 
@@ -80,19 +78,6 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     return render(request, "error.html.j2", optional_principal(request),
                   status=exc.status_code, message=str(exc.detail))
-
-
-async def _security_headers(request: Request,
-                            call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.url.path.startswith(("/api/", "/login")) or "text/html" in response.headers.get(
-            "content-type", ""):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 def _loopback(host: str | None) -> bool:
@@ -146,6 +131,6 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
     app.add_exception_handler(AuthError, _on_auth_error)
     app.add_exception_handler(VoteRefused, _on_vote_refused)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.middleware("http")(_security_headers)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)  # outermost: bodies are limited before anything reads them
     return app
