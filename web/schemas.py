@@ -8,12 +8,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.actions import Action
 from guardrails.decision import Decision
 from healer.models import ActionRecord, Diagnosis, Incident, Sample
 from healer.store.rows import ApprovalRow, AuditRow
+
+# Row ids are 64-bit in every database healer supports; a larger number can name no row
+# (and SQLite's driver raises on it rather than finding nothing).
+ID_MAX = 2**63 - 1
+PathId = Annotated[int, Path(ge=1, le=ID_MAX, examples=[1])]
+QueryId = Annotated[int, Query(ge=1, le=ID_MAX)]
 
 
 class _Out(BaseModel):

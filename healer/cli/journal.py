@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from healer.act.engine import LOCAL_ADMIN, ChangeEngine
-from healer.cli.common import print_json, settings_from_args
+from healer.cli.common import print_json, row_id, settings_from_args
 from healer.errors import ConfigError, HealerError
 from healer.models import ActionRecord, ActionState, Incident, IncidentStatus
 from healer.settings import Settings
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_actions)
     for name, helptext in (("approve", "approve a proposal"), ("reject", "reject a proposal")):
         p = subparsers.add_parser(name, help=f"{helptext}: record a named user's vote")
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=row_id)
         p.add_argument("--as", dest="voter", required=True, metavar="USER",
                        help="the healer user (approver role) casting the vote")
         p.add_argument("--comment", default="")
@@ -52,12 +52,12 @@ def register(subparsers: Any) -> None:
         p.set_defaults(func=cmd_vote, approve=name == "approve")
     p = subparsers.add_parser("rollback", help="restore the original value (local root)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("id", type=int, nargs="?")
+    target.add_argument("id", type=row_id, nargs="?")
     target.add_argument("--all", action="store_true", help="every change in place, newest first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollback)
     p = subparsers.add_parser("persist", help="write a verified host sysctl to the drop-in file")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=row_id)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_persist)
 

@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-from healer.cli.common import print_json, settings_from_args
+from healer.cli.common import print_json, row_id, settings_from_args
 from healer.errors import ConfigError
 from healer.store.credentials import (
     HUMAN_ROLES,
@@ -193,5 +193,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_token_list)
     revoke = sub.add_parser("revoke", help="revoke a token by id (see token list)")
-    revoke.add_argument("id", type=int)
+    revoke.add_argument("id", type=row_id)
     revoke.set_defaults(func=_token_revoke)

@@ -64,6 +64,9 @@ def test_vote_needs_a_known_approver(repo: Repository,
     with pytest.raises(SystemExit) as usage:
         main(["approve", str(action_id)])  # no --as: argparse refuses, exit 2
     assert usage.value.code == 2
+    with pytest.raises(SystemExit) as huge:
+        main(["approve", str(2**64), "--as", "alice"])  # no row has it; SQLite would raise
+    assert huge.value.code == 2
     assert main(["approve", str(action_id), "--as", "mallory"]) == 2
     assert "no healer user 'mallory'" in capsys.readouterr().err
     assert main(["approve", str(action_id), "--as", "vera"]) == 1  # a viewer

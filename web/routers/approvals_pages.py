@@ -15,6 +15,7 @@ from healer.store.votes import VoteRefused, record_vote
 from web.auth import Principal, mutates, requires
 from web.context import get_ctx
 from web.render import render
+from web.schemas import PathId
 from web.views import proposal_view
 
 log = logging.getLogger("healer.web")
@@ -56,14 +57,14 @@ Comment = Annotated[str, Form(max_length=2000)]
 
 
 @router.post("/approvals/{action_id}/approve")
-def approve(request: Request, who: Approver, action_id: int,
+def approve(request: Request, who: Approver, action_id: PathId,
             comment: Comment = "") -> RedirectResponse:
     """Approve from the inbox form."""
     return _vote(request, who, action_id, True, comment)
 
 
 @router.post("/approvals/{action_id}/reject")
-def reject(request: Request, who: Approver, action_id: int,
+def reject(request: Request, who: Approver, action_id: PathId,
            comment: Comment = "") -> RedirectResponse:
     """Reject from the inbox form."""
     return _vote(request, who, action_id, False, comment)

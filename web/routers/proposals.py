@@ -13,7 +13,7 @@ from healer.store.votes import record_vote
 from web.approvals import proposal_out
 from web.auth import Principal, mutates, requires
 from web.context import get_ctx
-from web.schemas import ProposalOut, VoteIn
+from web.schemas import PathId, ProposalOut, VoteIn
 
 log = logging.getLogger("healer.web")
 router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
@@ -48,7 +48,7 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
 
 
 @router.post("/{action_id}/approve", response_model=ProposalOut)
-def approve(request: Request, who: Approver, action_id: int,
+def approve(request: Request, who: Approver, action_id: PathId,
             body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
     """Record an approval (one user's vote toward the quorum).
 
@@ -60,7 +60,7 @@ def approve(request: Request, who: Approver, action_id: int,
 
 
 @router.post("/{action_id}/reject", response_model=ProposalOut)
-def reject(request: Request, who: Approver, action_id: int,
+def reject(request: Request, who: Approver, action_id: PathId,
            body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
     """Record a rejection: the daemon rejects the request on its next cycle."""
     return _vote(request, who, action_id, False, body)

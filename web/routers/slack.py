@@ -22,6 +22,7 @@ from healer.models import SLACK_APPROVE_ACTION, SLACK_REJECT_ACTION
 from healer.store.credentials import role_at_least
 from healer.store.votes import VoteRefused, record_vote
 from web.context import AppContext, get_ctx
+from web.schemas import ID_MAX
 from web.slack_signing import BadSignature, verify_slack
 
 log = logging.getLogger("healer.web")
@@ -42,6 +43,8 @@ def _parse(body: bytes) -> tuple[str, str, int] | None:
         prefix, _, _ = str(pressed["action_id"]).partition(":")
         action_id = int(pressed["value"])
     except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+        return None
+    if not 1 <= action_id <= ID_MAX:  # no row has such an id (and SQLite would raise on it)
         return None
     verbs = {SLACK_APPROVE_ACTION: "approve", SLACK_REJECT_ACTION: "reject"}
     return (user_id, verbs[prefix], action_id) if prefix in verbs else None
