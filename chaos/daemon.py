@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -125,20 +126,22 @@ class Healer:
         return json.loads(raw) if raw.strip() else None
 
     def token(self) -> str:
-        """An admin API token made with ``healer token create`` on the same state dir."""
+        """An API token of the admin user ``chaos``, made with ``healer user add`` and
+        ``healer token create --user`` on the same state dir, as an operator would."""
         if self._token is None:
-            res = subprocess.run(
-                healer_argv("token", "create", "chaos", "--role", "admin"),
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
-            if res.returncode != 0 or not lines:
-                raise DaemonError(f"healer token create failed: {res.stderr.strip()[-300:]}")
+            self._cli("user", "add", "chaos", "--role", "admin",
+                      stdin=secrets.token_urlsafe(24) + "\n")
+            lines = self._cli("token", "create", "chaos", "--user", "chaos")
             self._token = lines[-1]
         return self._token
+
+    def _cli(self, *argv: str, stdin: str = "") -> list[str]:
+        res = subprocess.run(healer_argv(*argv), env=self.env, input=stdin,
+                             capture_output=True, text=True, timeout=60)
+        lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+        if res.returncode != 0 or not lines:
+            raise DaemonError(f"healer {' '.join(argv[:2])} failed: {res.stderr.strip()[-300:]}")
+        return lines
 
 
 def prom_value(text: str, name: str) -> float | None:

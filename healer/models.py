@@ -206,6 +206,11 @@ TERMINAL_STATES = frozenset(
     }
 )
 
+# Slack Block Kit action_id prefixes of the Approve/Reject buttons (the suffix is the action
+# id): notify draws the buttons, the web's /slack/interactions reads them back.
+SLACK_APPROVE_ACTION = "healer_approve"
+SLACK_REJECT_ACTION = "healer_reject"
+
 
 class ActionRecord(_Frozen):
     """One row of the action journal; the JSON shape in ARCHITECTURE.md."""

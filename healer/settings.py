@@ -7,6 +7,7 @@ import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -64,6 +65,9 @@ class Settings(BaseSettings):
     metrics_public: bool = True
     approval_ttl_seconds: float = Field(default=3600.0, gt=0)
     public_url: str | None = None  # base URL put into notification links
+    # Reverse proxies whose X-Forwarded-For names the client (addresses or CIDR blocks);
+    # from any other peer the header is ignored. Env: comma-separated.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Sources (injectable for tests and sandboxes)
     procfs_root: Path = Path("/proc")
@@ -110,6 +114,20 @@ class Settings(BaseSettings):
     def _host_id(cls, v: str) -> str:
         if any(c.isspace() for c in v):
             raise ValueError("must not contain whitespace")
+        return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # HEALER_TRUSTED_PROXIES="127.0.0.1,10.0.0.0/8"
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return v
 
     @field_validator("slo_metrics", mode="before")

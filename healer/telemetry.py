@@ -1,9 +1,11 @@
 """Every Prometheus metric healer exports, declared in one place.
 
 A ``Telemetry`` owns its own ``CollectorRegistry`` (tests build their own), holds the
-``healer_*`` self-metrics, and exports the latest host sample as gauges: dotted metric
-names become ``healer_host_<name>`` with dots as underscores; ``gpu.<i>.<name>``
-becomes ``healer_gpu_<name>{gpu="<i>"}``.
+``healer_*`` self-metrics, and exports the latest host sample: dotted metric names become
+``healer_host_<name>`` with dots as underscores; ``gpu.<i>.<name>`` becomes
+``healer_gpu_<name>{gpu="<i>"}`` (see ``prom_name``). As node_exporter does, a name
+ending in ``_total`` (a kernel counter) is exported as a Prometheus counter, everything
+else as a gauge, so ``promtool check metrics`` finds no ``_total`` gauge.
 """
 
 from __future__ import annotations
@@ -13,16 +15,36 @@ import threading
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as PromCollector
 
 _GPU_RE = re.compile(r"^gpu\.(\d+)\.(.+)$")
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
+# promtool's lint reads these name parts as abbreviated units (kernel names have them:
+# SReclaimable, SecPageTables, DirectMap2M), and keeps these suffixes for histograms.
+_UNIT_ABBREVIATIONS = frozenset({"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb",
+                                 "pb", "m", "h", "d"})
+_RESERVED_SUFFIXES = ("_count", "_sum", "_bucket")
 
 
 def prom_name(dotted: str) -> str:
-    """``mem.available_bytes`` -> ``mem_available_bytes`` (Prometheus name grammar)."""
-    return _BAD.sub("_", dotted)
+    """The exposition name of a dotted metric: ``mem.available_bytes`` ->
+    ``mem_available_bytes``. A name part that reads as an abbreviated unit is joined to a
+    number before it (``direct_map2_m_bytes`` -> ``direct_map2m_bytes``), else to the part
+    after it (``mem.s_reclaimable_bytes`` -> ``mem_sreclaimable_bytes``); a histogram
+    suffix gets ``_value`` (``cpu.count`` -> ``cpu_count_value``)."""
+    out: list[str] = []
+    glue = False
+    for part in _BAD.sub("_", dotted).split("_"):
+        unit = part.lower() in _UNIT_ABBREVIATIONS
+        if out and (glue or (unit and out[-1][-1:].isdigit())):
+            out[-1] += part
+            glue = False
+            continue
+        out.append(part)
+        glue = unit
+    name = "_".join(out)
+    return name + "_value" if name.endswith(_RESERVED_SUFFIXES) else name
 
 
 class _HostGauges(PromCollector):
@@ -39,19 +61,30 @@ class _HostGauges(PromCollector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             latest = self._latest
-        gpu: dict[str, GaugeMetricFamily] = {}
+        gpu: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for name, value in sorted(latest.items()):
             m = _GPU_RE.match(name)
             if m:
                 fam_name = "healer_gpu_" + prom_name(m.group(2))
                 fam = gpu.get(fam_name)
                 if fam is None:
-                    fam = GaugeMetricFamily(fam_name, f"GPU {m.group(2)}", labels=["gpu"])
+                    fam = _family(fam_name, f"GPU {m.group(2)}", labels=["gpu"])
                     gpu[fam_name] = fam
                 fam.add_metric([m.group(1)], value)
             else:
-                yield GaugeMetricFamily("healer_host_" + prom_name(name), name, value=value)
+                fam = _family("healer_host_" + prom_name(name), name)
+                fam.add_metric([], value)
+                yield fam
         yield from gpu.values()
+
+
+def _family(name: str, documentation: str, labels: list[str] | None = None
+            ) -> GaugeMetricFamily | CounterMetricFamily:
+    """A counter for ``*_total`` names (the family name drops the suffix; the sample keeps
+    it), a gauge for everything else."""
+    if name.endswith("_total"):
+        return CounterMetricFamily(name.removesuffix("_total"), documentation, labels=labels)
+    return GaugeMetricFamily(name, documentation, labels=labels)
 
 
 class Telemetry:

@@ -7,11 +7,12 @@ daemon writes to the kernel or the GPU.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import ipaddress
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -20,10 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from healer.settings import Settings
 from healer.store.repository import Repository
+from healer.store.votes import VoteRefused
 from healer.telemetry import Telemetry
-from web.approvals import VoteRefused
 from web.auth import AuthError, Principal, optional_principal, requires
 from web.context import AppContext
+from web.headers import SecurityHeaders
+from web.limits import BodyLimit
 from web.live import LiveState
 from web.render import build_templates, render
 from web.routers import (
@@ -39,11 +42,8 @@ from web.routers import (
     slack,
     snapshot,
 )
-from web.security import RateLimiter, Signer, load_or_create_key
+from web.security import LoginThrottle, Signer, load_or_create_key, parse_networks
 
-# Pages load only their own script and styles; nothing from another origin, no framing.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 _PUBLIC_401 = ("/api/", "/metrics", "/openapi.json", "/slack/")
 
 
@@ -80,17 +80,28 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
                   status=exc.status_code, message=str(exc.detail))
 
 
-async def _security_headers(request: Request,
-                            call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.url.path.startswith(("/api/", "/login")) or "text/html" in response.headers.get(
-            "content-type", ""):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+def _loopback(host: str | None) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cookies_secure(settings: Settings) -> bool:
+    """Cookies are ``Secure`` unless the dashboard is plain HTTP on loopback only.
+
+    That is: it listens on a loopback address (``host``) and ``public_url`` is unset or an
+    ``http://`` URL of a loopback host. Any other set-up is taken to be served over HTTPS
+    (directly or by a proxy), where a cookie must never travel in clear.
+    """
+    if not _loopback(settings.host):
+        return True
+    if settings.public_url is None:
+        return False
+    url = urlsplit(settings.public_url)
+    return not (url.scheme == "http" and _loopback(url.hostname))
 
 
 def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
@@ -100,8 +111,9 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
     ctx = AppContext(
         settings=settings, repo=repo, telemetry=telemetry, live=live,
         signer=Signer(load_or_create_key(settings.state_dir), clock=lambda: clock().timestamp()),
-        login_limiter=RateLimiter(limit=5, window=60.0), templates=build_templates(),
-        clock=clock, secure_cookies=(settings.public_url or "").startswith("https://"),
+        login_throttle=LoginThrottle(), templates=build_templates(), clock=clock,
+        secure_cookies=cookies_secure(settings),
+        trusted_proxies=parse_networks(settings.trusted_proxies), started=clock(),
     )
     app = FastAPI(title="healer", version="1", docs_url=None, redoc_url=None, openapi_url=None,
                   description="healer's dashboard API: incidents, the action journal, approvals.")
@@ -119,5 +131,6 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
     app.add_exception_handler(AuthError, _on_auth_error)
     app.add_exception_handler(VoteRefused, _on_vote_refused)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.middleware("http")(_security_headers)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)  # outermost: bodies are limited before anything reads them
     return app

@@ -1,8 +1,12 @@
 """Who is asking, and may they: bearer tokens, session cookies, roles, CSRF.
 
-Roles are ordered viewer < approver < admin. No or bad credentials answer 401; a known
-principal with too small a role, or a session mutation without its CSRF token, answers 403.
-Bearer requests need no CSRF token: browsers never attach that header on their own.
+People's roles are ordered viewer < approver < admin and are read from the user row on
+every request, so a removed or demoted user loses access at once; a person's token acts
+as its user, with at most the user's role. Service tokens (``ingest``, ``host``) sit
+outside that scale and pass no ``requires(role)``. No, bad, revoked or expired
+credentials answer 401; a known principal with too small a role, or a session mutation
+without its CSRF token, answers 403. Bearer requests need no CSRF token: browsers never
+attach that header on their own.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ from typing import Literal
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from healer.cli.users import hash_token, token_matches
+from healer.store.credentials import (
+    hash_token,
+    is_service,
+    lesser_role,
+    role_at_least,
+    token_matches,
+)
 from web.context import AppContext, get_ctx
+from web.security import client_address
 
-ROLE_RANK: dict[str, int] = {"viewer": 1, "approver": 2, "admin": 3}
 SESSION_COOKIE = "healer_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -33,14 +43,15 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    name: str
+    name: str  # the user's name; a service token's own name
     role: str
     via: Literal["session", "token", "slack"]
-    nonce: str | None = None  # the session nonce CSRF tokens are bound to
+    nonce: str | None = None  # the session id CSRF tokens are bound to
+    user_id: int | None = None  # None: a service token
 
     def has(self, role: str) -> bool:
-        """True when this principal's role is ``role`` or above."""
-        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK[role]
+        """True when this principal is a person whose role is ``role`` or above."""
+        return role_at_least(self.role, role)
 
 
 def _from_bearer(header: str, ctx: AppContext) -> Principal:
@@ -51,7 +62,16 @@ def _from_bearer(header: str, ctx: AppContext) -> Principal:
     row = ctx.repo.find_token(hash_token(token))
     if row is None or not token_matches(token, row.token_hash):
         raise AuthError(401, "invalid token")
-    return Principal(row.name, row.role, "token")
+    if not row.usable(ctx.clock()):
+        raise AuthError(401, "token revoked or expired")
+    if row.user_id is None:  # a service token; a person's token without its owner is void
+        if not is_service(row.role):
+            raise AuthError(401, "invalid token")
+        return Principal(row.name, row.role, "token")
+    user = ctx.repo.get_user_by_id(row.user_id)
+    if user is None:
+        raise AuthError(401, "invalid token")
+    return Principal(user.name, lesser_role(row.role, user.role), "token", user_id=user.id)
 
 
 def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
@@ -62,10 +82,13 @@ def resolve_principal(request: Request, ctx: AppContext) -> Principal | None:
     session = ctx.signer.read_session(request.cookies.get(SESSION_COOKIE))
     if session is None:
         return None
-    user = ctx.repo.get_user(session.user)  # re-read: a removed or demoted user loses access
+    live = ctx.repo.get_session(hash_token(session.nonce))  # signed out on the server: gone
+    if live is None:
+        return None
+    user = ctx.repo.get_user_by_id(live.user_id)  # re-read: a demoted user loses access
     if user is None:
         return None
-    return Principal(user.name, user.role, "session", session.nonce)
+    return Principal(user.name, user.role, "session", session.nonce, user.id)
 
 
 def requires(role: str) -> Callable[[Request], Principal]:
@@ -75,6 +98,8 @@ def requires(role: str) -> Callable[[Request], Principal]:
         principal = resolve_principal(request, get_ctx(request))
         if principal is None:
             raise AuthError(401, "authentication required")
+        if is_service(principal.role):
+            raise AuthError(403, f"a {principal.role} service token cannot use this endpoint")
         if not principal.has(role):
             raise AuthError(403, f"requires role {role}")
         request.state.principal = principal
@@ -110,5 +135,7 @@ def optional_principal(request: Request) -> Principal | None:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (no proxy headers are trusted: healer binds to localhost)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer, or X-Forwarded-For as set by a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    return client_address(peer, request.headers.get("x-forwarded-for"),
+                          get_ctx(request).trusted_proxies)

@@ -15,7 +15,9 @@ from healer.models import ActionRecord, Incident, Sample
 from healer.store.repository import Repository
 from web.context import AppContext
 
-METRIC_NAME_RE = re.compile(r"^[a-z0-9_]+(?:\.[a-z0-9_]+){1,6}$")
+# Checked by pydantic (the Rust regex crate: linear time) on the untrusted query, and
+# published in the OpenAPI document.
+METRIC_NAME_PATTERN = r"^[a-z0-9_]+(?:\.[a-z0-9_]+){1,6}$"
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import jinja2
@@ -13,7 +14,10 @@ from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from web.live import LiveState
-from web.security import RateLimiter, Signer
+from web.security import LoginThrottle, Networks, Signer
+
+# Each argon2id check takes 64 MiB and a core for about 0.1 s; two at once bound both.
+HASH_SLOTS = 2
 
 
 @dataclass
@@ -23,10 +27,14 @@ class AppContext:
     telemetry: Telemetry
     live: LiveState | None
     signer: Signer
-    login_limiter: RateLimiter
+    login_throttle: LoginThrottle
     templates: jinja2.Environment
     clock: Callable[[], datetime]
     secure_cookies: bool
+    trusted_proxies: Networks
+    started: datetime  # the loop's lag is counted from here until the first sample
+    hash_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(HASH_SLOTS))
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -8,12 +8,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.actions import Action
 from guardrails.decision import Decision
 from healer.models import ActionRecord, Diagnosis, Incident, Sample
 from healer.store.rows import ApprovalRow, AuditRow
+
+# Row ids are 64-bit in every database healer supports; a larger number can name no row
+# (and SQLite's driver raises on it rather than finding nothing).
+ID_MAX = 2**63 - 1
+PathId = Annotated[int, Path(ge=1, le=ID_MAX, examples=[1])]
+QueryId = Annotated[int, Query(ge=1, le=ID_MAX)]
 
 
 class _Out(BaseModel):
@@ -108,10 +115,11 @@ class VoteOut(_Timestamps):
     approve: bool
     comment: str
     at: UtcDatetime
+    counts: bool  # False once the voter was removed or no longer holds the approver role
 
     @classmethod
-    def of(cls, v: ApprovalRow) -> VoteOut:
-        return cls(user=v.user, approve=v.approve, comment=v.comment, at=v.at)
+    def of(cls, v: ApprovalRow, *, counts: bool) -> VoteOut:
+        return cls(user=v.user, approve=v.approve, comment=v.comment, at=v.at, counts=counts)
 
 
 class ApprovalOut(_Timestamps):
@@ -185,3 +193,4 @@ class HealthOut(_Out):
     host_id: str
     database: Literal["ok", "error"]
     last_sample_age_seconds: float | None
+    loop_lag_seconds: float | None  # how overdue the next sample is; None without a loop

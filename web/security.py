@@ -1,10 +1,13 @@
 """Secrets and signatures of the web layer: the key file, session cookies, CSRF tokens,
-and the login rate limiter.
+the login throttle, and who the client is behind a proxy.
 
 The signing key is 32 random bytes kept in ``<state_dir>/web.key`` (mode 0600, made on
 first start), so sessions survive restarts. A session cookie is
-``base64(json{u, n, exp}) "." base64(HMAC-SHA256(session key, payload))``; the CSRF token
-of a session is HMAC(csrf key, nonce), so a form token is only valid with its own cookie.
+``base64(json{n, exp}) "." base64(HMAC-SHA256(session key, payload))`` where ``n`` is the
+session id; the server keeps the id's SHA-256 in the sessions table, and a cookie whose
+session is gone there (signed out, password changed, user removed) counts for nothing.
+The CSRF token of a session is HMAC(csrf key, id), so a form token is only valid with its
+own cookie.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -57,8 +61,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
 
 @dataclass(frozen=True)
 class Session:
-    user: str
-    nonce: str
+    nonce: str  # the session id
     expires: float
 
 
@@ -73,10 +76,10 @@ class Signer:
         self.max_age = max_age
         self._clock = clock
 
-    def new_session(self, user: str) -> tuple[str, Session]:
-        """A signed cookie value for ``user`` and the session it encodes."""
-        sess = Session(user, secrets.token_urlsafe(16), self._clock() + self.max_age)
-        body = _b64(json.dumps({"u": sess.user, "n": sess.nonce, "exp": sess.expires}).encode())
+    def new_session(self) -> tuple[str, Session]:
+        """A signed cookie value for a fresh session id, and the session it encodes."""
+        sess = Session(secrets.token_urlsafe(32), self._clock() + self.max_age)
+        body = _b64(json.dumps({"n": sess.nonce, "exp": sess.expires}).encode())
         sig = _b64(hmac.new(self._session_key, body.encode(), hashlib.sha256).digest())
         return f"{body}.{sig}", sess
 
@@ -90,7 +93,7 @@ class Signer:
             return None
         try:
             data = json.loads(_unb64(body))
-            sess = Session(str(data["u"]), str(data["n"]), float(data["exp"]))
+            sess = Session(str(data["n"]), float(data["exp"]))
         except (ValueError, KeyError, TypeError):
             return None
         return sess if sess.expires > self._clock() else None
@@ -107,7 +110,7 @@ class Signer:
 
 
 class RateLimiter:
-    """At most ``limit`` events per ``window`` seconds per key (login: user + client IP)."""
+    """At most ``limit`` events per ``window`` seconds per key."""
 
     def __init__(self, limit: int = 5, window: float = 60.0, *,
                  clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
@@ -127,10 +130,62 @@ class RateLimiter:
             self._prune(now)
         return True
 
-    def reset(self, key: str) -> None:
-        """Forget ``key`` (after a successful login)."""
-        self._hits.pop(key, None)
-
     def _prune(self, now: float) -> None:
         for k in [k for k, h in self._hits.items() if not h or now - h[-1] >= self.window]:
             del self._hits[k]
+
+
+class LoginThrottle:
+    """Login attempts per client address and over all clients, each per minute.
+
+    Keyed by address, not by user name: guesses spread over random names still count.
+    The global limit bounds the argon2 work anonymous clients can cause in total.
+    """
+
+    def __init__(self, per_address: int = 10, overall: int = 100, window: float = 60.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_address = RateLimiter(per_address, window, clock=clock)
+        self._overall = RateLimiter(overall, window, clock=clock)
+
+    def allow(self, address: str) -> bool:
+        """Count one attempt from ``address``; False when either limit is exceeded."""
+        return self._per_address.allow(address) and self._overall.allow("*")
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def parse_networks(entries: list[str]) -> Networks:
+    """``127.0.0.1``, ``10.0.0.0/8``, ``::1`` as networks; ValueError names a bad entry."""
+    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+             trusted: Networks) -> bool:
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Networks) -> str:
+    """The client: the peer, unless the peer is a trusted proxy.
+
+    Then X-Forwarded-For is read from the right (each proxy appends the address it saw),
+    skipping trusted proxies; the first other address is the client. Headers from an
+    untrusted peer are ignored, so a client cannot choose its own address; a malformed
+    hop ends the walk at the peer.
+    """
+    if not forwarded_for or not _trusted(_ip(peer), trusted):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        ip = _ip(hop)
+        if ip is None:
+            return peer
+        if not _trusted(ip, trusted):
+            return str(ip)
+    return peer

@@ -13,7 +13,7 @@ from typing import Any
 from guardrails.actions import Action
 from healer.models import ActionRecord, Incident, Sample
 from healer.store.repository import Repository
-from web.approvals import approval_status
+from web.approvals import record_status
 from web.charts import verification_chart
 from web.schemas import ApprovalOut, utc
 
@@ -75,10 +75,9 @@ class ProposalView:
 def proposal_view(repo: Repository, record: ActionRecord, incident: Incident | None,
                   latest: Sample | None, ttl: float) -> ProposalView:
     """What the approvals inbox shows for one record."""
-    votes = repo.list_approvals(record.id) if record.id is not None else []
     return ProposalView(record, incident, f"{record.action.kind} {record.action.key_name}",
                         current_value(record, incident, latest), proposed_value(record.action),
-                        approval_status(record, votes, ttl))
+                        record_status(repo, record, ttl))
 
 
 @dataclass

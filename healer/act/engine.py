@@ -41,6 +41,7 @@ from healer.logs import kv
 from healer.models import ActionRecord, ActionState, Incident, IncidentStatus, Proposal
 from healer.settings import Settings
 from healer.store.repository import Repository
+from healer.store.votes import decide, tally, users_by_id
 from healer.telemetry import Telemetry
 from healer.verify import VerifySpec, summarize_baseline
 from healer.verify.labels import spec_for
@@ -185,6 +186,7 @@ class ChangeEngine:
         """Expire stale approvals, apply approved changes, judge verifying ones."""
         changed: list[ActionRecord] = []
         now = self.clock()
+        changed += self.decide_votes()  # before expiry: a vote cast in time still counts
         # The usual cycle has nothing to do: two indexed probes instead of loading lists.
         # Approvals arrive from other processes (web, CLI) as rows, so probe every cycle.
         if self.repo.has_actions((S.AWAITING_APPROVAL,), created_before=now - self.approval_ttl):
@@ -244,6 +246,24 @@ class ChangeEngine:
             return None  # ours, or the original put back by hand: nothing to stand down from
         return self.executor.supersede(record, live)
 
+    def decide_votes(self) -> list[ActionRecord]:
+        """Move awaiting requests that their recorded votes decide (one join per cycle).
+
+        The web, Slack and the CLI only record votes; only this root engine moves the
+        journal. Votes count by the voters' current users and roles (healer.store.votes).
+        """
+        pending = self.repo.awaiting_votes()
+        users = users_by_id(self.repo) if pending else {}
+        out = []
+        for record, votes in pending:
+            outcome = decide(record, tally(votes, users))
+            if outcome is None:
+                continue
+            moved = self.executor.move(record, outcome[0], (S.AWAITING_APPROVAL,), outcome[1])
+            if moved is not None:
+                out.append(moved)
+        return out
+
     def _expire(self, now: datetime) -> list[ActionRecord]:
         out = []
         for record in self.repo.list_actions(states=(S.AWAITING_APPROVAL,), limit=1000):
@@ -260,7 +280,7 @@ class ChangeEngine:
         """Re-check the guard, read the original, then hand over to the executor."""
         assert record.id is not None
         now = self.clock()
-        approvers = [v.user for v in self.repo.list_approvals(record.id) if v.approve]
+        approvers = tally(self.repo.list_approvals(record.id), users_by_id(self.repo)).approvers
         try:
             actuator = self._actuator(record.action)
             ctx = self.gate.context(

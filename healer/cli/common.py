@@ -20,3 +20,17 @@ def settings_from_args(args: argparse.Namespace, **flags: Any) -> Settings:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, default=str, sort_keys=False)
     sys.stdout.write("\n")
+
+
+ROW_ID_MAX = 2**63 - 1  # row ids are 64-bit; a larger number names no row
+
+
+def row_id(text: str) -> int:
+    """An argparse type: a journal or token id, 1 .. 2**63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
+    if not 1 <= value <= ROW_ID_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (1 .. {ROW_ID_MAX})")
+    return value

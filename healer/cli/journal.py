@@ -1,11 +1,12 @@
 """``healer incidents|actions|approve|reject|rollback|persist``: the journal from the shell.
 
-``incidents``, ``actions``, ``approve`` and ``reject`` only read or write the database:
-an approval is a record, and the running daemon applies an approved change on its next
-cycle after re-checking the guard. ``rollback`` and ``persist`` are the exceptions: they
-are local root operator commands that restore originals / write the sysctl drop-in
-directly (the daemon's compare-and-set journal keeps the two from racing). All of them
-act as the local administrator ``local-admin`` and are audit-logged.
+``incidents``, ``actions``, ``approve`` and ``reject`` only read or write the database.
+``approve|reject ID --as USER`` records USER's vote (USER must be a healer user with the
+approver role; there is no default, so a vote always names a person): votes count distinct
+users, and the running daemon decides the request on its next cycle, then re-checks the
+guard before applying. ``rollback`` and ``persist`` are local root operator commands that
+restore originals / write the sysctl drop-in directly (the daemon's compare-and-set
+journal keeps the two from racing); they act as ``local-admin``. All are audit-logged.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from healer.act.approvals import cast_vote, needed
 from healer.act.engine import LOCAL_ADMIN, ChangeEngine
-from healer.cli.common import print_json, settings_from_args
-from healer.errors import HealerError
+from healer.cli.common import print_json, row_id, settings_from_args
+from healer.errors import ConfigError, HealerError
 from healer.models import ActionRecord, ActionState, Incident, IncidentStatus
 from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.store.repository import Repository
+from healer.store.votes import needed, record_vote, tally, users_by_id
 
 S = ActionState
 
@@ -41,19 +42,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_actions)
     for name, helptext in (("approve", "approve a proposal"), ("reject", "reject a proposal")):
-        p = subparsers.add_parser(name, help=f"{helptext} (as {LOCAL_ADMIN})")
-        p.add_argument("id", type=int)
+        p = subparsers.add_parser(name, help=f"{helptext}: record a named user's vote")
+        p.add_argument("id", type=row_id)
+        p.add_argument("--as", dest="voter", required=True, metavar="USER",
+                       help="the healer user (approver role) casting the vote")
         p.add_argument("--comment", default="")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_vote, approve=name == "approve")
     p = subparsers.add_parser("rollback", help="restore the original value (local root)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("id", type=int, nargs="?")
+    target.add_argument("id", type=row_id, nargs="?")
     target.add_argument("--all", action="store_true", help="every change in place, newest first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollback)
     p = subparsers.add_parser("persist", help="write a verified host sysctl to the drop-in file")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=row_id)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_persist)
 
@@ -115,21 +118,24 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    """Record the local admin's vote; move the proposal once the quorum is met."""
+    """Record a named user's vote; the daemon decides the request on its next cycle."""
     settings, repo = _repo(args)
-    result = cast_vote(repo, args.id, LOCAL_ADMIN, args.approve, args.comment,
-                       now=datetime.now(UTC), ttl_seconds=settings.approval_ttl_seconds,
-                       via="cli")  # VoteRefused is a HealerError: main prints it, exit 1
+    if repo.get_user(args.voter) is None:
+        raise ConfigError("--as", f"no healer user {args.voter!r} (see healer user add)")
+    result = record_vote(repo, args.id, args.voter, args.approve, args.comment,
+                         now=datetime.now(UTC), ttl_seconds=settings.approval_ttl_seconds,
+                         via="cli")  # VoteRefused is a HealerError: main prints it, exit 1
     record = result.record
+    counted = tally(result.votes, users_by_id(repo))
     if args.json:
-        print_json(record_json(record))
-    elif not result.decided:
-        approvers = {v.user for v in result.votes if v.approve}
-        print(f"action {args.id}: vote recorded, {len(approvers)} of {needed(record)} approvals")
-    else:
-        print(f"action {args.id}: {record.state.value}"
-              + (" (the daemon re-checks the guard and applies it)"
-                 if record.state == S.APPROVED else ""))
+        print_json(record_json(record) | {"approved_by": list(counted.approvers),
+                                          "rejected_by": list(counted.rejecters)})
+        return 0
+    verb = "approval" if args.approve else "rejection"
+    print(f"action {args.id}: {args.voter}'s {verb} recorded; "
+          f"{len(counted.approvers)} of {needed(record)} approvals, "
+          f"{len(counted.rejecters)} rejections; the daemon decides on its next cycle "
+          "and re-checks the guard before applying")
     return 0
 
 

@@ -26,7 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "playbooks",
     "chaos",
     "eval",
-    "users",  # user add, token create
+    "users",  # user add|remove|passwd|role|list, token create|list|revoke
 )
 
 

@@ -14,6 +14,11 @@ the value outside ``[a-z0-9]`` replaced by ``_``. Examples::
 NaN samples are skipped. A file that does not parse is skipped whole and counted
 in ``textfile.errors_total``; the other files still count. Files are re-parsed only
 when their mtime or size changes.
+
+healer runs as root and anyone who can write the directory chooses what is in it, so
+only regular files are read, opened with ``O_NOFOLLOW`` (a symlink to ``/etc/shadow`` is
+refused, not followed), each capped at ``MAX_FILE_BYTES``, and a parse error is logged by
+file name and line number only: never the file's content.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +37,30 @@ from healer.models import SamplePart
 log = logging.getLogger(__name__)
 _BAD = re.compile(r"[^a-z0-9]")
 MAX_METRICS_PER_FILE = 1000  # keeps a runaway exporter from bloating the window
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: far above a real textfile, far below a memory problem
+
+
+class TextfileRefused(Exception):
+    """A file that is not read (not regular, too large, not UTF-8, does not parse); the
+    message names the problem and never quotes the file."""
+
+
+def read_textfile(path: str) -> str:
+    """The text of a regular file, without following a symlink, at most MAX_FILE_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TextfileRefused(f"cannot open ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise TextfileRefused("not a regular file")
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise TextfileRefused(f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TextfileRefused(f"not UTF-8 (byte {exc.start})") from None
 
 
 def textfile_name(name: str, labels: dict[str, str]) -> str:
@@ -42,15 +72,19 @@ def textfile_name(name: str, labels: dict[str, str]) -> str:
 
 
 def parse_textfile(text: str) -> dict[str, float]:
-    """Exposition text -> dotted metrics; raises ValueError when the text does not parse."""
+    """Exposition text -> dotted metrics; raises TextfileRefused when it does not parse."""
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if math.isnan(s.value):
-                continue
-            out[textfile_name(s.name, dict(s.labels))] = float(s.value)
-            if len(out) > MAX_METRICS_PER_FILE:
-                raise ValueError(f"more than {MAX_METRICS_PER_FILE} samples")
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if math.isnan(s.value):
+                    continue
+                out[textfile_name(s.name, dict(s.labels))] = float(s.value)
+                if len(out) > MAX_METRICS_PER_FILE:
+                    raise TextfileRefused(f"more than {MAX_METRICS_PER_FILE} samples")
+    except (ValueError, TypeError, IndexError) as exc:
+        # The parser's message quotes the offending line; keep only its type.
+        raise TextfileRefused(f"not the exposition format ({type(exc).__name__})") from None
     return out
 
 
@@ -73,8 +107,8 @@ class TextfileCollector:
             entries = []
         files = 0
         for entry in sorted(entries, key=lambda e: e.name):
-            if not entry.name.endswith(".prom") or not entry.is_file():
-                continue
+            if not entry.name.endswith(".prom"):
+                continue  # a .prom that is not a regular file is refused (and counted) below
             seen.add(entry.path)
             parsed = self._parse(entry)
             if parsed is not None:
@@ -90,15 +124,15 @@ class TextfileCollector:
         stamp = (-1, -1)
         parsed: dict[str, float] | None = None
         try:
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
             stamp = (st.st_mtime_ns, st.st_size)
             cached = self._cache.get(entry.path)
             if cached is not None and cached[0] == stamp:
                 return cached[1]  # unchanged: same metrics, or the same bad file counted once
-            with open(entry.path, encoding="utf-8") as fh:
-                parsed = parse_textfile(fh.read())
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            parsed = parse_textfile(read_textfile(entry.path))
+        except (OSError, TextfileRefused) as exc:
             self.errors_total += 1
-            log.warning("textfile skipped: file=%s error=%s", entry.path, str(exc)[:200])
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            log.warning("textfile skipped: file=%s reason=%s", entry.name, reason)
         self._cache[entry.path] = (stamp, parsed)
         return parsed

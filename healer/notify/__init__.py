@@ -13,7 +13,7 @@ from healer.notify.events import Event
 from healer.notify.notifier import Notifier, base_url
 from healer.notify.outbox import Backoff, DeliveryReport, OutboxDeliverer
 from healer.notify.routes import Routes, parse_routes
-from healer.notify.signing import BadSignature, sign_webhook, verify_slack, verify_webhook
+from healer.notify.signing import BadSignature, sign_webhook, verify_webhook
 
 __all__ = [
     "Backoff",
@@ -32,6 +32,5 @@ __all__ = [
     "build_channels",
     "parse_routes",
     "sign_webhook",
-    "verify_slack",
     "verify_webhook",
 ]

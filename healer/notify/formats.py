@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from healer.models import SLACK_APPROVE_ACTION as APPROVE_ACTION
+from healer.models import SLACK_REJECT_ACTION as REJECT_ACTION
+
 MESSAGE_VERSION = 1
 # Slack's own limits (https://api.slack.com/reference/block-kit/blocks and
 # .../block-kit/block-elements#button); a longer field makes Slack reject the whole message.
@@ -19,8 +22,6 @@ SLACK_SECTION_CHARS = 3000  # section block text: up to 3000 characters
 SLACK_BUTTON_TEXT_CHARS = 75  # button text: up to 75 characters
 SLACK_ID_CHARS = 255  # action_id and block_id: up to 255 characters
 SLACK_TEXT_CHARS = 3000  # top-level fallback text: kept to a section's size (notifications)
-APPROVE_ACTION = "healer_approve"  # Block Kit action_id prefixes; the suffix is the action id
-REJECT_ACTION = "healer_reject"
 OPEN_ACTION = "healer_open"
 
 _TITLES: dict[str, str] = {

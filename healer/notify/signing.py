@@ -1,13 +1,10 @@
-"""Request signatures: the generic webhook's HMAC header and Slack's v0 scheme.
+"""Request signatures of what healer sends: the generic webhook's HMAC header.
 
 Generic webhook (what healer sends): ``X-Healer-Timestamp: <unix seconds>`` and
 ``X-Healer-Signature: sha256=<hex>`` where hex is HMAC-SHA256 keyed with the webhook secret
 over ``<timestamp> + "." + <raw body bytes>``. Receivers recompute it, compare in constant
 time and reject timestamps more than 5 minutes from their clock (replay).
-
-Slack (what healer receives): ``X-Slack-Signature: v0=<hex>`` with hex = HMAC-SHA256 of
-``"v0:" + X-Slack-Request-Timestamp + ":" + raw body`` keyed with the app's signing secret
-(https://api.slack.com/authentication/verifying-requests-from-slack).
+Slack's signatures on what healer receives are checked by the web (web.slack_signing).
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-MAX_SKEW_SECONDS = 300.0  # Slack's documented replay window: five minutes
+MAX_SKEW_SECONDS = 300.0  # the replay window receivers apply: five minutes
 
 
 class BadSignature(Exception):
@@ -51,21 +48,4 @@ def verify_webhook(
     """Check a generic-webhook signature (for receivers and tests); raises BadSignature."""
     _check_timestamp(timestamp, now, max_skew)
     if not hmac.compare_digest(sign_webhook(secret, timestamp, body), signature):
-        raise BadSignature("signature mismatch")
-
-
-def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Slack-Signature`` value Slack would send for ``body``."""
-    return "v0=" + _hmac_hex(secret, b"v0:" + timestamp.encode() + b":" + body)
-
-
-def verify_slack(
-    secret: str, timestamp: str | None, body: bytes, signature: str | None, *, now: float,
-    max_skew: float = MAX_SKEW_SECONDS,
-) -> None:
-    """Check a Slack request signature (v0) and its freshness; raises BadSignature."""
-    if not timestamp or not signature:
-        raise BadSignature("missing signature headers")
-    _check_timestamp(timestamp, now, max_skew)
-    if not hmac.compare_digest(slack_signature(secret, timestamp, body), signature):
         raise BadSignature("signature mismatch")

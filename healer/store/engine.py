@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from pydantic_core import to_jsonable_python
@@ -60,8 +61,33 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=to_jsonable_python)
 
 
+def safe_url(url: str) -> str:
+    """``url`` for messages and logs: the password masked, or nothing when it does not parse."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "(unparsable database URL)"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password masked wherever it occurs (a driver may echo it)."""
+    try:
+        password = sa.make_url(url).password
+    except (SQLAlchemyError, ValueError):
+        password = urlsplit(url).password if "://" in url else None
+    return text.replace(password, "***") if password else text
+
+
+def _store_error(what: str, url: str, e: Exception) -> StoreError:
+    # Raised ``from None``: the foreign error's own text may hold the URL, password included,
+    # and a logged traceback would print it; its scrubbed message is kept here instead.
+    return StoreError(scrub(f"{what} {safe_url(url)}: {e}", url))
+
+
 def open_engine(url: str) -> sa.Engine:
-    """Create an engine; SQLite gets WAL, synchronous=FULL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL, synchronous=FULL, foreign keys and a busy timeout.
+
+    No message or log line carries the URL's password (``safe_url``, ``scrub``)."""
     try:
         sa_url = sa.make_url(url)
         if sa_url.get_backend_name() != "sqlite":
@@ -70,7 +96,7 @@ def open_engine(url: str) -> sa.Engine:
             sa_url, connect_args={"check_same_thread": False}, json_serializer=_json_dumps
         )
     except (SQLAlchemyError, ValueError, ImportError) as e:
-        raise StoreError(f"cannot open database {url!r}: {e}") from e
+        raise _store_error("cannot open database", url, e) from None
     sa.event.listen(engine, "connect", _on_sqlite_connect)
     sa.event.listen(engine, "begin", _on_sqlite_begin)
     return engine
@@ -121,7 +147,8 @@ def at_head(engine: sa.Engine) -> bool:
         heads = head_revisions()
         return bool(heads) and current_revisions(engine) == heads
     except SQLAlchemyError as e:
-        raise StoreError(f"migration failed: {e}") from e
+        url = engine.url.render_as_string(hide_password=False)
+        raise StoreError(scrub(f"migration failed: {e}", url)) from None
 
 
 def _in_memory(engine: sa.Engine) -> bool:
@@ -142,7 +169,8 @@ def migrate(engine: sa.Engine) -> None:
             command.upgrade(cfg, "head")
             conn.commit()
     except SQLAlchemyError as e:
-        raise StoreError(f"migration failed: {e}") from e
+        url = engine.url.render_as_string(hide_password=False)
+        raise StoreError(scrub(f"migration failed: {e}", url)) from None
 
 
 def open_store(settings: Settings, *, isolate_migration: bool = False) -> Repository:
@@ -164,5 +192,5 @@ def open_store(settings: Settings, *, isolate_migration: bool = False) -> Reposi
             upgrade_in_child(engine.url.render_as_string(hide_password=False))
     else:
         migrate(engine)
-    log.info("store opened: url=%s host_id=%s", engine.url.render_as_string(), settings.host_id)
+    log.info("store opened: url=%s host_id=%s", safe_url(settings.db_url), settings.host_id)
     return Repository(engine, settings.host_id)

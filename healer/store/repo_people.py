@@ -1,48 +1,26 @@
-"""Approvals, the audit log, paused targets, users and API tokens."""
+"""Votes, the audit log and paused targets (users, tokens, sessions: repo_credentials)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from healer.errors import StoreError
-from healer.store.errors import AlreadyExists, NotFound
+from healer.models import ActionRecord, ActionState
+from healer.store.errors import NotFound, StaleState
 from healer.store.repo_base import RepoBase
-from healer.store.rows import ApprovalRow, AuditRow, TokenRow, UserRow
-from healer.store.tables import (
-    ActionTable,
-    ApprovalTable,
-    AuditTable,
-    PausedTargetTable,
-    TokenTable,
-    UserTable,
-)
+from healer.store.repo_journal import _record
+from healer.store.rows import ApprovalRow, AuditRow
+from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTargetTable, UserTable
+
+_AWAITING = ActionState.AWAITING_APPROVAL.value
 
 
 def _approval(r: ApprovalTable) -> ApprovalRow:
-    return ApprovalRow(
-        action_id=r.action_id, user=r.user, approve=r.approve, comment=r.comment, at=r.at
-    )
-
-
-def _user(r: UserTable) -> UserRow:
-    return UserRow(
-        id=r.id,
-        name=r.name,
-        password_hash=r.password_hash,
-        role=r.role,
-        slack_user_id=r.slack_user_id,
-        created_at=r.created_at,
-    )
-
-
-def _token(r: TokenTable) -> TokenRow:
-    return TokenRow(
-        id=r.id, name=r.name, token_hash=r.token_hash, role=r.role, created_at=r.created_at
-    )
+    return ApprovalRow(action_id=r.action_id, user=r.user, user_id=r.user_id, approve=r.approve,
+                       comment=r.comment, at=r.at)
 
 
 class PeopleRepo(RepoBase):
@@ -50,12 +28,23 @@ class PeopleRepo(RepoBase):
 
     # -- approvals ---------------------------------------------------------------------
     def add_approval(
-        self, action_id: int, user: str, approve: bool, comment: str = ""
+        self, action_id: int, user: str, approve: bool, comment: str = "", *, via: str = ""
     ) -> list[ApprovalRow]:
-        """Record one person's vote (a re-vote replaces theirs); returns all votes."""
+        """Record user ``user``'s vote on an awaiting action (a re-vote replaces theirs).
+
+        Returns all votes. Only records: the root agent's engine decides the request.
+        NotFound for an unknown action or user; StaleState once the action left
+        ``awaiting_approval`` (checked in the same transaction as the write).
+        """
         with self._tx() as s:
-            if s.get(ActionTable, action_id) is None:
+            action = s.get(ActionTable, action_id)
+            if action is None or action.host_id != self.host_id:
                 raise NotFound("action", action_id)
+            if action.state != _AWAITING:
+                raise StaleState(action_id, {_AWAITING}, action.state)
+            user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
+            if user_id is None:
+                raise NotFound("user", user)
             row = s.scalars(
                 sa.select(ApprovalTable).where(
                     ApprovalTable.action_id == action_id, ApprovalTable.user == user
@@ -64,8 +53,8 @@ class PeopleRepo(RepoBase):
             if row is None:
                 row = ApprovalTable(host_id=self.host_id, action_id=action_id, user=user)
                 s.add(row)
-            row.approve, row.comment, row.at = approve, comment, self.now()
-            detail = {"approve": approve, "comment": comment}
+            row.user_id, row.approve, row.comment, row.at = user_id, approve, comment, self.now()
+            detail = {"approve": approve, "comment": comment} | ({"via": via} if via else {})
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
             s.flush()
             return self._approvals(s, action_id)
@@ -78,6 +67,23 @@ class PeopleRepo(RepoBase):
     def _approvals(self, s: Session, action_id: int) -> list[ApprovalRow]:
         q = sa.select(ApprovalTable).where(ApprovalTable.action_id == action_id)
         return [_approval(r) for r in s.scalars(q.order_by(ApprovalTable.at, ApprovalTable.id))]
+
+    def awaiting_votes(self) -> list[tuple[ActionRecord, list[ApprovalRow]]]:
+        """This host's awaiting records that have votes, oldest first, with their votes.
+
+        One join per call; it returns nothing in the usual cycle (no votes pending).
+        """
+        q = (sa.select(ActionTable, ApprovalTable)
+             .join(ApprovalTable, ApprovalTable.action_id == ActionTable.id)
+             .where(ActionTable.host_id == self.host_id, ActionTable.state == _AWAITING)
+             .order_by(ActionTable.id, ApprovalTable.at, ApprovalTable.id))
+        with self._tx(write=False) as s:
+            records: dict[int, ActionRecord] = {}
+            votes: defaultdict[int, list[ApprovalRow]] = defaultdict(list)
+            for action, vote in s.execute(q):
+                records.setdefault(action.id, _record(action))
+                votes[action.id].append(_approval(vote))
+            return [(records[i], votes[i]) for i in records]
 
     # -- audit -------------------------------------------------------------------------
     def add_audit(
@@ -136,65 +142,3 @@ class PeopleRepo(RepoBase):
         q = sa.select(PausedTargetTable.target).where(PausedTargetTable.host_id == self.host_id)
         with self._tx(write=False) as s:
             return set(s.scalars(q))
-
-    # -- users and tokens (fleet-wide; host_id records the creator) --------------------
-    def _add_credential(self, row: UserTable | TokenTable, what: str, name: str, event: str,
-                        role: str) -> None:
-        """Insert a user or token row with its audit entry; a duplicate is AlreadyExists."""
-        try:
-            with self._tx() as s:
-                s.add(row)
-                s.flush()
-                self._audit(s, "admin", event, f"{what}:{name}", {"role": role})
-        except StoreError as e:
-            if isinstance(e.__cause__, IntegrityError):
-                raise AlreadyExists(what, name) from e.__cause__
-            raise
-
-    def add_user(
-        self, name: str, password_hash: str, role: str, slack_user_id: str | None = None
-    ) -> UserRow:
-        """Create a user; raises AlreadyExists for a taken name or Slack id."""
-        row = UserTable(
-            host_id=self.host_id,
-            name=name,
-            password_hash=password_hash,
-            role=role,
-            slack_user_id=slack_user_id,
-            created_at=self.now(),
-        )
-        self._add_credential(row, "user", name, "user.added", role)
-        return _user(row)
-
-    def get_user(self, name: str) -> UserRow | None:
-        """A user by name."""
-        with self._tx(write=False) as s:
-            row = s.scalars(sa.select(UserTable).where(UserTable.name == name)).first()
-            return None if row is None else _user(row)
-
-    def get_user_by_slack(self, slack_user_id: str) -> UserRow | None:
-        """The healer user mapped to a Slack user id."""
-        q = sa.select(UserTable).where(UserTable.slack_user_id == slack_user_id)
-        with self._tx(write=False) as s:
-            row = s.scalars(q).first()
-            return None if row is None else _user(row)
-
-    def list_users(self) -> list[UserRow]:
-        """All users, by name."""
-        with self._tx(write=False) as s:
-            return [_user(r) for r in s.scalars(sa.select(UserTable).order_by(UserTable.name))]
-
-    def add_token(self, name: str, token_hash: str, role: str) -> TokenRow:
-        """Store an API token's hash."""
-        row = TokenTable(
-            host_id=self.host_id, name=name, token_hash=token_hash, role=role, created_at=self.now()
-        )
-        self._add_credential(row, "token", name, "token.created", role)
-        return _token(row)
-
-    def find_token(self, token_hash: str) -> TokenRow | None:
-        """The token with this hash, if any."""
-        q = sa.select(TokenTable).where(TokenTable.token_hash == token_hash)
-        with self._tx(write=False) as s:
-            row = s.scalars(q).first()
-            return None if row is None else _token(row)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from healer.models import Sample
 from healer.store.repo_base import RepoBase
 from healer.store.rows import Rollup
-from healer.store.tables import KvTable, OutboxTable, RawSampleTable, RollupTable
+from healer.store.tables import KvTable, OutboxTable, RawSampleTable, RollupTable, SessionTable
 
 
 def _merge(row: RollupTable, r: Rollup) -> None:
@@ -110,8 +110,9 @@ class SamplesRepo(RepoBase):
         return sorted(raw + rolled)
 
     def prune(self, now: datetime, rollup_days: float, raw_minutes: float) -> int:
-        """Delete old rollups, raw samples, finished notifications and expired kv; keep the
-        incidents, the journal and the audit log (they are the record). Returns rows deleted."""
+        """Delete old rollups, raw samples, finished notifications, expired kv and expired
+        sessions; keep the incidents, the journal and the audit log (they are the record).
+        Returns rows deleted."""
         old = now - timedelta(days=rollup_days)
         raw_old = now - timedelta(minutes=raw_minutes)
         host = self.host_id
@@ -139,6 +140,7 @@ class SamplesRepo(RepoBase):
             n += _delete(
                 s, sa.delete(KvTable).where(KvTable.host_id == host, KvTable.expires_at <= now)
             )
+            n += _delete(s, sa.delete(SessionTable).where(SessionTable.expires_at <= now))
             return n
 
     def integrity_check(self) -> str:

@@ -8,13 +8,14 @@ Methods take and return domain models (``healer.models``) or the frozen rows in
 from __future__ import annotations
 
 from healer.store.repo_base import Clock, utcnow
+from healer.store.repo_credentials import CredentialsRepo
 from healer.store.repo_journal import JournalRepo
 from healer.store.repo_outbox import OutboxRepo
 from healer.store.repo_people import PeopleRepo
 from healer.store.repo_samples import SamplesRepo
 
 
-class Repository(JournalRepo, PeopleRepo, OutboxRepo, SamplesRepo):
+class Repository(JournalRepo, PeopleRepo, CredentialsRepo, OutboxRepo, SamplesRepo):
     """``Repository(engine, host_id, clock=utcnow)``: the store's whole API."""
 
 

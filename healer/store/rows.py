@@ -47,7 +47,8 @@ class IncidentActivity(_Row):
 
 class ApprovalRow(_Row):
     action_id: int
-    user: str
+    user: str  # the name, for the record
+    user_id: int | None  # who counts; None once the user is removed
     approve: bool
     comment: str
     at: datetime
@@ -77,6 +78,20 @@ class TokenRow(_Row):
     token_hash: str
     role: str
     created_at: datetime
+    user_id: int | None = None  # None: a service token
+    owner: str | None = None  # the owning user's name
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+class SessionRow(_Row):
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
 
 
 class OutboxRow(_Row):

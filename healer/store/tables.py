@@ -132,7 +132,11 @@ class ActionTable(Base):
 
 
 class ApprovalTable(Base):
-    """A person's vote on one awaiting action; one per (action, user)."""
+    """A person's vote on one awaiting action; one per (action, user).
+
+    ``user`` keeps the name for the record; ``user_id`` is who counts. Removing the user
+    nulls it, so a removed user's vote stops counting even if the id is reused.
+    """
 
     __tablename__ = "approvals"
     __table_args__ = (sa.UniqueConstraint("action_id", "user"),)
@@ -140,6 +144,7 @@ class ApprovalTable(Base):
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
     action_id: Mapped[int] = mapped_column(sa.ForeignKey("actions.id"))
     user: Mapped[str]
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     approve: Mapped[bool]
     comment: Mapped[str] = mapped_column(sa.Text)
     at: Mapped[datetime]
@@ -178,6 +183,8 @@ class UserTable(Base):
 
 
 class TokenTable(Base):
+    """API tokens: a person's (``user_id`` set; removed with the user) or a service's."""
+
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
@@ -185,6 +192,23 @@ class TokenTable(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(512), unique=True)
     role: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SessionTable(Base):
+    """Dashboard sign-ins; the cookie carries the id, the server keeps only its SHA-256."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    id_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class OutboxTable(Base):

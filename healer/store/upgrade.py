@@ -30,16 +30,18 @@ def upgrade_in_child(url: str) -> None:
 
 def main() -> int:
     """Read a database URL from stdin, migrate it to head; one line on stderr on failure."""
-    from healer.store.engine import migrate, open_engine
+    from healer.store.engine import migrate, open_engine, scrub
 
+    url = sys.stdin.read().strip()
     try:
-        engine = open_engine(sys.stdin.read().strip())
+        engine = open_engine(url)
         try:
             migrate(engine)
         finally:
             engine.dispose()
     except StoreError as e:
-        print(f"StoreError: {str(e).splitlines()[0]}", file=sys.stderr)  # one line
+        line = scrub(str(e).splitlines()[0], url)
+        print(f"StoreError: {line}", file=sys.stderr)  # one line, never the password
         return 1
     return 0
 

@@ -38,30 +38,51 @@ def _awaiting(repo: Repository, needed: int = 1) -> int:
     return record.id
 
 
-def test_approve_moves_the_proposal_to_approved_and_audits_the_admin(
+def _people(repo: Repository) -> None:
+    for name, role in (("alice", "approver"), ("bob", "approver"), ("vera", "viewer")):
+        repo.add_user(name, "h", role)
+
+
+def test_approve_records_the_named_users_vote_and_leaves_the_decision_to_the_daemon(
         repo: Repository, capsys: pytest.CaptureFixture[str]) -> None:
+    _people(repo)
     action_id = _awaiting(repo)
-    assert main(["approve", str(action_id), "--comment", "looks right"]) == 0
-    assert repo.get_action(action_id).state == S.APPROVED  # type: ignore[union-attr]
-    assert [v.user for v in repo.list_approvals(action_id)] == ["local-admin"]
-    actors = {a.actor for a in repo.list_audit(subject=f"action:{action_id}")}
-    assert "local-admin" in actors
-    assert "re-checks the guard" in capsys.readouterr().out
-
-
-def test_quorum_vote_is_recorded_without_approving(repo: Repository) -> None:
-    action_id = _awaiting(repo, needed=2)
-    assert main(["approve", str(action_id)]) == 0
+    assert main(["approve", str(action_id), "--as", "alice", "--comment", "looks right"]) == 0
     assert repo.get_action(action_id).state == S.AWAITING_APPROVAL  # type: ignore[union-attr]
-    assert len(repo.list_approvals(action_id)) == 1
+    [vote] = repo.list_approvals(action_id)
+    assert (vote.user, vote.comment) == ("alice", "looks right")
+    audit = repo.list_audit(subject=f"action:{action_id}")[0]
+    assert (audit.actor, audit.detail["via"]) == ("alice", "cli")
+    out = capsys.readouterr().out
+    assert "1 of 1 approvals" in out and "next cycle" in out
 
 
-def test_reject_and_a_second_decision_fails(repo: Repository,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_vote_needs_a_known_approver(repo: Repository,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _people(repo)
     action_id = _awaiting(repo)
-    assert main(["reject", str(action_id), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["state"] == "rejected"
-    assert main(["approve", str(action_id)]) == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["approve", str(action_id)])  # no --as: argparse refuses, exit 2
+    assert usage.value.code == 2
+    with pytest.raises(SystemExit) as huge:
+        main(["approve", str(2**64), "--as", "alice"])  # no row has it; SQLite would raise
+    assert huge.value.code == 2
+    assert main(["approve", str(action_id), "--as", "mallory"]) == 2
+    assert "no healer user 'mallory'" in capsys.readouterr().err
+    assert main(["approve", str(action_id), "--as", "vera"]) == 1  # a viewer
+    assert "approver role" in capsys.readouterr().err
+    assert repo.list_approvals(action_id) == []
+
+
+def test_reject_json_and_a_vote_on_a_decided_request_fails(
+        repo: Repository, capsys: pytest.CaptureFixture[str]) -> None:
+    _people(repo)
+    action_id = _awaiting(repo)
+    assert main(["reject", str(action_id), "--as", "bob", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["state"], out["rejected_by"]) == ("awaiting_approval", ["bob"])
+    repo.transition(action_id, S.REJECTED, expect=[S.AWAITING_APPROVAL])  # the daemon's part
+    assert main(["approve", str(action_id), "--as", "alice"]) == 1
     assert "not awaiting approval" in capsys.readouterr().err
 
 
@@ -96,14 +117,9 @@ def test_rollback_of_an_unknown_or_unapplied_action_fails_cleanly(
 def test_cli_vote_uses_the_shared_rules_ttl_and_policy_quorum(
         repo: Repository, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from healer.act import approvals
-
-    assert approvals.cast_vote.__module__ == "healer.act.approvals"
-    import web.approvals
-
-    assert web.approvals.cast_vote is approvals.cast_vote  # one implementation
+    _people(repo)
     action_id = _awaiting(repo)
     monkeypatch.setenv("HEALER_APPROVAL_TTL_SECONDS", "0.001")
-    assert main(["approve", str(action_id)]) == 1  # the request lapsed, as on the web
+    assert main(["approve", str(action_id), "--as", "alice"]) == 1  # lapsed, as on the web
     assert "expired" in capsys.readouterr().err
     assert repo.list_approvals(action_id) == []

@@ -1,5 +1,5 @@
-"""A stand-in for ``healer`` (``run`` and ``token create``) that answers the API with
-nothing: lets runner tests reach the observe step without the real daemon."""
+"""A stand-in for ``healer`` (``run``, ``user add`` and ``token create``) that answers the
+API with nothing: lets runner tests reach the observe step without the real daemon."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["user"]:
+        print("user chaos added with role admin")
+        return 0
     if sys.argv[1:2] == ["token"]:
         print("fake-token")
         return 0

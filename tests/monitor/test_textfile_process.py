@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+import pytest
 
 from healer.monitor.process import ProcessCollector, parse_limits_nofile, read_cgroup
 from healer.monitor.textfile import TextfileCollector, textfile_name
@@ -68,3 +71,27 @@ def test_limits_and_cgroup_parsers(tmp_path: Path) -> None:
         "9:name=systemd:/user.slice/session-3.scope\n4:memory:/healer-chaos-1/batch\n"
         "1:cpu,cpuacct:/healer-chaos-1/batch\n0::/user.slice/session-3.scope\n")
     assert read_cgroup(tmp_path / "cgroup") == "/healer-chaos-1/batch"
+
+
+def test_textfile_refuses_symlinks_fifos_and_huge_files_and_never_logs_content(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Root reads this directory: a symlink to a secret must be neither followed nor quoted."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "shadow"
+    secret.write_text("leaked_metric 42\n")
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    os.symlink(secret, prom / "link.prom")
+    os.mkfifo(prom / "pipe.prom")  # a reader that blocks forever, if it were opened blocking
+    (prom / "huge.prom").write_text("big_metric 1\n" + "# pad\n" * (1 << 18))
+    (prom / "shadowish.prom").write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\n")
+    (prom / "good.prom").write_text("good_metric 1\n")
+    collector = TextfileCollector(prom)
+    with caplog.at_level(logging.WARNING):
+        metrics = collector.collect().metrics
+    assert "textfile.leaked_metric" not in metrics and "textfile.big_metric" not in metrics
+    assert metrics["textfile.good_metric"] == 1 and metrics["textfile.files"] == 1
+    assert metrics["textfile.errors_total"] == 4
+    assert "s3cr3tHash" not in caplog.text and "leaked_metric" not in caplog.text
+    assert "link.prom" in caplog.text and "larger than" in caplog.text

@@ -1,4 +1,4 @@
-"""Signature helpers: good verifies; wrong secret, changed body and stale stamps do not."""
+"""Webhook signatures: good verifies; wrong secret, changed body and stale stamps do not."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import hmac
 
 import pytest
 
-from healer.notify.signing import (
-    BadSignature,
-    sign_webhook,
-    slack_signature,
-    verify_slack,
-    verify_webhook,
-)
+from healer.notify.signing import BadSignature, sign_webhook, verify_webhook
 
 BODY = b'{"event":"approval_needed","id":"webhook|approval_needed|action:7"}'
 NOW = 1_760_000_000.0
@@ -41,22 +35,3 @@ def test_webhook_signature_rejects(secret: str, ts: str, body: bytes, now: float
     with pytest.raises(BadSignature) as err:
         verify_webhook(secret, ts, body, good, now=now)
     assert err.value.reason == reason
-
-
-def test_slack_signature_matches_slacks_documented_scheme() -> None:
-    # https://api.slack.com/authentication/verifying-requests-from-slack: v0=HMAC("v0:ts:body")
-    body = b"payload=%7B%7D"
-    want = hmac.new(b"slacksecret", b"v0:1760000000:" + body, hashlib.sha256).hexdigest()
-    assert slack_signature("slacksecret", "1760000000", body) == f"v0={want}"
-
-
-def test_slack_verification_good_bad_stale_missing() -> None:
-    body = b"payload=%7B%7D"
-    good = slack_signature("slacksecret", "1760000000", body)
-    verify_slack("slacksecret", "1760000000", body, good, now=NOW + 299)
-    with pytest.raises(BadSignature, match="mismatch"):
-        verify_slack("slacksecret", "1760000000", body, "v0=" + "0" * 64, now=NOW)
-    with pytest.raises(BadSignature, match="stale"):
-        verify_slack("slacksecret", "1760000000", body, good, now=NOW + 301)
-    with pytest.raises(BadSignature, match="missing"):
-        verify_slack("slacksecret", None, body, good, now=NOW)

@@ -179,6 +179,7 @@ def test_two_repositories_on_one_file_see_each_others_writes(db_url: str, repo: 
     rec = repo.add_action(make_record(state=S.AWAITING_APPROVAL))
     assert rec.id is not None
     assert cli.get_action(rec.id) == rec
+    repo.add_user("alice", "h", "approver")
     cli.add_approval(rec.id, "alice", True)
     cli.transition(rec.id, S.APPROVED, expect={S.AWAITING_APPROVAL}, actor="alice")
     assert repo.get_action(rec.id).state == S.APPROVED  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from healer.models import ActionState
-from healer.store.errors import AlreadyExists, NotFound
+from healer.store.errors import AlreadyExists, NotFound, StaleState
 from healer.store.repository import Repository
 
 from .conftest import FakeClock, make_record
@@ -14,6 +14,8 @@ from .conftest import FakeClock, make_record
 def test_each_person_has_one_vote_per_action(repo: Repository, clock: FakeClock) -> None:
     rec = repo.add_action(make_record(state=ActionState.AWAITING_APPROVAL))
     assert rec.id is not None
+    for name in ("alice", "bob"):
+        repo.add_user(name, "h", "approver")
     repo.add_approval(rec.id, "alice", True, "fine")
     clock.advance(10)
     repo.add_approval(rec.id, "bob", True)
@@ -27,11 +29,25 @@ def test_each_person_has_one_vote_per_action(repo: Repository, clock: FakeClock)
 def test_votes_are_audited_and_need_an_existing_action(repo: Repository) -> None:
     rec = repo.add_action(make_record(state=ActionState.AWAITING_APPROVAL))
     assert rec.id is not None
-    repo.add_approval(rec.id, "alice", True, "ok")
+    repo.add_user("alice", "h", "approver")
+    repo.add_approval(rec.id, "alice", True, "ok", via="cli")
     top = repo.list_audit(limit=1)[0]
     assert (top.actor, top.event, top.subject) == ("alice", "approval.vote", f"action:{rec.id}")
+    assert top.detail["via"] == "cli"
     with pytest.raises(NotFound):
         repo.add_approval(999, "alice", True)
+    with pytest.raises(NotFound):
+        repo.add_approval(rec.id, "nobody", True)
+
+
+def test_a_vote_is_refused_once_the_action_left_awaiting(repo: Repository) -> None:
+    rec = repo.add_action(make_record(state=ActionState.AWAITING_APPROVAL))
+    assert rec.id is not None
+    repo.add_user("alice", "h", "approver")
+    repo.transition(rec.id, ActionState.EXPIRED, expect={ActionState.AWAITING_APPROVAL})
+    with pytest.raises(StaleState):
+        repo.add_approval(rec.id, "alice", True)
+    assert repo.list_approvals(rec.id) == []
 
 
 def test_audit_lists_newest_first_and_filters_by_subject(repo: Repository) -> None:

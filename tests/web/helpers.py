@@ -18,10 +18,13 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from guardrails import load_policy
 from guardrails.actions import parse_action
 from guardrails.decision import Decision
-from healer.cli.users import hash_password
+from healer.act.base import ActuatorRegistry
+from healer.act.engine import ChangeEngine
 from healer.models import ActionRecord, ActionState, Evidence, Incident, Sample
+from healer.store.credentials import hash_password, hash_token, new_token
 from healer.store.repository import Repository
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,6 +66,29 @@ def load_samples() -> list[Sample]:
 
 def add_user(repo: Repository, name: str, role: str, slack: str | None = None) -> None:
     repo.add_user(name, hash_password(PASSWORD), role, slack)
+
+
+def bearer(repo: Repository, user: str, role: str = "approver", *,
+           token_role: str | None = None) -> dict[str, str]:
+    """An Authorization header of a new token owned by ``user`` (created when missing)."""
+    owner = repo.get_user(user) or repo.add_user(user, hash_password(PASSWORD), role)
+    token = new_token()
+    repo.add_token(f"{user}-token", hash_token(token), token_role or owner.role,
+                   user_id=owner.id)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def service_bearer(repo: Repository, name: str, role: str) -> dict[str, str]:
+    """An Authorization header of a new service token (no owner)."""
+    token = new_token()
+    repo.add_token(name, hash_token(token), role)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def decide_votes(repo: Repository) -> list[ActionRecord]:
+    """What the root agent's engine does each cycle with recorded votes."""
+    engine = ChangeEngine(repo, ActuatorRegistry([]), load_policy(), root=True)
+    return engine.decide_votes()
 
 
 def make_incident(repo: Repository, now: datetime, **evidence: Any) -> Incident:

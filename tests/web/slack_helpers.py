@@ -6,7 +6,7 @@ import json
 import time
 from urllib.parse import urlencode
 
-from healer.notify.signing import slack_signature
+from web.slack_signing import slack_signature
 
 
 def interaction(action_id: int, slack_user: str, verb: str = "approve") -> bytes:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.cli.users import hash_token, new_token
 from healer.models import ActionState
 from healer.store.repository import Repository
-from tests.web.helpers import Clock, FakeWindow, make_incident, make_proposal
+from tests.web.helpers import Clock, FakeWindow, add_user, bearer, make_incident, make_proposal
 
 INCIDENT_KEYS = {"id", "host_id", "playbook", "scope", "status", "severity", "count",
                  "first_seen", "last_seen", "diagnosis"}
@@ -18,9 +17,7 @@ ACTION_KEYS = {"id", "host_id", "incident_id", "action", "decision", "state", "o
 
 @pytest.fixture
 def viewer(repo: Repository) -> dict[str, str]:
-    token = new_token()
-    repo.add_token("dash", hash_token(token), "viewer")
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(repo, "dash", "viewer")
 
 
 def test_incident_has_exactly_the_documented_keys(client: TestClient, repo: Repository,
@@ -92,6 +89,7 @@ def test_series_rejects_malformed_names(client: TestClient, viewer: dict[str, st
 def test_audit_lists_votes_newest_first(client: TestClient, repo: Repository, clock: Clock,
                                         viewer: dict[str, str]) -> None:
     record = make_proposal(repo, clock())
+    add_user(repo, "ann", "approver")
     repo.add_approval(record.id, "ann", True, "fine")  # type: ignore[arg-type]
     rows = client.get(f"/api/v1/audit?subject=action:{record.id}", headers=viewer).json()
     assert rows[0]["event"] == "approval.vote" and rows[0]["actor"] == "ann"

@@ -83,6 +83,7 @@ def test_pages_load_nothing_from_other_origins(client: TestClient, repo: Reposit
 def test_actions_journal_shows_who_approved(signed_in: TestClient, repo: Repository,
                                             clock: Clock) -> None:
     record = make_proposal(repo, clock())
+    add_user(repo, "ann", "approver")
     repo.add_approval(record.id, "ann", True, "ship it")  # type: ignore[arg-type]
     page = signed_in.get("/actions").text
     assert "ann ✓" in page and "ship it" in page

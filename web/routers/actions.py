@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from healer.models import ActionState
 from web.auth import Principal, requires
 from web.context import get_ctx
-from web.schemas import ActionOut
+from web.schemas import ActionOut, PathId, QueryId
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 Viewer = Annotated[Principal, Depends(requires("viewer"))]
@@ -19,7 +19,7 @@ Viewer = Annotated[Principal, Depends(requires("viewer"))]
 def list_actions(
     request: Request, _: Viewer,
     state: Annotated[list[ActionState] | None, Query()] = None,
-    incident_id: int | None = None,
+    incident_id: QueryId | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ActionOut]:
     """Journal records, newest first, optionally by state and incident."""
@@ -29,7 +29,7 @@ def list_actions(
 
 
 @router.get("/{action_id}", response_model=ActionOut)
-def get_action(request: Request, _: Viewer, action_id: int) -> ActionOut:
+def get_action(request: Request, _: Viewer, action_id: PathId) -> ActionOut:
     """One journal record."""
     record = get_ctx(request).repo.get_action(action_id)
     if record is None:

@@ -11,10 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from healer.logs import kv
 from healer.models import ActionState
-from web.approvals import VoteRefused, cast_vote
+from healer.store.votes import VoteRefused, record_vote
 from web.auth import Principal, mutates, requires
 from web.context import get_ctx
 from web.render import render
+from web.schemas import PathId
 from web.views import proposal_view
 
 log = logging.getLogger("healer.web")
@@ -40,10 +41,10 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
           comment: str) -> RedirectResponse:
     ctx = get_ctx(request)
     try:
-        result = cast_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
-                           ttl_seconds=ctx.settings.approval_ttl_seconds, via="web")
-        msg = f"Action {action_id}: your {'approval' if approve else 'rejection'} is recorded; " \
-              f"it is now {result.record.state.value}."
+        result = record_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
+                             ttl_seconds=ctx.settings.approval_ttl_seconds, via="web")
+        msg = (f"Action {action_id}: your {'approval' if approve else 'rejection'} is "
+               "recorded; healer decides on its next cycle.")
         log.info(kv(msg=f"vote {'approve' if approve else 'reject'}", action=action_id,
                     user=who.name, via="web", state=result.record.state.value))
     except VoteRefused as exc:
@@ -56,14 +57,14 @@ Comment = Annotated[str, Form(max_length=2000)]
 
 
 @router.post("/approvals/{action_id}/approve")
-def approve(request: Request, who: Approver, action_id: int,
+def approve(request: Request, who: Approver, action_id: PathId,
             comment: Comment = "") -> RedirectResponse:
     """Approve from the inbox form."""
     return _vote(request, who, action_id, True, comment)
 
 
 @router.post("/approvals/{action_id}/reject")
-def reject(request: Request, who: Approver, action_id: int,
+def reject(request: Request, who: Approver, action_id: PathId,
            comment: Comment = "") -> RedirectResponse:
     """Reject from the inbox form."""
     return _vote(request, who, action_id, False, comment)

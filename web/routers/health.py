@@ -13,28 +13,42 @@ from web.context import get_ctx
 from web.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
+# The loop is late by ``lag`` when the next sample is overdue by that long. Past one interval
+# it is "degraded"; past five, no stage may be stalling silently: "error", answered 503.
+DEGRADED_INTERVALS = 1.0
+ERROR_INTERVALS = 5.0
+
+
+def _status(database: str, lag: float | None, interval: float) -> Literal["ok", "degraded",
+                                                                           "error"]:
+    if database == "error" or (lag is not None and lag > ERROR_INTERVALS * interval):
+        return "error"
+    if lag is not None and lag > DEGRADED_INTERVALS * interval:
+        return "degraded"
+    return "ok"
 
 
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request, response: Response) -> HealthOut:
-    """Liveness: the database answers and samples are fresh."""
+    """Liveness: the database answers and the sampling loop keeps its schedule."""
     ctx = get_ctx(request)
     database: Literal["ok", "error"] = "ok"
     try:
         ctx.repo.kv_get("web", "healthz")  # one cheap read proves the database answers
     except StoreError:
         database = "error"
-    age = None
-    sample = ctx.live.latest() if ctx.live is not None else None
-    if sample is not None:
-        age = max(0.0, ctx.clock().timestamp() - sample.ts)
-    stale = age is not None and age > max(10.0, 10 * ctx.settings.interval_seconds)
-    status: Literal["ok", "degraded", "error"] = (
-        "error" if database == "error" else "degraded" if stale else "ok")
+    age = lag = None
+    if ctx.live is not None:  # a dashboard apart from the daemon has no loop to judge
+        sample = ctx.live.latest()
+        now = ctx.clock().timestamp()
+        since = sample.ts if sample is not None else ctx.started.timestamp()
+        age = max(0.0, now - sample.ts) if sample is not None else None
+        lag = max(0.0, now - since - ctx.settings.interval_seconds)
+    status = _status(database, lag, ctx.settings.interval_seconds)
     if status == "error":
         response.status_code = 503
     return HealthOut(status=status, host_id=ctx.settings.host_id, database=database,
-                     last_sample_age_seconds=age)
+                     last_sample_age_seconds=age, loop_lag_seconds=lag)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from healer.models import IncidentStatus
 from web.auth import Principal, requires
 from web.context import get_ctx
-from web.schemas import IncidentOut
+from web.schemas import IncidentOut, PathId
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 Viewer = Annotated[Principal, Depends(requires("viewer"))]
@@ -27,7 +27,7 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut)
-def get_incident(request: Request, _: Viewer, incident_id: int) -> IncidentOut:
+def get_incident(request: Request, _: Viewer, incident_id: PathId) -> IncidentOut:
     """One incident."""
     incident = get_ctx(request).repo.get_incident(incident_id)
     if incident is None:

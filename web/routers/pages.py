@@ -12,6 +12,7 @@ from web.auth import Principal, requires
 from web.charts import HOST_CHARTS, gpu_charts
 from web.context import get_ctx
 from web.render import render
+from web.schemas import PathId
 from web.views import incident_timeline
 
 router = APIRouter(include_in_schema=False)
@@ -41,7 +42,7 @@ def incidents(request: Request, who: Viewer) -> HTMLResponse:
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
-def incident(request: Request, who: Viewer, incident_id: int) -> HTMLResponse:
+def incident(request: Request, who: Viewer, incident_id: PathId) -> HTMLResponse:
     """One incident as a timeline, with verification charts."""
     ctx = get_ctx(request)
     found = ctx.repo.get_incident(incident_id)

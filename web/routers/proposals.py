@@ -9,10 +9,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 
 from healer.logs import kv
 from healer.models import ActionState
-from web.approvals import cast_vote, proposal_out
+from healer.store.votes import record_vote
+from web.approvals import proposal_out
 from web.auth import Principal, mutates, requires
 from web.context import get_ctx
-from web.schemas import ProposalOut, VoteIn
+from web.schemas import PathId, ProposalOut, VoteIn
 
 log = logging.getLogger("healer.web")
 router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
@@ -38,8 +39,8 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
     ctx = get_ctx(request)
     ttl = ctx.settings.approval_ttl_seconds
     comment = body.comment if body is not None else ""
-    result = cast_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
-                       ttl_seconds=ttl, via=who.via)
+    result = record_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
+                         ttl_seconds=ttl, via=who.via)
     log.info(kv(
         msg=f"vote {'approve' if approve else 'reject'}", action=action_id, user=who.name,
         via=who.via, state=result.record.state.value))
@@ -47,14 +48,19 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
 
 
 @router.post("/{action_id}/approve", response_model=ProposalOut)
-def approve(request: Request, who: Approver, action_id: int,
+def approve(request: Request, who: Approver, action_id: PathId,
             body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
-    """Approve (one vote toward its quorum); the daemon re-checks the guard before applying."""
+    """Record an approval (one user's vote toward the quorum).
+
+    The answer is the proposal after the vote; it stays ``awaiting_approval`` until the
+    daemon counts the votes on its next cycle (then ``approved``), and the daemon re-checks
+    the guard before applying.
+    """
     return _vote(request, who, action_id, True, body)
 
 
 @router.post("/{action_id}/reject", response_model=ProposalOut)
-def reject(request: Request, who: Approver, action_id: int,
+def reject(request: Request, who: Approver, action_id: PathId,
            body: Annotated[VoteIn | None, Body()] = None) -> ProposalOut:
-    """Reject: one rejection ends the request."""
+    """Record a rejection: the daemon rejects the request on its next cycle."""
     return _vote(request, who, action_id, False, body)

@@ -18,15 +18,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from healer.logs import kv
-from healer.notify.formats import APPROVE_ACTION, REJECT_ACTION
-from healer.notify.signing import BadSignature, verify_slack
-from web.approvals import VoteRefused, cast_vote
-from web.auth import ROLE_RANK
+from healer.models import SLACK_APPROVE_ACTION, SLACK_REJECT_ACTION
+from healer.store.credentials import role_at_least
+from healer.store.votes import VoteRefused, record_vote
 from web.context import AppContext, get_ctx
+from web.schemas import ID_MAX
+from web.slack_signing import BadSignature, verify_slack
 
 log = logging.getLogger("healer.web")
 router = APIRouter(tags=["slack"])
-MAX_BODY = 64 * 1024
 
 
 def _reply(status: int, text: str) -> JSONResponse:
@@ -44,26 +44,28 @@ def _parse(body: bytes) -> tuple[str, str, int] | None:
         action_id = int(pressed["value"])
     except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
         return None
-    verbs = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject"}
+    if not 1 <= action_id <= ID_MAX:  # no row has such an id (and SQLite would raise on it)
+        return None
+    verbs = {SLACK_APPROVE_ACTION: "approve", SLACK_REJECT_ACTION: "reject"}
     return (user_id, verbs[prefix], action_id) if prefix in verbs else None
 
 
 def _decide(ctx: AppContext, slack_user: str, verb: str, action_id: int) -> JSONResponse:
     user = ctx.repo.get_user_by_slack(slack_user)
-    if user is None or ROLE_RANK.get(user.role, 0) < ROLE_RANK["approver"]:
+    if user is None or not role_at_least(user.role, "approver"):
         log.warning(kv(msg="slack vote refused: no approver mapped", slack_user=slack_user,
                        action=action_id))
         return _reply(403, "You are not a healer approver.")
     try:
-        result = cast_vote(ctx.repo, action_id, user.name, verb == "approve",
-                           "via Slack", now=ctx.clock(),
-                           ttl_seconds=ctx.settings.approval_ttl_seconds, via="slack")
+        result = record_vote(ctx.repo, action_id, user.name, verb == "approve",
+                             "via Slack", now=ctx.clock(),
+                             ttl_seconds=ctx.settings.approval_ttl_seconds, via="slack")
     except VoteRefused as exc:
         return _reply(200, f"Not recorded: {exc.detail}")
     log.info(kv(msg=f"vote {verb}", action=action_id, user=user.name, via="slack",
                 state=result.record.state.value))
-    return _reply(200, f"{user.name}: {verb} recorded; action {action_id} is "
-                       f"{result.record.state.value}.")
+    return _reply(200, f"{user.name}: {verb} recorded for action {action_id}; healer "
+                       "decides on its next cycle.")
 
 
 @router.post("/slack/interactions")
@@ -73,9 +75,7 @@ async def interactions(request: Request) -> JSONResponse:
     secret = ctx.settings.slack_signing_secret
     if secret is None:
         return _reply(403, "Slack interactivity is not configured.")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return _reply(413, "payload too large")
+    body = await request.body()  # web.limits.BodyLimit refuses past 64 KiB while it streams
     try:
         verify_slack(secret.get_secret_value(), request.headers.get("x-slack-request-timestamp"),
                      body, request.headers.get("x-slack-signature"),
