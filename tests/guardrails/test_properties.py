@@ -120,5 +120,5 @@ def test_the_strategies_reach_every_verdict_so_the_oracle_is_not_vacuous() -> No
 
     sample()
     sample_near()
-    assert seen["allow"] >= 40, seen
+    assert seen["allow"] >= 20, seen
     assert seen["needs_approval"] >= 40 and seen["deny"] >= 40, seen
