@@ -53,18 +53,13 @@ class PeopleRepo(RepoBase):
         self, action_id: int, user: str, approve: bool, comment: str = ""
     ) -> list[ApprovalRow]:
         """Record one person's vote (a re-vote replaces theirs); returns all votes."""
+        row = {"host_id": self.host_id, "action_id": action_id, "user": user,
+               "approve": approve, "comment": comment, "at": self.now()}
         with self._tx() as s:
             if s.get(ActionTable, action_id) is None:
                 raise NotFound("action", action_id)
-            row = s.scalars(
-                sa.select(ApprovalTable).where(
-                    ApprovalTable.action_id == action_id, ApprovalTable.user == user
-                )
-            ).first()
-            if row is None:
-                row = ApprovalTable(host_id=self.host_id, action_id=action_id, user=user)
-                s.add(row)
-            row.approve, row.comment, row.at = approve, comment, self.now()
+            self._upsert(s, ApprovalTable.__table__, row, ("action_id", "user"),
+                         ("approve", "comment", "at"))
             detail = {"approve": approve, "comment": comment}
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
             s.flush()
@@ -109,16 +104,10 @@ class PeopleRepo(RepoBase):
     # -- paused targets ----------------------------------------------------------------
     def pause_target(self, target: str, reason: str) -> None:
         """Stand automation down for ``target`` until a human resumes it."""
+        row = {"host_id": self.host_id, "target": target, "reason": reason, "at": self.now()}
         with self._tx() as s:
-            row = s.get(PausedTargetTable, (self.host_id, target))
-            if row is None:
-                s.add(
-                    PausedTargetTable(
-                        host_id=self.host_id, target=target, reason=reason, at=self.now()
-                    )
-                )
-            else:
-                row.reason, row.at = reason, self.now()
+            self._upsert(s, PausedTargetTable.__table__, row, ("host_id", "target"),
+                         ("reason", "at"))
             self._audit(s, "healer", "target.paused", target, {"reason": reason})
 
     def resume_target(self, target: str, actor: str = "admin") -> None:
