@@ -1,18 +1,30 @@
-"""Fixtures every test package can use: a throwaway PostgreSQL server.
+"""Fixtures every test package can use: throwaway PostgreSQL, Prometheus and Alertmanager
+servers, and a webhook receiver.
 
 ``pg_server`` starts once per session (only when a test asks for it); ``pg_url`` is a
 fresh empty database per test, ``pg_head_url`` a fresh one already migrated to head.
-Without Debian's ``postgresql`` package they fail under CI and skip elsewhere.
+``prometheus`` and ``alertmanager`` start servers from a config dict (tests/prom.py
+``shipped`` loads the deploy/prometheus/ files to start from). Without the Debian
+packages they fail under CI and skip elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.pg import PgServer, find_bindir
-from tests.tools import missing
+from tests.prom import (
+    Service,
+    ServiceFactory,
+    WebhookReceiver,
+    start_alertmanager,
+    start_prometheus,
+)
+from tests.tools import missing, require_tool
 
 HEAD_TEMPLATE = "healer_head"
 
@@ -58,3 +70,44 @@ def pg_head_url(pg_server: PgServer, pg_head_template: str) -> Iterator[str]:
     url = pg_server.create_database(pg_head_template)
     yield url
     pg_server.drop_database(url)
+
+
+def _factory(tmp_path: Path, name: str, binary: Path,
+             start: Callable[[Path, dict[str, Any], Path], Service]) -> Iterator[ServiceFactory]:
+    started: list[Service] = []
+
+    def factory(config: dict[str, Any]) -> Service:
+        service = start(binary, config, tmp_path / f"{name}-{len(started)}")
+        started.append(service)
+        return service
+
+    try:
+        yield factory
+    finally:
+        for service in started:
+            service.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[ServiceFactory]:
+    """``prometheus(config)`` starts a Prometheus on a free loopback port."""
+    binary = require_tool("prometheus", "Debian's prometheus (make system-deps)")
+    yield from _factory(tmp_path, "prometheus", binary, start_prometheus)
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[ServiceFactory]:
+    """``alertmanager(config)`` starts an Alertmanager on a free loopback port."""
+    binary = require_tool("prometheus-alertmanager",
+                          "Debian's prometheus-alertmanager (make system-deps)")
+    yield from _factory(tmp_path, "alertmanager", binary, start_alertmanager)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A local HTTP server recording the JSON POSTs it gets (stands in for a webhook)."""
+    receiver = WebhookReceiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

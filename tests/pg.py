@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.tools import dies_with_parent
+
 PG_ROOT = Path("/usr/lib/postgresql")  # Debian: /usr/lib/postgresql/<major>/bin
 RUN_AS = "nobody"  # exists on every Debian system; needs no account of our own
 START_TIMEOUT_S = 30.0
@@ -46,13 +48,12 @@ def find_bindir(root: Path = PG_ROOT) -> Path | None:
     return max(found, key=lambda p: int(p.parent.name), default=None)
 
 
-def _demote() -> list[str]:
-    """The argv prefix that runs a command unprivileged and dies with its parent."""
-    prefix = ["setpriv", "--pdeathsig", "SIGQUIT"]  # SIGQUIT: postgres' immediate shutdown
-    if os.geteuid() != 0:
-        return prefix
-    user = pwd.getpwnam(RUN_AS)
-    return [*prefix, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+def _demote(argv: list[str]) -> list[str]:
+    """``argv`` run unprivileged (under root: as RUN_AS), dying with the test process."""
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(RUN_AS)
+        argv = [f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
+    return dies_with_parent(argv, "SIGQUIT")  # SIGQUIT: postgres' immediate shutdown
 
 
 def _sweep_stale(tmp: Path) -> None:
@@ -91,18 +92,19 @@ class PgServer:
             root.chmod(0o755)  # the socket lives here; the data dir below stays 0700
             _hand_over(root)
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
-            subprocess.run([*_demote(), str(bindir / "initdb"), "-D", str(root / "data"),
-                            "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C",
-                            "--no-sync"], cwd=root, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.run(_demote([str(bindir / "initdb"), "-D", str(root / "data"),
+                                    "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
+                                    "--locale=C", "--no-sync"]),
+                           cwd=root, env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
             options = {"listen_addresses": "", "unix_socket_directories": str(root),
                        "fsync": "off", "synchronous_commit": "off",
                        "full_page_writes": "off", **(settings or {})}
-            argv = [*_demote(), str(bindir / "postgres"), "-D", str(root / "data")]
+            argv = [str(bindir / "postgres"), "-D", str(root / "data")]
             for name, value in options.items():
                 argv += ["-c", f"{name}={value}"]
             log = (root / "postgres.log").open("wb")
-            proc = subprocess.Popen(argv, cwd=root, env=env, stdout=log, stderr=log)
+            proc = subprocess.Popen(_demote(argv), cwd=root, env=env, stdout=log, stderr=log)
             log.close()
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
