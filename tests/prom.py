@@ -105,24 +105,29 @@ def _wait_ready(service: Service) -> bool:
     return False
 
 
-def start_prometheus(binary: Path, config: dict[str, Any], workdir: Path) -> Service:
-    """Prometheus with ``config`` (rule_files relative to ``workdir``)."""
+def _start_with(binary: Path, config: dict[str, Any], workdir: Path,
+                flags: Callable[[Path], list[str]]) -> Service:
+    """``binary`` with ``config`` written into ``workdir`` and its data below it;
+    ``flags(data_dir)`` are the server's own options."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    return _start("prometheus", lambda address: [
-        str(binary), f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={address}",
-        "--log.level=warn"], workdir)
+    name = binary.name
+    path = workdir / f"{name}.yml"
+    path.write_text(yaml.safe_dump(config))
+    return _start(name, lambda address: [str(binary), f"--config.file={path}",
+                                         f"--web.listen-address={address}",
+                                         "--log.level=warn", *flags(workdir / "data")],
+                  workdir)
+
+
+def start_prometheus(binary: Path, config: dict[str, Any], workdir: Path) -> Service:
+    """Prometheus with ``config`` (relative rule_files resolve against ``workdir``)."""
+    return _start_with(binary, config, workdir, lambda data: [f"--storage.tsdb.path={data}"])
 
 
 def start_alertmanager(binary: Path, config: dict[str, Any], workdir: Path) -> Service:
     """Alertmanager with ``config``, clustering off (it would bind 0.0.0.0:9094)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    return _start("alertmanager", lambda address: [
-        str(binary), f"--config.file={workdir / 'alertmanager.yml'}",
-        f"--storage.path={workdir / 'data'}", f"--web.listen-address={address}",
-        "--cluster.listen-address=", "--log.level=warn"], workdir)
+    return _start_with(binary, config, workdir,
+                       lambda data: [f"--storage.path={data}", "--cluster.listen-address="])
 
 
 @dataclass(frozen=True)
