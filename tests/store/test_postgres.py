@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,7 +66,7 @@ def _while_held(engine: sa.Engine, hold: sa.Executable, call: Callable[[], Any])
 
 
 @pytest.fixture
-def pg_repo(pg_head_url: str) -> Any:
+def pg_repo(pg_head_url: str) -> Iterator[Repository]:
     engine = open_engine(pg_head_url)
     yield Repository(engine, HOST, clock=FakeClock())
     engine.dispose()
@@ -163,7 +164,7 @@ def _connections(engine: sa.Engine, application: str) -> int:
 
 
 def test_the_pool_bounds_connections_whatever_the_number_of_callers(
-        pg_head_url: str, tmp_path: Any) -> None:
+        pg_head_url: str, tmp_path: Path) -> None:
     app = "healer-pool-test"
     url = f"{pg_head_url}&application_name={app}"
     settings = Settings(state_dir=tmp_path, database_url=url, host_id=HOST, db_pool_size=2,
@@ -180,12 +181,13 @@ def test_the_pool_bounds_connections_whatever_the_number_of_callers(
 
     try:
         with ThreadPoolExecutor(12) as pool:
-            for i in range(12):
-                pool.submit(caller, i)
+            callers = [pool.submit(caller, i) for i in range(12)]
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:
                 peak = max(peak, _connections(watcher, app))
             stop.set()
+            for done in callers:
+                done.result()  # every caller got a connection in the end: none failed
     finally:
         stop.set()
         repo.engine.dispose()
