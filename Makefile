@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: Chromium for the dashboard test, iproute2 for
-# namespaces, procps for sysctl, prometheus for promtool. Installed only when missing and only as root.
+# namespaces, procps for sysctl, PostgreSQL, Prometheus and Alertmanager for throwaway
+# servers. Installed only when missing and only as root.
 system-deps:
 	@bash .ci/system-deps.sh
 

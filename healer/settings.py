@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     host_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=253)
     state_dir: Path = Field(default_factory=_default_state_dir)
     database_url: str | None = None  # default: sqlite:///<state_dir>/healer.db (WAL)
+    # The engine's connection pool, per process: at most size + overflow connections.
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
     retention_days: float = Field(default=14.0, gt=0)  # per-minute rollups, incidents stay
     raw_retention_minutes: float = Field(default=60.0, gt=0)  # full-res samples near incidents
 

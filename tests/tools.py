@@ -30,6 +30,12 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def dies_with_parent(argv: list[str], signal_name: str = "SIGTERM") -> list[str]:
+    """``argv`` run through ``setpriv --pdeathsig``: a throwaway server the tests start
+    gets ``signal_name`` when the test process dies, even by SIGKILL, so none outlives it."""
+    return ["setpriv", "--pdeathsig", signal_name, *argv]
+
+
 def require_tool(name: str, install_hint: str) -> Path:
     """The path of executable ``name`` (a name on PATH or an absolute path)."""
     found = shutil.which(name)

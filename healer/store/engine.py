@@ -4,19 +4,25 @@ SQLite is the single-host default. The daemon and the CLI (``healer approve``) o
 same file from two processes, so it runs in WAL mode (readers never block the writer)
 with ``synchronous=FULL``: in WAL mode a commit is durable across power loss only when
 FULL syncs the WAL on every commit (https://www.sqlite.org/pragma.html#pragma_synchronous).
+
+PostgreSQL (``postgresql+psycopg://``) is the fleet's shared store. Every engine holds a
+bounded pool (``db_pool_size`` + ``db_max_overflow``), so callers share connections and
+the server sees at most that many from one process; migrations on PostgreSQL run under
+an advisory lock, so replicas starting together upgrade the schema once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json
 from sqlalchemy.exc import SQLAlchemyError
 
 from healer.errors import StoreError
@@ -31,6 +37,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
+# Connections kept open per process, and extra ones opened under load then closed.
+POOL_SIZE: int = Settings.model_fields["db_pool_size"].default
+MAX_OVERFLOW: int = Settings.model_fields["db_max_overflow"].default
+# pg_advisory_lock key for schema upgrades: any constant that no other lock user picks.
+MIGRATION_LOCK_KEY = 0x6865616C6572  # "healer"
 
 
 def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -58,7 +69,10 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
 def _json_dumps(value: Any) -> str:
     # JSON columns may be handed datetimes or enums inside verification details; store
     # them the way pydantic's JSON mode would rather than failing the journal write.
-    return json.dumps(value, default=to_jsonable_python)
+    # Standard JSON on every backend: PostgreSQL rejects the bare NaN/Infinity that
+    # json.dumps writes (a baseline score can be inf), so those become "NaN"/"Infinity"
+    # strings, which the typed models (Evidence, Diagnosis) parse back into floats.
+    return to_json(value, inf_nan_mode="strings").decode()
 
 
 def safe_url(url: str) -> str:
@@ -84,16 +98,22 @@ def _store_error(what: str, url: str, e: Exception) -> StoreError:
     return StoreError(scrub(f"{what} {safe_url(url)}: {e}", url))
 
 
-def open_engine(url: str) -> sa.Engine:
-    """Create an engine; SQLite gets WAL, synchronous=FULL, foreign keys and a busy timeout.
-
-    No message or log line carries the URL's password (``safe_url``, ``scrub``)."""
+def open_engine(url: str, *, pool_size: int = POOL_SIZE,
+                max_overflow: int = MAX_OVERFLOW) -> sa.Engine:
+    """Create an engine with a bounded pool; SQLite gets WAL, synchronous=FULL, foreign
+    keys and a busy timeout. No message or log line carries the URL's password
+    (``safe_url``, ``scrub``)."""
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     try:
         sa_url = sa.make_url(url)
         if sa_url.get_backend_name() != "sqlite":
-            return sa.create_engine(sa_url, pool_pre_ping=True, json_serializer=_json_dumps)
+            return sa.create_engine(sa_url, pool_pre_ping=True, json_serializer=_json_dumps,
+                                    **pool)
+        if sa_url.database in (None, "", ":memory:"):
+            pool = {}  # one shared in-memory connection (SingletonThreadPool): no sizes
         engine = sa.create_engine(
-            sa_url, connect_args={"check_same_thread": False}, json_serializer=_json_dumps
+            sa_url, connect_args={"check_same_thread": False}, json_serializer=_json_dumps,
+            **pool,
         )
     except (SQLAlchemyError, ValueError, ImportError) as e:
         raise _store_error("cannot open database", url, e) from None
@@ -102,14 +122,16 @@ def open_engine(url: str) -> sa.Engine:
     return engine
 
 
-def alembic_config(engine: sa.Engine | None = None) -> Config:
-    """An Alembic Config built in code; script_location is the packaged migrations dir."""
+def alembic_config() -> Config:
+    """An Alembic Config built in code; script_location is the packaged migrations dir.
+
+    It carries no URL: ``migrate`` hands env.py an open connection instead, so neither a
+    password nor a ``%`` in the URL (configparser interpolation) ever reaches it.
+    """
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
 
 
@@ -162,15 +184,32 @@ def migrate(engine: sa.Engine) -> None:
         return  # the common restart: alembic is never imported
     from alembic import command
 
-    cfg = alembic_config(engine)
+    cfg = alembic_config()
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, _migration_lock(conn):
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "head")  # re-reads the version under the lock
             conn.commit()
     except SQLAlchemyError as e:
         url = engine.url.render_as_string(hide_password=False)
         raise StoreError(scrub(f"migration failed: {e}", url)) from None
+
+
+@contextmanager
+def _migration_lock(conn: sa.Connection) -> Iterator[None]:
+    """On PostgreSQL, one migrator at a time: two control-plane replicas starting on a
+    fresh database would otherwise both CREATE TABLE, and one would fail."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+    conn.commit()  # the lock is the session's; the upgrade runs in its own transaction
+    try:
+        yield
+    finally:
+        conn.rollback()  # a failed upgrade leaves an aborted transaction behind
+        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+        conn.commit()
 
 
 def open_store(settings: Settings, *, isolate_migration: bool = False) -> Repository:
@@ -184,7 +223,8 @@ def open_store(settings: Settings, *, isolate_migration: bool = False) -> Reposi
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise StoreError(f"cannot create state dir {settings.state_dir}: {e}") from e
-    engine = open_engine(settings.db_url)
+    engine = open_engine(settings.db_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow)
     if isolate_migration and not _in_memory(engine):
         if not at_head(engine):
             from healer.store.upgrade import upgrade_in_child

@@ -71,23 +71,36 @@ class RepoBase:
         """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL); returns rows inserted."""
         if not rows:
             return 0
-        stmt = _insert_ignore_stmt(session.get_bind().dialect.name, table, keys)
+        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
         if len(rows) == 1:
-            return int(session.execute(stmt, rows[0]).rowcount)  # type: ignore[attr-defined]
+            # RETURNING, not rowcount: psycopg reports -1 for SQLAlchemy's compiled INSERT.
+            return len(session.execute(stmt.returning(table.c[keys[0]]), rows[0]).all())
         session.execute(stmt, list(rows))
         return len(rows)
 
+    def _upsert(self, session: Session, table: Any, row: dict[str, Any], keys: Sequence[str],
+                update: Sequence[str]) -> None:
+        """INSERT, or UPDATE the ``update`` columns of the row with the same ``keys``: one
+        atomic statement, where a read-then-insert would let a concurrent writer on
+        PostgreSQL (READ COMMITTED) slip in between and fail this one on the unique key."""
+        stmt = _insert(session, table)
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={c: stmt.excluded[c] for c in update})
+        session.execute(stmt, row)
 
-def _insert_ignore_stmt(dialect: str, table: Any, keys: Sequence[str]) -> Any:
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's agree)."""
     # Each dialect's module loads on first use: the PostgreSQL one costs a SQLite host ~2 MB.
+    dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return sqlite_insert(table)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return pg_insert(table)
     raise StoreError(f"unsupported database backend {dialect!r}")
 
 

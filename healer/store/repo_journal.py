@@ -204,7 +204,12 @@ class JournalRepo(RepoBase):
         if not legal:
             raise IllegalTransition(id, "|".join(sorted(expect)) or None, to.value)
         with self._tx() as s:
-            current = s.scalar(sa.select(ActionTable.state).where(ActionTable.id == id))
+            # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock):
+            # a concurrent decider waits here and then reads the state the winner left, so
+            # the loser's StaleState names it and its legality check sees the real state.
+            current = s.scalar(
+                sa.select(ActionTable.state).where(ActionTable.id == id).with_for_update()
+            )
             if current is None:
                 raise NotFound("action", id)
             if current not in expect:
@@ -216,7 +221,7 @@ class JournalRepo(RepoBase):
             values.update(state=to.value, updated_at=now)
             if to == ActionState.APPLYING:
                 values["applied_at"] = now
-            # The WHERE on the old state makes this a CAS even where the SELECT took no lock.
+            # The WHERE on the old state keeps this a CAS even if the row lock is ever lost.
             n = s.execute(
                 sa.update(ActionTable)
                 .where(ActionTable.id == id, ActionTable.state == current)

@@ -117,21 +117,11 @@ class OutboxRepo(RepoBase):
         """Insert or replace a value; it disappears after ttl_seconds when given."""
         now = self.now()
         expires = None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
+        row = {"host_id": self.host_id, "namespace": namespace, "key": key, "value": value,
+               "expires_at": expires, "updated_at": now}
         with self._tx() as s:
-            row = s.get(KvTable, (self.host_id, namespace, key))
-            if row is None:
-                s.add(
-                    KvTable(
-                        host_id=self.host_id,
-                        namespace=namespace,
-                        key=key,
-                        value=value,
-                        expires_at=expires,
-                        updated_at=now,
-                    )
-                )
-            else:
-                row.value, row.expires_at, row.updated_at = value, expires, now
+            self._upsert(s, KvTable.__table__, row, ("host_id", "namespace", "key"),
+                         ("value", "expires_at", "updated_at"))
 
     def kv_delete(self, namespace: str, key: str) -> None:
         """Remove a key if present."""

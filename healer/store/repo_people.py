@@ -45,15 +45,12 @@ class PeopleRepo(RepoBase):
             user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
             if user_id is None:
                 raise NotFound("user", user)
-            row = s.scalars(
-                sa.select(ApprovalTable).where(
-                    ApprovalTable.action_id == action_id, ApprovalTable.user == user
-                )
-            ).first()
-            if row is None:
-                row = ApprovalTable(host_id=self.host_id, action_id=action_id, user=user)
-                s.add(row)
-            row.user_id, row.approve, row.comment, row.at = user_id, approve, comment, self.now()
+            row = {"host_id": self.host_id, "action_id": action_id, "user": user,
+                   "user_id": user_id, "approve": approve, "comment": comment, "at": self.now()}
+            # One statement: a concurrent vote of the same person (web and Slack at once) on
+            # PostgreSQL would otherwise fail on the unique key instead of replacing it.
+            self._upsert(s, ApprovalTable.__table__, row, ("action_id", "user"),
+                         ("user_id", "approve", "comment", "at"))
             detail = {"approve": approve, "comment": comment} | ({"via": via} if via else {})
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
             s.flush()
@@ -115,16 +112,10 @@ class PeopleRepo(RepoBase):
     # -- paused targets ----------------------------------------------------------------
     def pause_target(self, target: str, reason: str) -> None:
         """Stand automation down for ``target`` until a human resumes it."""
+        row = {"host_id": self.host_id, "target": target, "reason": reason, "at": self.now()}
         with self._tx() as s:
-            row = s.get(PausedTargetTable, (self.host_id, target))
-            if row is None:
-                s.add(
-                    PausedTargetTable(
-                        host_id=self.host_id, target=target, reason=reason, at=self.now()
-                    )
-                )
-            else:
-                row.reason, row.at = reason, self.now()
+            self._upsert(s, PausedTargetTable.__table__, row, ("host_id", "target"),
+                         ("reason", "at"))
             self._audit(s, "healer", "target.paused", target, {"reason": reason})
 
     def resume_target(self, target: str, actor: str = "admin") -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,7 +12,16 @@ from sqlalchemy.orm import Session
 from healer.models import Sample
 from healer.store.repo_base import RepoBase
 from healer.store.rows import Rollup
-from healer.store.tables import KvTable, OutboxTable, RawSampleTable, RollupTable, SessionTable
+from healer.store.tables import (
+    METRIC_NAME_LEN,
+    KvTable,
+    OutboxTable,
+    RawSampleTable,
+    RollupTable,
+    SessionTable,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _merge(row: RollupTable, r: Rollup) -> None:
@@ -32,8 +42,21 @@ def _combined(a: Rollup, b: Rollup) -> Rollup:
 class SamplesRepo(RepoBase):
     """Rollups, raw samples, the series the dashboard and verification read, and pruning."""
 
+    _long_names_logged = False
+
+    def _too_long(self, names: Iterable[str]) -> set[str]:
+        """The names too long to store (METRIC_NAME_LEN); logged once per repository."""
+        long = {n for n in names if len(n) > METRIC_NAME_LEN}
+        if long and not self._long_names_logged:
+            self._long_names_logged = True
+            log.warning("metric names longer than %d characters are not stored: %d, e.g. %.80s",
+                        METRIC_NAME_LEN, len(long), min(long))
+        return long
+
     def add_rollups(self, rows: Sequence[Rollup]) -> None:
         """Store per-minute rollups; a second row for the same minute is merged in."""
+        too_long = self._too_long(r.name for r in rows)
+        rows = [r for r in rows if r.name not in too_long] if too_long else rows
         if not rows:
             return
         minutes = {r.minute for r in rows}
@@ -63,6 +86,7 @@ class SamplesRepo(RepoBase):
     ) -> None:
         """Store full-resolution readings (only ``names`` when given); repeats are ignored."""
         wanted = None if names is None else frozenset(names)
+        too_long = self._too_long({n for s in samples for n in s.metrics})
         rows = [
             {
                 "host_id": self.host_id,
@@ -72,7 +96,7 @@ class SamplesRepo(RepoBase):
             }
             for sample in samples
             for name, value in sample.metrics.items()
-            if wanted is None or name in wanted
+            if (wanted is None or name in wanted) and name not in too_long
         ]
         with self._tx() as s:
             self._insert_ignore(s, RawSampleTable.__table__, rows, ("host_id", "name", "ts"))

@@ -15,6 +15,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 HOST_LEN = 253  # a DNS name, like Settings.host_id
 NAME_LEN = 200
+# Metric names embed cgroup paths (two levels of up to 255-byte names) and textfile labels.
+# 600 characters, even at 4 UTF-8 bytes each, still fit PostgreSQL's btree entry limit
+# (about 2700 bytes) beside host_id in the (host_id, name, time) unique indexes. Longer
+# names are not stored (SamplesRepo), on every backend alike.
+METRIC_NAME_LEN = 600
+# SQLite does not enforce VARCHAR lengths and already stores such names, so only
+# PostgreSQL's column is widened (migration 0003); SQLite's tables are not rebuilt.
+MetricName = sa.String(NAME_LEN).with_variant(sa.String(METRIC_NAME_LEN), "postgresql")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -67,7 +75,7 @@ class RollupTable(Base):
     __table_args__ = (sa.UniqueConstraint("host_id", "name", "minute"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str]
+    name: Mapped[str] = mapped_column(MetricName)
     minute: Mapped[datetime] = mapped_column(index=True)
     min: Mapped[float]
     max: Mapped[float]
@@ -83,7 +91,7 @@ class RawSampleTable(Base):
     __table_args__ = (sa.UniqueConstraint("host_id", "name", "ts"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str]
+    name: Mapped[str] = mapped_column(MetricName)
     ts: Mapped[datetime] = mapped_column(index=True)
     value: Mapped[float]
 

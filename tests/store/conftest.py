@@ -1,4 +1,9 @@
-"""Store fixtures: real SQLite files under tmp_path, a settable clock."""
+"""Store fixtures: every repository test runs on a real SQLite file and on a real
+PostgreSQL database (tests/pg.py); a settable clock.
+
+``db_url`` and ``engine`` name a database at the head schema (on PostgreSQL a copy of a
+template migrated once); ``empty_db_url`` one that has never been migrated.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +37,26 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'healer.db'}"
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_head_url"))
+    return f"sqlite:///{tmp_path / 'healer.db'}"  # created and migrated by ``engine``
+
+
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 @pytest.fixture

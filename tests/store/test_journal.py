@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from datetime import timedelta
 
@@ -32,6 +34,26 @@ def test_incident_round_trips_evidence_and_timestamps_in_utc(repo: Repository) -
     assert got is not None and opened.id is not None
     assert got.evidence == ev
     assert got.first_seen == T0 and got.first_seen.utcoffset() == timedelta(0)
+
+
+def test_non_finite_evidence_numbers_are_stored_as_standard_json_and_read_back(
+        repo: Repository) -> None:
+    # A baseline signal fires with an infinite score when its history has no spread.
+    ev = Evidence(signals={"baseline": math.inf, "drop": -math.inf},
+                  metrics={"m": [(1.0, math.nan), (2.0, 3.0)]})
+    opened = repo.open_incident(make_incident().model_copy(update={"evidence": ev}))
+    got = repo.get_incident(opened.id or 0)
+    assert got is not None
+    assert got.evidence.signals == {"baseline": math.inf, "drop": -math.inf}
+    (_, missing_value), second = got.evidence.metrics["m"]
+    assert math.isnan(missing_value) and second == (2.0, 3.0)
+    with repo.engine.connect() as conn:
+        text = conn.execute(sa.text("SELECT CAST(evidence AS TEXT) FROM incidents")).scalar_one()
+
+    def reject(token: str) -> None:
+        raise AssertionError(f"not standard JSON: {token}")
+
+    json.loads(text, parse_constant=reject)
 
 
 def test_repeat_updates_the_open_incident_and_find_returns_newest(repo: Repository) -> None:

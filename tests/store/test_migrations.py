@@ -24,23 +24,24 @@ def _revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def test_migrations_create_every_table_on_an_empty_database(db_url: str) -> None:
-    engine = open_engine(db_url)
+def test_migrations_create_every_table_on_an_empty_database(empty_db_url: str) -> None:
+    engine = open_engine(empty_db_url)
+    assert sa.inspect(engine).get_table_names() == []
     migrate(engine)
     tables = set(sa.inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
-    assert _revision(engine) in head_revisions()
+    assert {_revision(engine)} == head_revisions()
     engine.dispose()
 
 
-def test_migrate_is_idempotent_on_restart(db_url: str) -> None:
-    first = open_engine(db_url)
+def test_migrate_is_idempotent_on_restart(empty_db_url: str) -> None:
+    first = open_engine(empty_db_url)
     migrate(first)
     first.dispose()
-    second = open_engine(db_url)  # a restart: new engine, same file
+    second = open_engine(empty_db_url)  # a restart: new engine, same database
     migrate(second)
     migrate(second)
-    assert _revision(second) in head_revisions()
+    assert {_revision(second)} == head_revisions()
     second.dispose()
 
 
@@ -51,12 +52,14 @@ def test_migrated_schema_matches_table_metadata(engine: sa.Engine) -> None:
     assert diffs == []
 
 
-def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(engine: sa.Engine) -> None:
+def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'healer.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    engine.dispose()
 
 
 def test_open_store_creates_state_dir_and_binds_host(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from healer.models import ActionState, Sample
 from healer.store.repository import Repository
 from healer.store.rollup import RollupAccumulator
 from healer.store.rows import Rollup
+from healer.store.tables import METRIC_NAME_LEN
 
 from .conftest import T0, make_incident, make_record
 
@@ -103,3 +104,26 @@ def test_prune_keeps_raw_samples_inside_the_raw_window(repo: Repository) -> None
     repo.add_raw_samples([_sample(0, m=1.0), _sample(3000, m=2.0)])
     assert repo.prune(T0 + timedelta(minutes=70), rollup_days=14, raw_minutes=60) == 1
     assert repo.metric_series("m", T0, T0 + timedelta(hours=2)) == [(BASE + 3000, 2.0)]
+
+
+def test_metric_names_of_deep_cgroups_are_stored(repo: Repository) -> None:
+    # Two levels of systemd/kubelet names: well past 200 characters, well within the limit.
+    name = ("cgroup./kubepods.slice/kubepods-burstable-pod" + "0f" * 60 + ".slice/"
+            + "cri-containerd-" + "ab" * 32 + ".scope.memory.current_bytes")
+    assert 200 < len(name) <= METRIC_NAME_LEN
+    repo.add_rollups([Rollup(name=name, minute=T0, min=1, max=1, avg=1.0, last=1, count=1)])
+    repo.add_raw_samples([Sample(ts=BASE + 60, metrics={name: 2.0})])
+    assert repo.metric_series(name, T0, T0 + timedelta(minutes=5)) == [(BASE, 1.0),
+                                                                       (BASE + 60, 2.0)]
+
+
+def test_a_metric_name_past_the_limit_is_left_out_and_the_rest_stored(
+        repo: Repository, caplog: pytest.LogCaptureFixture) -> None:
+    long = "textfile.app_info.path_" + "x" * METRIC_NAME_LEN
+    repo.add_rollups([Rollup(name=n, minute=T0, min=1, max=1, avg=1.0, last=1, count=1)
+                      for n in (long, "load.1m")])
+    repo.add_raw_samples([Sample(ts=BASE + 60, metrics={long: 2.0, "load.1m": 3.0})])
+    assert repo.metric_series("load.1m", T0, T0 + timedelta(minutes=5)) == [(BASE, 1.0),
+                                                                            (BASE + 60, 3.0)]
+    assert repo.metric_series(long, T0, T0 + timedelta(minutes=5)) == []
+    assert "metric names longer than" in caplog.text

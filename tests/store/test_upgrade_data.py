@@ -53,9 +53,9 @@ ROWS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def test_upgrading_a_populated_0001_database_keeps_every_row(db_url: str) -> None:
-    engine = open_engine(db_url)
-    cfg = alembic_config(engine)
+def test_upgrading_a_populated_0001_database_keeps_every_row(empty_db_url: str) -> None:
+    engine = open_engine(empty_db_url)
+    cfg = alembic_config()
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
