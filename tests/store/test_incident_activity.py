@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from healer.models import ActionState
+from healer.models import ActionState, Verification
 from healer.store.repository import Repository
 
 from .conftest import T0, FakeClock, make_incident, make_record
@@ -64,10 +64,11 @@ def test_an_older_live_record_keeps_the_incident_live(repo: Repository,
 
 def test_history_marks_crash_recovery_restores_unjudged(repo: Repository) -> None:
     regression, crash = applied(repo, None, "4096"), applied(repo, None, "8192")
+    base = Verification(spec=None, in_playbook=True)
     repo.transition(regression, S.ROLLED_BACK, expect=[S.VERIFYING],
-                    verification={"rollback_reason": "regression: psi up"})
+                    verification=base.model_copy(update={"rollback_reason": "regression"}))
     repo.transition(crash, S.ROLLED_BACK, expect=[S.VERIFYING],
-                    verification={"rollback_reason": "crash recovery: not verified",
-                                  "rollback_judged": False})
+                    verification=base.model_copy(update={
+                        "rollback_reason": "crash recovery: not verified", "judged": False}))
     history = repo.history("sysctl_write:netns:t1:net.core.somaxconn", T0 - timedelta(hours=1))
     assert [(h.value, h.judged) for h in history] == [("4096", True), ("8192", False)]
