@@ -10,6 +10,7 @@ def registry() -> dict[str, Scenario]:
     from chaos.scenarios.adversarial import AlertStorm, PromptInjection
     from chaos.scenarios.cgroup import (
         CgroupOom,
+        CgroupOomLoop,
         CpuContention,
         FdExhaustion,
         MemoryLeak,
@@ -21,6 +22,7 @@ def registry() -> dict[str, Scenario]:
     classes: list[type[Scenario]] = [
         ListenOverflow,
         CgroupOom,
+        CgroupOomLoop,
         MemoryLeak,
         FdExhaustion,
         PidsExhaustion,
