@@ -8,9 +8,9 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-POINTS = ("low", "middle", "high")
+POINTS: tuple[Literal["low", "middle", "high"], ...] = ("low", "middle", "high")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
