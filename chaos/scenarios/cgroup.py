@@ -346,7 +346,8 @@ class PidsExhaustion(_CgroupScenario):
         a, n = self._refused(ctx), len(ctx.sb.cg.procs(ctx.data["cg"]))
         time.sleep(1.5)
         b = self._refused(ctx)
-        return b == a and n >= self.magnitude, f"{b - a} refused forks in 1.5 s, {n} tasks"
+        # workers come and go: the pool is up when it holds 90 % of its size
+        return b == a and n >= 0.9 * self.magnitude, f"{b - a} refused forks in 1.5 s, {n} tasks"
 
     def inject(self, ctx: Context) -> None:
         assert ctx.sb.cg is not None

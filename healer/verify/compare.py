@@ -32,6 +32,7 @@ CONTEXT_SLACK = 10.0  # seconds of older lines read only for their context captu
 # rate before would give, plus this many: a handful of lines is noise, not a trend.
 KMSG_WORSE_SLACK = 3.0
 Outcome = tuple[Verdict | None, str]
+SYMPTOMS = ("to_zero", "below", "above")  # targets that say "the symptom is gone"
 
 
 def _values(
@@ -46,10 +47,20 @@ def _values(
 
 
 def summarize_baseline(spec: VerifySpec, series: SeriesFn, applied_at: float) -> dict[str, Summary]:
-    """Summaries of every verified metric over the window that ends at the write."""
+    """Summaries of every verified metric over the window that ends at the write.
+
+    A symptom target (to_zero, below, above) is summarized from its onset on: the first
+    point that missed the target. Before it the fault had not begun, and zeros from then
+    would make the symptom look worse after any change. A symptom seen in fewer than
+    ``min_samples`` points has no baseline: "worse than before" cannot be told."""
     out: dict[str, Summary] = {}
     for name in spec.metrics:
         values = _values(spec, series, name, applied_at - spec.window_seconds, applied_at)
+        if name == spec.metric and spec.direction in SYMPTOMS:
+            onset = next((i for i, v in enumerate(values) if not _met(spec, v)), len(values))
+            values = values[onset:]
+            if len(values) < spec.min_samples:
+                continue
         if values:
             out[name] = Summary(**summarize(values))
     return out
@@ -152,7 +163,7 @@ def _metric_symptom(spec: VerifySpec, baseline: Mapping[str, Summary], series: S
                     start: float, now: float, numbers: dict[str, float]) -> Outcome:
     """insufficient once ``min_samples`` after-points, the newest among them, miss the target
     and the symptom is not worse than before; None (not yet) otherwise."""
-    if spec.metric is None or spec.direction not in ("to_zero", "below", "above"):
+    if spec.metric is None or spec.direction not in SYMPTOMS:
         return None, ""
     after = _values(spec, series, spec.metric, start, now)
     missed = [v for v in after if not _met(spec, v)]
