@@ -271,6 +271,10 @@ class VerifySpec(_Frozen):
     zero_tolerance: float = Field(default=0.0, ge=0)  # to_zero: the largest rate that counts as 0
     mad_k: float = Field(default=3.0, ge=0)  # noise floor: k * MAD of the baseline
     deadline_seconds: float | None = None  # default: settle + 3 windows
+    # A capacity raise (a convergence's step): raising a limit does not cause more of the
+    # failures it lifts, so a symptom that goes on, at any rate, is "insufficient"; a higher
+    # rate means the workload got further. Only the guards can call it a regression.
+    capacity: bool = False
 
     @model_validator(mode="after")
     def _target(self) -> VerifySpec:

@@ -161,6 +161,8 @@ class ChangeEngine:
         plan = converge_for(playbook, action)
         if step is None and plan is not None:
             step = self.converger.first_step(action, plan, max_per_incident)
+        if step is not None and spec is not None:
+            spec = spec.model_copy(update={"capacity": True})  # a raise: never "worse"
         decision = self._per_incident(incident, action, max_per_incident)
         try:
             if decision is None:

@@ -5,7 +5,8 @@ The baseline is summarized once, when the change is applied, and stored in the j
 The verdicts (``healer.models.Verdict``):
 
 - regressed: a guard got worse beyond its noise (judged as soon as ``min_samples``
-  after-samples exist), or the symptom got worse than before;
+  after-samples exist), or the symptom got worse than before (except after a capacity
+  raise, ``VerifySpec.capacity``: there a symptom that goes on is never the raise's doing);
 - insufficient: the symptom goes on, at the same rate or lower, and no guard regressed.
   Told early, once the symptom shows again after the settle time: a new kernel-log line of
   its kind, or ``min_samples`` after-points (the newest among them) short of the target;
@@ -130,7 +131,9 @@ def _kmsg_symptom(spec: VerifySpec, kmsg: KmsgFn, before: float | None, start: f
     seen = (f"{n} kernel-log line(s) of its kind since the change "
             f"(seq {', '.join(str(q) for q in seqs[:5])}), about {expected:.1f} at the rate before")
     if n > 2 * expected + KMSG_WORSE_SLACK:
-        return "regressed", f"symptom worse than before: {seen}"
+        if not spec.capacity:
+            return "regressed", f"symptom worse than before: {seen}"
+        return "insufficient", f"symptom continues, more often than before: {seen}"
     return "insufficient", f"symptom continues: {seen}"
 
 
@@ -143,7 +146,8 @@ def _met(spec: VerifySpec, value: float) -> bool:
 
 
 def _worse(spec: VerifySpec, base: Summary | None, after: list[float]) -> bool:
-    if base is None:
+    """The target is worse than before beyond its noise (never so for a capacity raise)."""
+    if base is None or spec.capacity:
         return False
     med = median(after)
     lower_is_better = spec.direction in ("down", "to_zero", "below")

@@ -80,6 +80,7 @@ def test_a_short_step_is_kept_and_the_next_larger_step_goes_out_at_once(
     first = _start(engine, queue, incident, netns, "512", _listen())
     assert first.verification and first.verification.step
     assert (first.verification.step.number, first.verification.step.ceiling) == (1, 65535)
+    assert first.verification.spec and first.verification.spec.capacity  # never "worse"
     queue.rate = 5  # fewer overflows, but still some: not enough
     kept, second = queue.until_change(engine)
     assert kept.id == first.id and kept.state == S.VERIFIED  # kept, not rolled back

@@ -83,3 +83,16 @@ def test_oom_lines_after_a_raise_are_insufficient_and_carry_the_killed_tasks_rss
     assert result.numbers["kmsg.max.anon_rss_kb"] == 101000.0
     assert result.numbers["kmsg.new_matches"] == 1.0
 
+
+
+def test_after_a_capacity_raise_a_symptom_at_a_higher_rate_is_still_insufficient() -> None:
+    # 5 refused forks a second before, 90 after: the pool got further, the raise did not
+    # cause the refusals. Only a guard can call a raise a regression.
+    raised = SPEC.model_copy(update={"capacity": True})
+    series = Series(net__tcp__listen_overflows_total=counter(5, T0 - 30, T0)
+                    + counter(90, T0 + 1, T0 + 12, base=150.0))
+    baseline = summarize_baseline(raised, series, T0)
+    assert evaluate(raised, baseline, series, T0, T0 + 4).verdict == "insufficient"
+    full = evaluate(raised, baseline, series, T0, T0 + 12)
+    assert full.verdict == "insufficient" and full.numbers["target.after_median"] == 90.0
+    assert _judge(series, T0 + 12).verdict == "regressed"  # the same, not a raise
