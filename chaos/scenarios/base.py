@@ -201,8 +201,11 @@ class Context:
             ("rolled_back", "rollback"),
             ("superseded", "superseded"),
         ):
-            if any(a["state"] == state for a in self.actions):
+            # a step kept as "insufficient" is verified but heals nothing yet
+            if any(a["state"] == state and a["outcome"] != "insufficient" for a in self.actions):
                 tl.mark(label, now)
+        if any(a["outcome"] == "insufficient" for a in self.actions):
+            tl.mark("step", now)
         if self.t_applied and self.t_recovered is None and scn.recovered(self):
             self.t_recovered = now
             tl.mark("recovered", now)

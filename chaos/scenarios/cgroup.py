@@ -162,29 +162,33 @@ class CgroupOomLoop(CgroupOom):
         return next((t for t, v in ctx.data.get("ooms", []) if before is not None and v > before),
                     None)
 
+    def _quiet_since(self, ctx: Context) -> float | None:
+        """When the OOM counter last moved (the start of the current quiet stretch)."""
+        pts = ctx.data.get("ooms", [])
+        moved = [t for (t, v), (_, prev) in zip(pts[1:], pts, strict=False) if v > prev]
+        return moved[-1] if moved else None
+
     def evaluate(self, ctx: Context) -> bool:
-        first, now = self._first_kill(ctx), time.time()
+        first, now, d = self._first_kill(ctx), time.time(), ctx.data
         if first is None:
             return False
-        pts = [(t, v) for t, v in ctx.data.get("ooms", []) if t >= now - self.QUIET_SECONDS]
-        quiet = (len(pts) >= 10 and pts[0][1] == pts[-1][1]
-                 and pts[0][0] <= now - self.QUIET_SECONDS + 1.5)
+        since = self._quiet_since(ctx) or first
+        if "healed_at" not in d and now - since >= self.QUIET_SECONDS:
+            d["healed_at"] = since + self.QUIET_SECONDS  # 15 s without a kill: healed
         assert ctx.sb.cg is not None
-        state = converged(ctx, f"{ctx.data['cg']}:memory.max",
-                          _number(ctx.sb.cg.read(ctx.data["cg"], "memory.max")),
-                          self.LIMIT_MB * MB)
+        state = converged(ctx, f"{d['cg']}:memory.max",
+                          _number(ctx.sb.cg.read(d["cg"], "memory.max")), self.LIMIT_MB * MB)
+        healed = d.get("healed_at")
         ctx.res.checks.update(first_kill_after_inject=round(first - (ctx.t_inject or first), 1),
-                              healed_after_first_kill=round(now - first, 1) if quiet else None)
-        if state is False:
-            return False
-        if now - first > self.WITHIN_SECONDS:
+                              healed_after_first_kill=healed and round(healed - first, 1))
+        if (healed or now) - first > self.WITHIN_SECONDS:
             ctx.res.fail(f"OOM kills did not stop for {self.QUIET_SECONDS:.0f} s within "
                          f"{self.WITHIN_SECONDS:.0f} s of the first")
             return False
-        if quiet and ctx.res.steps:
-            ctx.t_recovered = ctx.t_recovered or now - self.QUIET_SECONDS
-            return True
-        return False
+        if healed is None or state is None:
+            return False  # not healed yet, or the fixing step's verdict is still to come
+        ctx.t_recovered = ctx.t_recovered or healed - self.QUIET_SECONDS
+        return state
 
 
 class MemoryLeak(_CgroupScenario):
