@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from guardrails.actions import Escalate, SysctlWrite
 from guardrails.decision import Decision
+from healer.cli.users import hash_token, new_token
 from healer.models import (
     ActionRecord,
     ActionState,
@@ -83,3 +84,25 @@ def test_the_journal_shows_each_records_step_and_verdict(
     page = signed_in.get("/actions").text
     assert f"step 2/4 after #{one.id}" in page and "step 1/4" in page
     assert 'class="badge o-fixed">fixed' in page and 'class="badge o-insufficient"' in page
+
+
+def test_a_stopped_convergence_waits_in_the_inbox_and_a_vote_through_the_api_continues_it(
+        client: TestClient, repo: Repository, clock: Clock) -> None:
+    one = _step(repo, clock, None, 1, None, "16", "4096", "insufficient")
+    now = clock()
+    ask = repo.add_action(ActionRecord(
+        host_id=repo.host_id, created_at=now, updated_at=now, state=S.AWAITING_APPROVAL,
+        action=Escalate(scope="netns:n", message="approve this escalation to allow one more"),
+        decision=Decision(verdict="needs_approval", reasons=("K-escalate",), approval="approve"),
+        verification=Verification(spec=None, in_playbook=True, stop=Stop(
+            reason="steps", steps=(one.id or 0,), grants_step=True))))
+    token = new_token()
+    repo.add_token("ann", hash_token(token), "approver")
+    headers = {"Authorization": f"Bearer {token}"}
+    [waiting] = client.get("/api/v1/proposals", headers=headers).json()
+    assert waiting["id"] == ask.id
+    assert waiting["verification"]["stop"] == {"reason": "steps", "steps": [one.id],
+                                               "grants_step": True}
+    resp = client.post(f"/api/v1/proposals/{ask.id}/approve", headers=headers,
+                       json={"comment": "continue"})
+    assert resp.status_code == 200 and resp.json()["approval"]["approved_by"] == ["ann"]
