@@ -30,7 +30,7 @@ from guardrails.actions import Action, Escalate, action_to_dict, parse_action
 from guardrails.bounds import parse_numbers, step_ceiling, subject, upper_bound
 from guardrails.policy import Rule
 from healer.act.base import ActuatorRegistry
-from healer.errors import ActuatorError
+from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
 from healer.models import ActionRecord, ActionState, Proposal, Step, Stop, StopReason
 from healer.store.repository import Repository
@@ -141,6 +141,18 @@ class Converger:
         return Step(number=1, allowed=allowed, plan=plan, ceiling=self.ceiling(action))
 
     # -- after a verdict ---------------------------------------------------------------------
+    def after_verified(self, record: ActionRecord) -> list[ActionRecord]:
+        """A record just verified: a step kept as insufficient goes on at once, and an
+        approved "continue" grants one more step. A failure here never stalls the cycle."""
+        try:
+            if record.action.kind == "escalate":
+                return self.after_granted(record)
+            nxt = self.after_kept(record)
+        except (ActuatorError, HealerError, ValueError) as exc:
+            log.exception(kv(msg="convergence failed", id=record.id, error=exc))
+            return []
+        return [nxt] if nxt is not None else []
+
     def after_kept(self, record: ActionRecord) -> ActionRecord | None:
         """A step was kept as "insufficient": propose the next one, or ask a person."""
         step = record.verification.step if record.verification else None

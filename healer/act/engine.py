@@ -230,21 +230,9 @@ class ChangeEngine:
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
-                changed += self._converge(moved)
+                if moved.state == S.VERIFIED:  # a short step goes on at once
+                    changed += self.converger.after_verified(moved)
         return changed
-
-    def _converge(self, record: ActionRecord) -> list[ActionRecord]:
-        """A step kept as insufficient goes on at once; an approved "continue" grants one."""
-        if record.state != S.VERIFIED:
-            return []
-        try:
-            if record.action.kind == "escalate":
-                return self.converger.after_granted(record)
-            nxt = self.converger.after_kept(record)
-        except (ActuatorError, HealerError, ValueError) as exc:  # never stall the cycle
-            log.exception(kv(msg="convergence failed", id=record.id, error=exc))
-            return []
-        return [nxt] if nxt is not None else []
 
     def check_drift(self) -> list[ActionRecord]:
         """Stand down on verified changes an administrator has since overridden.

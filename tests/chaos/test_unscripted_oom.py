@@ -1,4 +1,4 @@
-"""The fault nobody scripted (issue 15), end to end with a real ``healer run``: a service
+"""The fault nobody scripted, end to end with a real ``healer run``: a service
 needing about 150 MB in a 100 MB cgroup, restarted after every OOM kill, healer in auto mode
 confined to the parent cgroup, an operator approving whatever it asks. It must heal: the
 OOM kills stop for 15 s within 120 s of the first, and no step is rolled back."""
