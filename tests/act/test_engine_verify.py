@@ -152,4 +152,5 @@ def test_fd_limit_raise_verifies_on_the_process_fd_usage_ratio(
     assert verified.verification and verified.verification.result
     numbers = verified.verification.result.numbers
     assert numbers["target.after_median"] == pytest.approx(100 / 1024)
-    assert numbers["target.baseline_median"] == pytest.approx(63 / 64)
+    # One scan before the write shows the symptom once: too thin to say what "before" was.
+    assert "target.baseline_median" not in numbers
