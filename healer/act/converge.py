@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from guardrails import Policy
 from guardrails.actions import Action, Escalate, action_to_dict, parse_action
@@ -32,9 +33,18 @@ from guardrails.policy import Rule
 from healer.act.base import ActuatorRegistry
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
-from healer.models import ActionRecord, ActionState, Proposal, Step, Stop, StopReason
+from healer.models import (
+    ActionRecord,
+    ActionState,
+    Incident,
+    Proposal,
+    Step,
+    Stop,
+    StopReason,
+    VerifySpec,
+)
 from healer.store.repository import Repository
-from playbooks.schema import CONVERGE_FIELDS, Converge
+from playbooks.schema import CONVERGE_FIELDS, Converge, Playbook
 
 log = logging.getLogger("healer.act")
 S = ActionState
@@ -74,6 +84,8 @@ def next_value(plan: Converge, done: int, current: float, rule: Rule | None,
     ceiling = upper_bound(rule, facts)
     if ceiling is None:
         return NextStep(None, f"a fact rule {rule.id} bounds by is unknown", None, "unbounded")
+    if math.isinf(ceiling):  # healer steps only toward a ceiling it knows
+        return NextStep(None, f"rule {rule.id} sets no ceiling", None, "unbounded")
     geometric = current * plan.factor ** done
     need = demand(plan, current, numbers)
     want = max(geometric, need or 0.0)
@@ -104,7 +116,13 @@ def with_value(action: Action, value: int) -> Action:
     return parse_action(data)
 
 
-Propose = Callable[..., ActionRecord]
+class Propose(Protocol):
+    """``ChangeEngine.propose``: guard a proposal and journal it."""
+
+    def __call__(self, incident: Incident | None, proposal: Proposal,
+                 verify: Playbook | VerifySpec | None = None, *,
+                 max_per_incident: int | None = None, step: Step | None = None,
+                 stop: Stop | None = None) -> ActionRecord: ...
 
 
 class Converger:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from guardrails import CheckContext, check, load_policy, parse_action
 from guardrails.bounds import subject
+from guardrails.policy import Rule
 from healer.act.converge import next_value, with_value
 from playbooks.loader import load_library
 from playbooks.schema import Converge, Demand
@@ -126,6 +127,8 @@ def test_without_a_rule_or_a_fact_the_ceiling_is_unknown_and_nothing_steps() -> 
     no_budget = next_value(MEMORY, 1, 100.0 * MiB, MEMORY_RULE,
                            {"host_memory_bytes": 64.0 * GiB}, {})
     assert (no_budget.value, no_budget.stop) == (None, "unbounded")
+    boundless = Rule(id="X-any", approval="auto", max_step_percent=100)  # no range, no facts
+    assert next_value(MEMORY, 1, 100.0 * MiB, boundless, ROOMY, {}).stop == "unbounded"
 
 
 def test_steps_grow_geometrically_until_the_step_bound_holds_them() -> None:
