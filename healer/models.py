@@ -328,6 +328,7 @@ class Step(_Frozen):
     first: int | None = None  # step 1's action id (None on step 1 itself)
     previous: int | None = None  # the previous step's action id
     allowed: int = Field(ge=1)  # steps allowed so far: the playbook's max_steps, plus grants
+    cap: int | None = Field(default=None, ge=1)  # the remedy's max_per_incident: no grant passes it
     plan: Converge
     ceiling: float | None = None  # the policy's highest value here (range, facts), when known
 

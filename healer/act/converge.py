@@ -156,7 +156,7 @@ class Converger:
     def first_step(self, action: Action, plan: Converge, cap: int | None) -> Step:
         """Step 1 of a new convergence (``cap``: the remedy's max_per_incident)."""
         allowed = min(plan.max_steps, cap) if cap is not None else plan.max_steps
-        return Step(number=1, allowed=allowed, plan=plan, ceiling=self.ceiling(action))
+        return Step(number=1, allowed=allowed, cap=cap, plan=plan, ceiling=self.ceiling(action))
 
     # -- after a verdict ---------------------------------------------------------------------
     def after_verified(self, record: ActionRecord) -> list[ActionRecord]:
@@ -177,7 +177,8 @@ class Converger:
         if step is None or record.verdict != "insufficient":
             return None
         if step.number >= step.allowed:
-            return self._stop(record, "steps", f"{step.number} step(s), the most allowed")
+            return self._stop(record, "steps", f"{step.number} step(s), the most allowed",
+                              grants=step.cap is None or step.number < step.cap)
         return self._next(record, step.allowed)
 
     def _next(self, record: ActionRecord, allowed: int) -> ActionRecord | None:
@@ -198,7 +199,7 @@ class Converger:
             assert nxt.stop is not None
             return self._stop(record, nxt.stop, nxt.reason)
         new = Step(number=step.number + 1, first=step.first or record.id, previous=record.id,
-                   allowed=allowed, plan=step.plan, ceiling=nxt.ceiling)
+                   allowed=allowed, cap=step.cap, plan=step.plan, ceiling=nxt.ceiling)
         incident = self.repo.get_incident(record.incident_id) if record.incident_id else None
         why = "; ".join(ver.result.reasons) if ver.result else ""
         proposal = Proposal(
@@ -215,11 +216,11 @@ class Converger:
                                 f"step {new.number} ({'; '.join(out.decision.reasons)})")
         return out
 
-    def _stop(self, record: ActionRecord, reason: StopReason, why: str) -> ActionRecord:
+    def _stop(self, record: ActionRecord, reason: StopReason, why: str, *,
+              grants: bool = False) -> ActionRecord:
         """Ask a person, with the steps and their verdicts; approving a stop for the step
-        count allows one more step."""
+        count (below the remedy's max_per_incident) allows one more step."""
         steps = self._steps(record)
-        grants = reason == "steps"
         lines = [f"#{r.id} {r.original} -> {r.applied}: {r.verdict or r.state.value}"
                  for r in steps]
         ask = ("Approve this escalation to allow one more step." if grants

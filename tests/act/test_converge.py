@@ -211,3 +211,23 @@ def test_no_step_is_ever_rolled_back_for_insufficient(
     assert all(r.verdict == "insufficient" for r in steps)
     values = [int(r.applied or 0) for r in reversed(steps)]
     assert values == sorted(values) and len(set(values)) == 4  # each step larger
+
+
+def test_a_remedys_max_per_incident_caps_the_steps_and_no_grant_passes_it(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path) -> None:
+    netns_sysctl(netns, "net.core.somaxconn", "128")
+    engine = make_engine(repo, clock, window, tmp_path)
+    queue = Queue(window, clock, rate=20)
+    pb = _listen(max_steps=4)
+    capped = pb.model_copy(update={"remedies": (
+        pb.remedies[0].model_copy(update={"max_per_incident": 2}),)})
+    first = _start(engine, queue, _incident(repo, netns), netns, "256", capped)
+    assert first.verification and first.verification.step
+    assert (first.verification.step.allowed, first.verification.step.cap) == (2, 2)
+    queue.rate = 10
+    queue.until_change(engine)
+    engine.step()
+    _kept, ask = queue.until_change(engine)
+    stop = ask.verification.stop if ask.verification else None
+    assert stop is not None and (stop.reason, stop.grants_step) == ("steps", False)
+    assert "allow one more step" not in ask.action.model_dump()["message"]
