@@ -67,11 +67,6 @@ def verification_of(record: ActionRecord) -> Verification:
     return record.verification or Verification(spec=None, in_playbook=False)
 
 
-def spec_of(record: ActionRecord) -> VerifySpec | None:
-    """The verify spec stored with the record at proposal time."""
-    return verification_of(record).spec
-
-
 def _settle_default() -> float:
     return float(VerifySpec.model_fields["settle_seconds"].default)
 
