@@ -67,6 +67,8 @@ def summarize_action(rec: dict[str, Any]) -> dict[str, Any]:
         new = a.get(_NEW_FIELD.get(kind, ""))
         if kind == "gpu_locked_clocks":
             new = f"{a.get('min_mhz')}-{a.get('max_mhz')}"
+    ver = rec.get("verification") or {}
+    step = ver.get("step") or {}
     return {
         "id": rec.get("id"),
         "kind": kind,
@@ -78,7 +80,33 @@ def summarize_action(rec: dict[str, Any]) -> dict[str, Any]:
         "reasons": list(d.get("reasons") or []),
         "state": rec.get("state"),
         "provenance": rec.get("provenance"),
+        # the verification's verdict (fixed | insufficient | regressed) and its numbers
+        "outcome": (ver.get("result") or {}).get("verdict"),
+        "numbers": (ver.get("result") or {}).get("numbers") or {},
+        "step": step.get("number"),
+        "ceiling": step.get("ceiling"),
+        "applied_at": ver.get("applied_at"),
+        "stop": (ver.get("stop") or {}).get("reason"),
+        "stop_steps": list((ver.get("stop") or {}).get("steps") or []),
     }
+
+
+def steps_of(actions: Sequence[dict[str, Any]], key: str | None = None) -> list[dict[str, Any]]:
+    """Convergence steps (on one knob, ``action_key``, when given), oldest first, as a
+    report shows them: step number, old -> new, state, the verification's verdict, ceiling."""
+    return [
+        {k: a[k] for k in ("step", "id", "key", "old", "new", "state", "outcome", "ceiling")}
+        for a in actions
+        if a["step"] is not None and key in (None, a["key"])
+    ]
+
+
+def stopped(actions: Sequence[dict[str, Any]], key: str | None = None) -> str | None:
+    """Why a convergence (on ``key``, when given) stopped and asked a person ("steps",
+    "ceiling"), if one did."""
+    ids = {a["id"] for a in actions if key in (None, a["key"])}
+    return next((a["stop"] for a in reversed(actions)
+                 if a["stop"] and (key is None or ids & set(a["stop_steps"]))), None)
 
 
 def outcome_of(

@@ -20,6 +20,18 @@ def _verdict(r: dict[str, Any]) -> str:
     return "skip" if r.get("skipped") else ("PASS" if r.get("passed") else "FAIL")
 
 
+def _label(r: dict[str, Any]) -> str:
+    sev = r.get("severity")
+    return f"{r['scenario']}@{sev['point']}={sev['value']}{sev['unit']}" if sev else r["scenario"]
+
+
+def _steps(r: dict[str, Any]) -> str:
+    """A convergence's steps and verdicts, one line: 16->4096 insufficient, ... stopped."""
+    steps = [f"{s['old']}->{s['new']} {s['outcome'] or s['state']}" for s in r.get("steps", [])]
+    stop = f"; stopped at the {r['stopped']}" if r.get("stopped") else ""
+    return ("; ".join(steps) or "–") + stop
+
+
 def _why(r: dict[str, Any]) -> str:
     return str(r.get("skip_reason") or "; ".join(r.get("failures") or []))
 
@@ -27,14 +39,16 @@ def _why(r: dict[str, Any]) -> str:
 def summary_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The markdown summary table (also what the README quotes)."""
     rows = [
-        "| scenario | result | detected | detect | root cause | outcome | MTTR | host untouched |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | result | detected | detect | root cause | outcome | steps | MTTR "
+        "| host untouched |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         rows.append(
-            f"| {r['scenario']} | {_verdict(r)} | {'yes' if r.get('detected') else 'no'} | "
+            f"| {_label(r)} | {_verdict(r)} | {'yes' if r.get('detected') else 'no'} | "
             f"{_n(r.get('detect_seconds'))} | {r.get('root_cause') or '–'} | {r.get('outcome')} | "
-            f"{_n(r.get('mttr_seconds'))} | {'yes' if r.get('host_untouched') else 'NO'} |"
+            f"{_steps(r)} | {_n(r.get('mttr_seconds'))} | "
+            f"{'yes' if r.get('host_untouched') else 'NO'} |"
         )
     rate = summary.get("pass_rate")
     rows.append("")
@@ -58,7 +72,14 @@ def to_markdown(
         "",
     ]
     for r in results:
-        out.append(f"## {r['scenario']}: {_verdict(r)}\n")
+        out.append(f"## {_label(r)}: {_verdict(r)}\n")
+        if r.get("severity"):
+            sev = r["severity"]
+            seed = "" if sev["seed"] is None else f", seed {sev['seed']}"
+            out.append(f"- severity: {sev['value']}{sev['unit']} ({sev['point']} of "
+                       f"{sev['low']}-{sev['high']}{seed})")
+        if r.get("steps"):
+            out.append(f"- steps: {_steps(r)}")
         if _why(r):
             out.append(f"- why: {_why(r)}")
         out.append(
@@ -86,13 +107,14 @@ def to_html(results: list[dict[str, Any]], summary: dict[str, Any], meta: dict[s
     """report.html: one page, inline CSS and SVG, no external resources."""
     head = (
         "<tr><th>scenario</th><th>result</th><th>detect</th><th>root cause</th>"
-        "<th>outcome</th><th>MTTR</th><th>host untouched</th></tr>"
+        "<th>outcome</th><th>steps</th><th>MTTR</th><th>host untouched</th></tr>"
     )
     rows = "".join(
-        f"<tr><td><a href='#{escape(r['scenario'])}'>{escape(r['scenario'])}</a></td>"
+        f"<tr><td><a href='#{escape(_label(r))}'>{escape(_label(r))}</a></td>"
         f"<td class='{_verdict(r)}'>{_verdict(r)}</td><td>{_n(r.get('detect_seconds'))}</td>"
         f"<td>{escape(str(r.get('root_cause') or '–'))}</td>"
-        f"<td>{escape(str(r.get('outcome')))}</td><td>{_n(r.get('mttr_seconds'))}</td>"
+        f"<td>{escape(str(r.get('outcome')))}</td><td>{escape(_steps(r))}</td>"
+        f"<td>{_n(r.get('mttr_seconds'))}</td>"
         f"<td>{'yes' if r.get('host_untouched') else 'NO'}</td></tr>"
         for r in results
     )
@@ -128,7 +150,7 @@ def _section(r: dict[str, Any]) -> str:
     )
     why = f"<p>{escape(_why(r))}</p>" if _why(r) else ""
     return (
-        f"<section id='{escape(r['scenario'])}'><h2>{escape(r['scenario'])}: "
+        f"<section id='{escape(_label(r))}'><h2>{escape(_label(r))}: "
         f"<span class='{_verdict(r)}'>{_verdict(r)}</span></h2>{why}{chart}"
         f"<ul>{acts}</ul><p><code>{escape(json.dumps(r.get('checks', {}), default=str))}"
         f"</code></p></section>"

@@ -58,6 +58,13 @@ class ScenarioResult:
     steady_state_before: bool = False
     steady_state_after: bool = False
     host_untouched: bool = True
+    # The fault's magnitude: {"value", "unit", "low", "high", "point", "seed"} (point: low,
+    # middle, high, or draw with its seed), for scenarios whose severity is drawn.
+    severity: dict[str, Any] | None = None
+    # A convergence's steps: {"step", "id", "old", "new", "state", "outcome", "ceiling"};
+    # "stopped": why it asked a person ("steps" or "ceiling"), if it did.
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
     # Beyond the required fields: why, and what else was measured.
     skipped: bool = False
     skip_reason: str | None = None
@@ -66,6 +73,14 @@ class ScenarioResult:
     duration_seconds: float = 0.0
     host_diff: dict[str, Any] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline)
+
+    @property
+    def label(self) -> str:
+        """The scenario's name, with its magnitude when it has one: cgroup-oom@high=600MB."""
+        sev = self.severity
+        if not sev:
+            return self.scenario
+        return f"{self.scenario}@{sev['point']}={sev['value']}{sev['unit']}"
 
     def fail(self, why: str) -> None:
         """Record a failed criterion (the result cannot pass any more)."""

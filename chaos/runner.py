@@ -138,7 +138,8 @@ def run_scenario(
     scn: Scenario, *, keep: bool = False, status: Status | None = None
 ) -> ScenarioResult:
     """Run one scenario end to end; re-raises KeyboardInterrupt after cleaning up."""
-    res = ScenarioResult(scenario=scn.name, expected_root_cause=scn.expected_root_cause)
+    res = ScenarioResult(scenario=scn.name, expected_root_cause=scn.expected_root_cause,
+                         severity=scn.severity_info())
     why = scn.unavailable()
     if why:
         res.skipped, res.skip_reason = True, why
@@ -223,8 +224,8 @@ def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
         "detect_p95_seconds": pct(det, 95),
         "mttr_p50_seconds": pct(mttr, 50),
         "mttr_p95_seconds": pct(mttr, 95),
-        "failed_scenarios": [r.scenario for r in ran if not r.passed],
-        "skipped_scenarios": {r.scenario: r.skip_reason for r in results if r.skipped},
+        "failed_scenarios": [r.label for r in ran if not r.passed],
+        "skipped_scenarios": {r.label: r.skip_reason for r in results if r.skipped},
         "note": "skipped scenarios are not failures; pass_rate counts only scenarios that ran",
     }
 

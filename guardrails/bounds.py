@@ -8,7 +8,7 @@ deny; soft bounds (step, direction, an unknown live value) need a human.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from guardrails import linear
@@ -129,10 +129,33 @@ def _facts(rule: Rule, values: Numbers, ctx: CheckContext, sink: Sink) -> None:
 
 
 def _fact(ctx: CheckContext, name: str) -> float | None:
-    value = ctx.facts.get(name)
+    return _finite(ctx.facts.get(name))
+
+
+def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None  # NaN or inf would make every comparison vacuous
     return float(value)
+
+
+def upper_bound(rule: Rule, facts: Mapping[str, float]) -> float | None:
+    """The highest value ``rule``'s range and fact bounds allow (inf when none bounds it);
+    None when a fact it bounds by is unknown (the guard would ask a human)."""
+    bound = rule.max if rule.max is not None else _INF
+    for name, factor in rule.max_facts.items():
+        fact = _finite(facts.get(name))
+        if fact is None:
+            return None
+        bound = min(bound, fact * factor)
+    return bound
+
+
+def step_ceiling(rule: Rule, current: float) -> float:
+    """The highest value one upward step from ``current`` may reach under ``rule``."""
+    if rule.max_step_percent is None:
+        return _INF
+    floor = rule.step_floor if rule.step_floor is not None else -_INF
+    return max(current + abs(current) * rule.max_step_percent / 100.0, floor)
 
 
 def _direction(rule: Rule, values: Numbers, current: Numbers, sink: Sink) -> None:
@@ -151,14 +174,13 @@ def _step(rule: Rule, values: Numbers, current: Numbers, sink: Sink) -> None:
     pct = rule.max_step_percent
     if pct is None:
         return
-    floor = rule.step_floor if rule.step_floor is not None else -_INF
     for v, c in zip(values, current, strict=True):
         if v == c:
             continue
         if math.isinf(c) or math.isinf(v):
             ok = False  # no bounded step to or from "unlimited"
         elif v > c:
-            ok = v <= max(c + abs(c) * pct / 100.0, floor)
+            ok = v <= step_ceiling(rule, c)
         else:
             ok = v >= c - abs(c) * pct / 100.0
         if not ok:

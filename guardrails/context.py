@@ -36,6 +36,10 @@ class HistoryEntry:
     # False when it was undone without a verdict on its value (a crash-recovery restore of
     # an unconfirmed change): R-repeat-rollback does not hold such a value against a retry.
     judged: bool = True
+    # Set when this change was kept as a step of a convergence whose verdict was
+    # "insufficient" (the convergence's key, e.g. "incident:42"): the next step of the same
+    # convergence is the same remedy, so this entry starts no cooldown for it.
+    convergence: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware("HistoryEntry.ts", self.ts)
@@ -69,6 +73,8 @@ class CheckContext:
     confine: tuple[str, ...] = ()
     # Without root nothing can be applied: the mode is capped at advise.
     root: bool = True
+    # The convergence this change is the next step of (HistoryEntry.convergence); None: none.
+    convergence: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware("CheckContext.now", self.now)

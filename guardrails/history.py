@@ -5,6 +5,11 @@ Only states in ``policy.limits.counted_states`` count as changes that happened.
 A rollback counts as "this value was bad" only when it was ``judged`` (a regression, a
 failed or timed-out verification, an operator's rollback); a crash-recovery restore of a
 change nobody confirmed still counts for cooldown and rate, but not against the value.
+
+The cooldown keeps unrelated changes of one target apart. The steps of one convergence
+(a capacity raise stepped again because its verdict was "insufficient") are one remedy:
+a kept step starts no cooldown for the next step of the same convergence. It still counts
+toward ``max_per_target_per_hour``, and every other rule holds as for any change.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from guardrails.bounds import Numbers, parse_numbers
-from guardrails.context import CheckContext
+from guardrails.context import CheckContext, HistoryEntry
 from guardrails.policy import Limits
 
 _HOUR = 3600.0
@@ -32,7 +37,8 @@ def history_reasons(
         age = (ctx.now - entry.ts).total_seconds()
         if entry.state in counted:
             in_hour += age < _HOUR
-            newest = age if newest is None else min(newest, age)
+            if not _same_remedy(entry, ctx):
+                newest = age if newest is None else min(newest, age)
         if (
             entry.state == "rolled_back"
             and entry.judged
@@ -52,3 +58,12 @@ def history_reasons(
         )
     if repeat:
         yield (f"{target} was rolled back from this value recently", "R-repeat-rollback")
+
+
+def _same_remedy(entry: HistoryEntry, ctx: CheckContext) -> bool:
+    """The entry is a kept earlier step of the convergence the checked change continues."""
+    return (
+        ctx.convergence is not None
+        and entry.convergence == ctx.convergence
+        and entry.state == "verified"
+    )

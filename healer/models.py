@@ -3,19 +3,23 @@
 Data flows through the loop as these values: collectors produce ``SamplePart``s that
 the monitor merges into a ``Sample``; detectors turn the window into ``Signal``s and
 ``Incident``s; diagnosers produce a ``Diagnosis`` with ``Proposal``s; the guard
-returns a ``guardrails.Decision``; the journal keeps ``ActionRecord``s.
+returns a ``guardrails.Decision``; the journal keeps ``ActionRecord``s, each with its
+``Verification``: what is compared (``VerifySpec``), the baseline, the verdict, and the
+record's place in a convergence (``Step``).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardrails.actions import Action
 from guardrails.decision import Decision, Provenance
+from playbooks.schema import Converge
 
 
 class _Frozen(BaseModel):
@@ -212,6 +216,193 @@ SLACK_APPROVE_ACTION = "healer_approve"
 SLACK_REJECT_ACTION = "healer_reject"
 
 
+# -- verification: what a change is judged on, and what was concluded -------------------------
+Direction = Literal["down", "up", "to_zero", "below", "above"]
+SloOp = Literal["<=", "<", ">=", ">"]
+# fixed: the symptom is gone for the verify window (keep). insufficient: it continues at the
+# same rate or lower and no guard regressed (keep; a convergence steps again). regressed: a
+# guard got worse beyond its noise, or the symptom got worse than before (roll back).
+Verdict = Literal["fixed", "insufficient", "regressed"]
+
+
+class KmsgContextPattern(_Frozen):
+    """A preceding line whose captures are merged into the next match."""
+
+    contains: str
+    regex: str
+    max_lines: int = 50
+
+
+class KmsgPattern(_Frozen):
+    """One kernel-log line kind that shows the symptom a change must stop (``quiet_kmsg``)."""
+
+    contains: str
+    regex: str
+    where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    context: tuple[KmsgContextPattern, ...] = ()
+    scope: dict[str, str] = Field(default_factory=dict)  # capture -> the incident's value
+
+    def captures(self) -> set[str]:
+        """Every named group the line or its context lines can capture."""
+        names = set(re.compile(self.regex).groupindex)
+        for ctx in self.context:
+            names |= set(re.compile(ctx.regex).groupindex)
+        return names
+
+
+class Slo(_Frozen):
+    """One objective: ``metric op objective`` (a number, or a metric the app reports)."""
+
+    metric: str
+    op: SloOp
+    objective: float | None = None
+    objective_metric: str | None = None
+
+    def __str__(self) -> str:
+        rhs = self.objective_metric if self.objective_metric else f"{self.objective:g}"
+        return f"{self.metric}{self.op}{rhs}"
+
+
+class GuardSpec(_Frozen):
+    """A metric that must not regress past an explicit tolerance while the change is tried."""
+
+    metric: str
+    max_regression_percent: float | None = Field(default=None, ge=0)
+    max_increase: float | None = Field(default=None, ge=0)  # absolute, in the metric's units
+    worse: Literal["up", "down"] = "up"
+
+
+class VerifySpec(_Frozen):
+    """The target metric and direction and/or the symptom's kernel-log patterns, the guards,
+    and the windows and tolerances (healer/verify/compare.py judges on them)."""
+
+    metric: str | None = None
+    direction: Direction | None = None
+    quiet_kmsg: tuple[KmsgPattern, ...] = ()
+    slos: tuple[Slo, ...] = ()  # operator SLOs; when set they are the target (verify/slo.py)
+    threshold: float | None = None  # for below / above
+    rate: bool = False  # compare the per-second rate (counters; *_total always are)
+    guards: tuple[GuardSpec, ...] = ()
+    window_seconds: float = Field(default=30.0, gt=0)  # baseline length and judged after-window
+    settle_seconds: float = Field(default=2.0, ge=0)  # samples right after the write are ignored
+    min_samples: int = Field(default=3, ge=2)  # never judge on one sample
+    min_change_percent: float = Field(default=10.0, ge=0)  # up/down: required improvement
+    target_tolerance_percent: float = Field(default=20.0, ge=0)  # target worse than this: fail
+    zero_tolerance: float = Field(default=0.0, ge=0)  # to_zero: the largest rate that counts as 0
+    mad_k: float = Field(default=3.0, ge=0)  # noise floor: k * MAD of the baseline
+    deadline_seconds: float | None = None  # default: settle + 3 windows
+    # A capacity raise (a convergence's step): raising a limit does not cause more of the
+    # failures it lifts, so a symptom that goes on, at any rate, is "insufficient"; a higher
+    # rate means the workload got further. Only the guards can call it a regression.
+    capacity: bool = False
+
+    @model_validator(mode="after")
+    def _target(self) -> VerifySpec:
+        if (self.metric is None) != (self.direction is None):
+            raise ValueError("metric and direction go together")
+        if self.metric is None and not self.quiet_kmsg and not self.slos:
+            raise ValueError("give a metric and direction, quiet_kmsg patterns or slos")
+        return self
+
+    @property
+    def deadline(self) -> float:
+        """Seconds after the write by which verification must have passed."""
+        if self.deadline_seconds is not None:
+            return self.deadline_seconds
+        return self.settle_seconds + 3 * self.window_seconds
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric verification reads: the target, then the guards."""
+        target = () if self.metric is None else (self.metric,)
+        return (*target, *(g.metric for g in self.guards))
+
+
+class VerifyResult(_Frozen):
+    """The verdict (None: keep waiting), the reasons, and the numbers behind it."""
+
+    verdict: Verdict | None
+    reasons: tuple[str, ...] = ()
+    numbers: dict[str, float] = Field(default_factory=dict)
+
+
+class Summary(_Frozen):
+    """A metric over the baseline window: robust statistics (healer/verify/stats.py)."""
+
+    n: float
+    median: float
+    mad: float
+    min: float
+    max: float
+
+
+def convergence_key(first: int) -> str:
+    """How the journal and the guard name one convergence: by its step 1's action id."""
+    return f"convergence:{first}"
+
+
+class Step(_Frozen):
+    """A record's place in a convergence: step ``number`` of the remedy on one target."""
+
+    number: int = Field(ge=1)
+    first: int | None = None  # step 1's action id (None on step 1 itself)
+    previous: int | None = None  # the previous step's action id
+    allowed: int = Field(ge=1)  # steps allowed so far: the playbook's max_steps, plus grants
+    cap: int | None = Field(default=None, ge=1)  # the remedy's max_per_incident: no grant passes it
+    plan: Converge
+    ceiling: float | None = None  # the policy's highest value here (range, facts), when known
+
+    @property
+    def continues(self) -> str | None:
+        """The convergence a step after the first continues; None for step 1."""
+        return None if self.first is None else convergence_key(self.first)
+
+
+StopReason = Literal["steps", "ceiling", "unbounded"]
+
+
+class Stop(_Frozen):
+    """On an escalation: why a convergence stopped, and whether approving it continues it."""
+
+    reason: StopReason
+    steps: tuple[int, ...]  # the action ids of the steps so far, oldest first
+    grants_step: bool  # approving this escalation allows one more step
+
+
+class Verification(_Frozen):
+    """What the journal keeps about judging one change (ActionRecord.verification)."""
+
+    spec: VerifySpec | None
+    in_playbook: bool  # False: outside the playbook's remedies; never automatic
+    baseline: dict[str, Summary] = Field(default_factory=dict)
+    kmsg_baseline: float | None = None  # symptom lines per second before the change
+    applied_at: float | None = None  # epoch seconds of the write
+    result: VerifyResult | None = None
+    judged: bool = True  # False: undone without a verdict on the value (crash recovery)
+    rollback_reason: str | None = None
+    step: Step | None = None
+    stop: Stop | None = None
+
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> Verification:
+        """Parse the stored JSON, including rows written before this model: a missing
+        ``in_playbook`` reads as False (the safe side), ``rollback_judged`` as ``judged``
+        and a ``passed`` result as its verdict."""
+        data = dict(raw)
+        data.setdefault("in_playbook", False)
+        data.setdefault("spec", None)
+        if "rollback_judged" in data:
+            data["judged"] = data.pop("rollback_judged")
+        result = data.get("result")
+        if isinstance(result, dict) and "passed" in result:
+            passed = result.get("passed")
+            verdict = {True: "fixed", False: "regressed"}.get(passed) if passed is not None \
+                else None
+            data["result"] = {k: v for k, v in result.items() if k != "passed"} | {
+                "verdict": verdict}
+        return cls.model_validate(data)
+
+
 class ActionRecord(_Frozen):
     """One row of the action journal; the JSON shape in ARCHITECTURE.md."""
 
@@ -227,9 +418,22 @@ class ActionRecord(_Frozen):
     created_at: datetime
     updated_at: datetime
     deadline: datetime | None = None  # verification deadline
-    verification: dict[str, Any] | None = None
+    verification: Verification | None = None
     approvals_needed: int = 0
     rationale: str = ""
+
+    @property
+    def convergence(self) -> str | None:
+        """The key of the convergence this record is a step of (its step 1's action id)."""
+        step = self.verification.step if self.verification else None
+        first = None if step is None else (step.first if step.first is not None else self.id)
+        return None if first is None else convergence_key(first)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The verification verdict, once there is one."""
+        result = self.verification.result if self.verification else None
+        return None if result is None else result.verdict
 
 
 Incident.model_rebuild()

@@ -11,6 +11,8 @@ An incident is diagnosed when it opens or reopens, and again while it keeps firi
 its change was rolled back (a regression, or commit-confirmed recovery after a restart) and
 ``rediagnose_seconds`` passed since the last diagnosis and the rollback; see
 ``rediagnosis_due``. A storm costs nothing extra: the interval is checked in memory first.
+A capacity raise that was not enough is not rolled back: the engine keeps it and steps
+again at once (healer.act.converge), with no new diagnosis.
 """
 
 from __future__ import annotations

@@ -287,6 +287,37 @@ class ActionTemplate(BaseModel):
         return {k: parse_expr(v) for k, v in self.fields.items() if k in NUMERIC_FIELDS}
 
 
+# Kinds a convergence can step, and the field holding their one number (a limit).
+CONVERGE_FIELDS = {"sysctl_write": "value", "cgroup_limit": "value", "process_rlimit": "soft"}
+
+
+class Demand(_Model):
+    """A number of the verdict that measures what the limit must hold: the kernel's evidence.
+
+    ``usage``: the demand as observed (a killed task's rss); worthless when the very limit
+    being raised capped it, and then ignored. ``shortfall``: what the limit lacked (queue
+    drops per second), added on top of it.
+    """
+
+    number: str = Field(pattern=r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")  # a verdict number
+    scale: float = Field(default=1.0, gt=0)  # into the action's units (kB -> bytes: 1024)
+    kind: Literal["usage", "shortfall"]
+
+
+class Converge(_Model):
+    """Step a capacity raise again while its verdict is "insufficient" (healer/act/converge.py).
+
+    Step 1 is the remedy's own value; step k+1 multiplies the live value by ``factor``**k
+    (or more, when ``demand`` says so), always within the guard policy's step, range and
+    facts. After ``max_steps`` steps, or at the policy's ceiling, a person is asked.
+    """
+
+    max_steps: int = Field(default=4, ge=1, le=16)
+    factor: float = Field(default=2.0, gt=1, le=16)
+    headroom: float = Field(default=1.25, ge=1, le=4)  # times the demand the evidence shows
+    demand: tuple[Demand, ...] = ()
+
+
 class Remedy(_Model):
     action: ActionTemplate
     current: str | None = None  # the fact `current` refers to; sysctl_write: its key
@@ -295,6 +326,15 @@ class Remedy(_Model):
     expected_effect: str = Field(min_length=1)
     reversible: bool = True  # False forces human approval downstream
     max_per_incident: int | None = Field(default=None, ge=1)  # e.g. one limit step for a leak
+    converge: Converge | None = None  # a capacity raise that steps until the fault is gone
+
+    @model_validator(mode="after")
+    def _converge(self) -> Remedy:
+        field = CONVERGE_FIELDS.get(self.action.kind)
+        if self.converge is not None and field not in self.action.fields:
+            raise ValueError(f"converge: only for a numeric limit "
+                             f"({', '.join(CONVERGE_FIELDS)}), not {self.action.kind}")
+        return self
 
 
 _DIRECTION_RE = r"^(?:down|up|to_zero|below:-?[0-9.]+|above:-?[0-9.]+)$"

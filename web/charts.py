@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from healer.models import ActionRecord, Incident, Sample
 from healer.store.repository import Repository
@@ -89,10 +88,8 @@ _MARKERS = {"applying": "apply", "verified": "verify", "rolled_back": "rollback"
 def verification_chart(repo: Repository, record: ActionRecord, incident: Incident | None,
                        now: datetime) -> dict[str, object] | None:
     """The metric around a change, before and after, with apply/verify/rollback markers."""
-    ver = record.verification or {}
-    raw_spec = ver.get("spec")
-    spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
-    metric = next((m for m in (ver.get("metric"), spec.get("metric")) if isinstance(m, str)), None)
+    spec = record.verification.spec if record.verification else None
+    metric = spec.metric if spec else None
     if metric is None and incident is not None and incident.evidence.metrics:
         metric = next(iter(incident.evidence.metrics))
     if metric is None:
@@ -108,6 +105,6 @@ def verification_chart(repo: Repository, record: ActionRecord, incident: Inciden
     if not points and incident is not None:
         points = list(incident.evidence.metrics.get(metric, []))
     markers = [{"ts": at.timestamp(), "label": label} for at, label in stamps]
-    rate = bool(spec.get("rate")) or metric.endswith("_total")  # counters: draw per-second
+    rate = bool(spec and spec.rate) or metric.endswith("_total")  # counters: draw per-second
     return {"metric": metric, "points": downsample(points, 600), "markers": markers,
             "rate": rate}

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.actions import Action
 from guardrails.decision import Decision
-from healer.models import ActionRecord, Diagnosis, Incident, Sample
+from healer.models import ActionRecord, Diagnosis, Incident, Sample, Verification
 from healer.store.rows import ApprovalRow, AuditRow
 
 # Row ids are 64-bit in every database healer supports; a larger number can name no row
@@ -95,7 +95,7 @@ class ActionOut(_Timestamps):
     applied: str | None
     created_at: UtcDatetime
     updated_at: UtcDatetime
-    verification: dict[str, Any] | None
+    verification: Verification | None
 
     @classmethod
     def fields_of(cls, r: ActionRecord) -> dict[str, Any]:

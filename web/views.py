@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from guardrails.actions import Action
-from healer.models import ActionRecord, Incident, Sample
+from healer.models import ActionRecord, Incident, Sample, Stop
 from healer.store.repository import Repository
 from web.approvals import record_status
 from web.charts import verification_chart
@@ -78,6 +78,65 @@ def proposal_view(repo: Repository, record: ActionRecord, incident: Incident | N
     return ProposalView(record, incident, f"{record.action.kind} {record.action.key_name}",
                         current_value(record, incident, latest), proposed_value(record.action),
                         record_status(repo, record, ttl))
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of a convergence as the dashboard lists it."""
+
+    number: int
+    record: ActionRecord
+    value: str  # what the step set (read back), else what it proposes
+    why: str  # the verdict's first reason, the rollback's, or the guard's
+
+
+@dataclass(frozen=True)
+class ConvergenceView:
+    """A remedy stepped on one target: its steps, where the ceiling is, why it stopped."""
+
+    target: str
+    steps: list[StepView]
+    allowed: int
+    ceiling: float | None
+    stop: Stop | None = None
+    escalation: ActionRecord | None = None
+
+    @property
+    def value(self) -> float | None:
+        """The newest step's value as a number, for the gauge against the ceiling."""
+        try:
+            return float(self.steps[-1].value)
+        except ValueError:
+            return None
+
+
+def _step_view(record: ActionRecord) -> StepView:
+    ver = record.verification
+    assert ver is not None and ver.step is not None
+    why = ver.rollback_reason or (ver.result.reasons[0] if ver.result and ver.result.reasons
+                                  else "; ".join(record.decision.reasons))
+    return StepView(ver.step.number, record, record.applied or proposed_value(record.action), why)
+
+
+def convergences(records: list[ActionRecord]) -> list[ConvergenceView]:
+    """The convergences among ``records``, each with its steps oldest first."""
+    steps: dict[str, list[ActionRecord]] = {}
+    for record in sorted(records, key=lambda r: r.id or 0):
+        if record.convergence is not None:
+            steps.setdefault(record.convergence, []).append(record)
+    stops = [r for r in records if r.verification and r.verification.stop]
+    out = []
+    for chain in steps.values():
+        last = chain[-1]
+        assert last.verification is not None and last.verification.step is not None
+        ids = {r.id for r in chain}
+        esc = next((r for r in stops if r.verification and r.verification.stop
+                    and ids & set(r.verification.stop.steps)), None)
+        out.append(ConvergenceView(
+            last.action.target, [_step_view(r) for r in chain], last.verification.step.allowed,
+            last.verification.step.ceiling, esc.verification.stop if esc and esc.verification
+            else None, esc))
+    return out
 
 
 @dataclass

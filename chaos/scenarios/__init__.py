@@ -8,19 +8,15 @@ from chaos.scenarios.base import Scenario
 def registry() -> dict[str, Scenario]:
     """Every scenario by name; a duplicate name is an error."""
     from chaos.scenarios.adversarial import AlertStorm, PromptInjection
-    from chaos.scenarios.cgroup import (
-        CgroupOom,
-        CpuContention,
-        FdExhaustion,
-        MemoryLeak,
-        PidsExhaustion,
-    )
+    from chaos.scenarios.cgroup import CpuContention, FdExhaustion, MemoryLeak, PidsExhaustion
     from chaos.scenarios.gpu import GpuContention, GpuThermal, GpuXid
+    from chaos.scenarios.memory import CgroupOom, CgroupOomLoop
     from chaos.scenarios.net import AdminDrift, BadFixRollback, CrashDuringVerify, ListenOverflow
 
     classes: list[type[Scenario]] = [
         ListenOverflow,
         CgroupOom,
+        CgroupOomLoop,
         MemoryLeak,
         FdExhaustion,
         PidsExhaustion,

@@ -9,13 +9,16 @@ The runner (``chaos.runner``) owns the order of steps and the cleanup.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from chaos import observe
 from chaos.daemon import DaemonError, Healer
@@ -26,6 +29,25 @@ from chaos.sandbox import Sandbox, free_port
 from chaos.sinks import LlmProxy, WebhookSink
 
 Check = tuple[bool, str]  # (ok, why)
+Point = Literal["low", "middle", "high", "draw"]
+POINTS: tuple[Point, ...] = ("low", "middle", "high")
+
+
+@dataclass(frozen=True)
+class Severity:
+    """The range a scenario's fault magnitude is drawn from: sizes we did not choose."""
+
+    low: int
+    high: int
+    unit: str  # shown after the value: "MB", " fds", " tasks", " connections"
+
+    def at(self, point: Point) -> int:
+        """The range's low, middle or high point."""
+        return {"low": self.low, "middle": (self.low + self.high) // 2}.get(point, self.high)
+
+    def draw(self, seed: int, name: str) -> int:
+        """A uniform draw, reproducible from the seed alone (one stream per scenario name)."""
+        return random.Random(f"{seed}:{name}").randint(self.low, self.high)
 
 
 class Context:
@@ -165,8 +187,10 @@ class Context:
                 tl.mark("detect", t)
             best = [i for i in hits if i.get("playbook") == scn.expected_root_cause] or hits
             res.root_cause = observe.root_cause_of(best[-1])
-        res.actions = [{k: v for k, v in a.items() if k != "provenance"} for a in self.actions]
+        res.actions = [{k: v for k, v in a.items() if k not in ("provenance", "numbers")}
+                       for a in self.actions]
         res.outcome = observe.outcome_of(self.actions, scn.outcome_order)
+        res.steps, res.stopped = observe.steps_of(self.actions), observe.stopped(self.actions)
         now = time.time()
         if any(a["state"] in observe.APPLIED_STATES for a in self.actions):
             if self.t_applied is None:
@@ -177,8 +201,11 @@ class Context:
             ("rolled_back", "rollback"),
             ("superseded", "superseded"),
         ):
-            if any(a["state"] == state for a in self.actions):
+            # a step kept as "insufficient" is verified but heals nothing yet
+            if any(a["state"] == state and a["outcome"] != "insufficient" for a in self.actions):
                 tl.mark(label, now)
+        if any(a["outcome"] == "insufficient" for a in self.actions):
+            tl.mark("step", now)
         if self.t_applied and self.t_recovered is None and scn.recovered(self):
             self.t_recovered = now
             tl.mark("recovered", now)
@@ -224,6 +251,31 @@ class Scenario:
     needs: ClassVar[tuple[str, ...]] = ("root", "netns", "cgroups")
     outcome_order: ClassVar[tuple[str, ...]] = observe.DEFAULT_OUTCOME_ORDER
     poll_seconds: ClassVar[float] = 0.25
+    severity: ClassVar[Severity | None] = None  # set: the fault's size is drawn from a range
+    magnitude: int = 0  # this run's size (severity's unit); the low point until one is chosen
+    point: Point = "low"
+    seed: int | None = None
+
+    def __init__(self) -> None:
+        if self.severity is not None:
+            self.magnitude = self.severity.low
+
+    def sized(self, point: Point, seed: int | None = None) -> Scenario:
+        """A copy of this scenario at a point of its range, or drawn with ``seed``."""
+        out = copy.copy(self)
+        if self.severity is not None:
+            out.point, out.seed = point, seed
+            out.magnitude = (self.severity.draw(seed or 0, self.name) if point == "draw"
+                             else self.severity.at(point))
+        return out
+
+    def severity_info(self) -> dict[str, Any] | None:
+        """The magnitude as the result JSON reports it."""
+        sev = self.severity
+        if sev is None:
+            return None
+        return {"value": self.magnitude, "unit": sev.unit.strip(), "low": sev.low,
+                "high": sev.high, "point": self.point, "seed": self.seed}
 
     def detect_ids(self) -> set[str]:
         """Playbook ids whose incident counts as detection."""
@@ -281,6 +333,34 @@ class Scenario:
 
     def after_revert(self, ctx: Context) -> None:
         """Extra checks once faults are reverted (optional)."""
+
+
+ENDED = ("rolled_back", "rollback_failed", "denied", "rejected", "expired")
+
+
+def converged(ctx: Context, key: str, live: float | None, original: float) -> bool | None:
+    """Where healer's convergence on the knob ``key`` stands (``observe.action_key``): True
+    once its newest step was verified "fixed", or once it stopped at the policy's ceiling;
+    None while under way. Fails the run for a step that was rolled back, denied or refused,
+    for stopping short of the ceiling, and for a live limit below the original."""
+    res = ctx.res
+    steps = [a for a in ctx.actions if a["key"] == key]
+    for a in steps:
+        if a["state"] in ENDED:
+            res.fail(f"step {a['step']} ({a['old']} -> {a['new']}) ended {a['state']}: "
+                     f"{'; '.join(a['reasons'])}")
+    if live is not None and live < original:
+        res.fail(f"{key} is {live:g}, below the original {original:g}")
+    stop = observe.stopped(ctx.actions, key)
+    if stop is not None and stop != "ceiling":
+        res.fail(f"not fixed within the steps allowed (stopped: {stop})")
+    res.checks.update(steps=len(steps), live_limit=live, original_limit=original, stopped=stop)
+    if res.failures:
+        return False
+    if stop == "ceiling":
+        return True
+    last = steps[-1] if steps else None
+    return True if last and last["state"] == "verified" and last["outcome"] == "fixed" else None
 
 
 def data_dir() -> Path:

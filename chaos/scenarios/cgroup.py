@@ -1,19 +1,16 @@
-"""Scratch-cgroup scenarios: cgroup-oom, memory-leak, fd-exhaustion, pids-exhaustion,
-cpu-contention."""
+"""Scratch-cgroup scenarios: memory-leak, fd-exhaustion, pids-exhaustion, cpu-contention, and
+what the cgroup scenarios share (cgroup-oom and its unscripted twin are in memory.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from chaos.cgroups import CgroupError
 from chaos.faults import CgroupKnob
-from chaos.scenarios.base import Check, Context, Scenario
+from chaos.scenarios.base import Check, Context, Scenario, Severity, converged
 from chaos.workloads.common import read_prom
 
 MB = 2**20
@@ -28,7 +25,14 @@ def _cg_action(ctx: Context, knob: str, path: str) -> dict[str, Any] | None:
     return None
 
 
-class _CgroupScenario(Scenario):
+def limit_value(text: str | None) -> float | None:
+    """A limit file's value; "max" and v1's unlimited PAGE_COUNTER_MAX read as infinity."""
+    if text is None:
+        return None
+    return float("inf") if text in ("max", "-1") or len(text) > 18 else float(text)
+
+
+class CgroupScenario(Scenario):
     def scope_prefixes(self, ctx: Context) -> tuple[str, ...]:
         return (f"cgroup:{ctx.sb.cgroup_root}",)
 
@@ -39,99 +43,38 @@ class _CgroupScenario(Scenario):
                 return float(v)
         return None
 
-    def _counter_flat(self, ctx: Context, key: str, seconds: float, points: int) -> bool:
-        """The charted counter has not moved over the last ``seconds`` since the apply."""
-        since = max(time.time() - seconds, ctx.t_applied or 0.0)
-        pts = [v for t, v in ctx.data.get(key, []) if t > since]
-        return len(pts) >= points and pts[0] == pts[-1]
-
-    def _limit_fix_held(self, ctx: Context, knob: str, key: str, settle: float,
-                        what: str, check: str) -> bool:
-        """The knob's raise was allowed and verified, and ``key`` stayed flat after it."""
-        fix = _cg_action(ctx, knob, ctx.data["cg"])
-        if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):
-            ctx.res.fail(f"{knob} change ended {fix['state']}: {fix['reasons']}")
-        if not fix or fix["state"] != "verified" or ctx.t_applied is None:
+    def _converged(self, ctx: Context, knob: str, original: float, key: str, settle: float,
+                   what: str, check: str) -> bool:
+        """healer stepped ``knob`` until fixed (and ``key`` stayed flat after the fixing
+        step), or stopped at the policy's ceiling; never below ``original``."""
+        assert ctx.sb.cg is not None
+        path = ctx.data["cg"]
+        live = limit_value(ctx.sb.cg.read(path, knob))
+        state = converged(ctx, f"{path}:{knob}", live, original)
+        if not state:
             return False
-        start = self._count_at(ctx, key, ctx.t_applied + settle)
+        last = [a for a in ctx.actions if a["key"] == f"{path}:{knob}"][-1]
+        if ctx.res.stopped == "ceiling" or last["applied_at"] is None:
+            return not ctx.res.failures
+        start = self._count_at(ctx, key, last["applied_at"] + settle)
         end = self._count_at(ctx, key, time.time() - 1.0)
         ctx.res.checks.update(
-            {"new_limit": fix["new"],
-             check: None if start is None or end is None else end - start}
+            {"new_limit": last["new"], check: None if start is None or end is None else end - start}
         )
         if start is None or end is None:
             return False
         if end > start:
-            ctx.res.fail(f"{end - start:.0f} {what} during the verify window")
-        if fix["verdict"] != "allow":
-            ctx.res.fail(f"expected allow, got {fix['verdict']}")
+            ctx.res.fail(f"{end - start:.0f} {what} after the fixing step")
+        if last["verdict"] != "allow":
+            ctx.res.fail(f"expected allow, got {last['verdict']}")
+        if not ctx.res.failures and ctx.t_recovered is None:
+            # healthy from the fixing step on: the counter has not moved since it settled
+            ctx.t_recovered = last["applied_at"] + settle
+            ctx.res.timeline.mark("recovered", ctx.t_recovered)
         return not ctx.res.failures
 
 
-class CgroupOom(_CgroupScenario):
-    name = "cgroup-oom"
-    title = "a 110 MB service under a 100 MB cgroup limit, restarted by its supervisor"
-    expected_root_cause = "cgroup-memory-limit-too-low"
-    key_metric = "OOM kills in the cgroup (total)"
-    timeout = 120.0
-
-    def setup(self, ctx: Context) -> None:
-        cg = ctx.sb.cg
-        assert cg is not None
-        path = ctx.data["cg"] = ctx.sb.cgroup("app")
-        cg.write(path, "memory.max", str(256 * MB))
-        if cg.version == 1:
-            (cg._dir(path, "memory") / "memory.swappiness").write_text("0")
-        ctx.data["app"] = ctx.workload(
-            "app", "supervisor", "--delay", "0.5", "--", *_py("memhog", "--mb", "110"), cgroup=path
-        )
-
-    def probe(self, ctx: Context) -> float | None:
-        assert ctx.sb.cg is not None
-        n = ctx.sb.cg.events(ctx.data["cg"], "memory").get("oom_kill", 0)
-        ctx.data.setdefault("ooms", []).append((time.time(), n))
-        return float(n)
-
-    def steady(self, ctx: Context) -> Check:
-        assert ctx.sb.cg is not None
-        a = ctx.sb.cg.events(ctx.data["cg"], "memory").get("oom_kill", 0)
-        time.sleep(2.0)
-        b = ctx.sb.cg.events(ctx.data["cg"], "memory").get("oom_kill", 0)
-        return b == a, f"{b - a} OOM kills in 2 s"
-
-    def inject(self, ctx: Context) -> None:
-        cg = ctx.sb.cg
-        assert cg is not None
-        fault = CgroupKnob(cg, ctx.data["cg"], "memory.max", str(100 * MB))
-        deadline = time.monotonic() + 5.0
-        while True:
-            try:
-                ctx.fault(fault) if not ctx.injected else fault.inject()
-                return
-            except CgroupError:
-                # v1 refuses (EBUSY) a limit below current usage that it cannot reclaim
-                # (cgroup-v1/memory.rst 2.5); the admin restarts the service onto the new
-                # limit: kill the supervised child, the supervisor starts it again.
-                if time.monotonic() > deadline:
-                    raise
-                supervisor = ctx.data["app"].pid
-                for pid in cg.procs(ctx.data["cg"]) - {supervisor}:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.05)
-
-    def recovered(self, ctx: Context) -> bool:
-        return self._counter_flat(ctx, "ooms", 3.5, 3)
-
-    def evaluate(self, ctx: Context) -> bool:
-        ok = self._limit_fix_held(ctx, "memory.max", "ooms", 2.0, "OOM kill(s)",
-                                  "oom_kills_in_verify_window")
-        if ok:
-            ctx.t_recovered = ctx.t_recovered or time.time()
-        return ok
-
-
-class MemoryLeak(_CgroupScenario):
+class MemoryLeak(CgroupScenario):
     name = "memory-leak"
     title = "a process in a cgroup grows 8 MB/s without bound"
     expected_root_cause = "memory-leak"
@@ -193,12 +136,14 @@ class MemoryLeak(_CgroupScenario):
         return not res.failures
 
 
-class FdExhaustion(_CgroupScenario):
+class FdExhaustion(CgroupScenario):
     name = "fd-exhaustion"
-    title = "a process with RLIMIT_NOFILE soft 64 opens files until EMFILE"
+    title = "a process wanting 100-5,000 fds under RLIMIT_NOFILE soft 64 (hard 4096) hits EMFILE"
     expected_root_cause = "fd-limit-too-low"
     key_metric = "open fds / soft limit"
-    timeout = 75.0
+    severity = Severity(100, 5000, " fds")
+    timeout = 150.0
+    SOFT, HARD = 64, 4096  # past the hard limit healer may not go: there it asks a person
 
     def scope_prefixes(self, ctx: Context) -> tuple[str, ...]:
         return ("pid:",)
@@ -212,9 +157,9 @@ class FdExhaustion(_CgroupScenario):
             "fd-opener",
             "fd_opener",
             "--want",
-            "90",
+            str(self.magnitude),
             cgroup=ctx.data["cg"],
-            rlimits={resource.RLIMIT_NOFILE: (64, 4096)},
+            rlimits={resource.RLIMIT_NOFILE: (self.SOFT, self.HARD)},
             fault=True,
         )
         ctx.data["pid"] = w.pid
@@ -235,45 +180,44 @@ class FdExhaustion(_CgroupScenario):
         u = self._usage(ctx)
         return None if u is None else u[0] / u[1]
 
-    def recovered(self, ctx: Context) -> bool:
-        u = self._usage(ctx)
-        return u is not None and u[1] > 64 and u[0] / u[1] < 0.8
-
     def evaluate(self, ctx: Context) -> bool:
-        fix = next(
-            (
-                a
-                for a in ctx.actions
-                if a["kind"] == "process_rlimit" and a["key"] == f"{ctx.data.get('pid')}:nofile"
-            ),
-            None,
-        )
-        if fix and fix["state"] in ("rolled_back", "rollback_failed", "denied"):
-            ctx.res.fail(f"nofile change ended {fix['state']}: {fix['reasons']}")
-        if not fix or fix["state"] != "verified":
-            return False
         u = self._usage(ctx)
-        ctx.res.checks.update(fds=u and u[0], soft_limit=u and u[1], verdict=fix["verdict"])
+        ctx.res.checks.update(fds=u and u[0], soft_limit=u and u[1])
+        state = converged(ctx, f"{ctx.data.get('pid')}:nofile", u and float(u[1]),
+                          float(self.SOFT))
+        if not state:
+            return False
+        if ctx.res.stopped == "ceiling":
+            return True
+        last = [a for a in ctx.actions if a["key"] == f"{ctx.data.get('pid')}:nofile"][-1]
         if u is None or u[0] / u[1] >= 0.8:
             ctx.res.fail(f"fd usage {u} not below 80 % of the new limit")
-        if fix["verdict"] != "allow":
-            ctx.res.fail(f"expected allow, got {fix['verdict']}")
+        if last["verdict"] != "allow":
+            ctx.res.fail(f"expected allow, got {last['verdict']}")
+        if not ctx.res.failures and ctx.t_recovered is None:
+            ctx.t_recovered = last["applied_at"]
+            ctx.res.timeline.mark("recovered", ctx.t_recovered)
         return not ctx.res.failures
 
 
-class PidsExhaustion(_CgroupScenario):
+class PidsExhaustion(CgroupScenario):
     name = "pids-exhaustion"
-    title = "a forking workload under pids.max=20"
+    title = "a workload keeping 30-1,000 tasks under pids.max=20"
     expected_root_cause = "pids-limit-too-low"
     key_metric = "refused forks in the cgroup (pids.events max)"
-    timeout = 75.0
+    severity = Severity(30, 1000, " tasks")
+    timeout = 150.0
     quick = True
+    LIMIT = 20
 
     def setup(self, ctx: Context) -> None:
         assert ctx.sb.cg is not None
         path = ctx.data["cg"] = ctx.sb.cgroup("forker")
-        ctx.sb.cg.write(path, "pids.max", "100")
-        ctx.workload("forker", "forker", "--children", "30", cgroup=path)
+        ctx.sb.cg.write(path, "pids.max", str(2 * self.magnitude + 50))
+        # Workers live longer in a larger pool: about 100 forks a second whatever its size.
+        lifetime = max(1.0, self.magnitude / 100)
+        ctx.workload("forker", "forker", "--children", str(self.magnitude),
+                     "--child-seconds", f"{lifetime:g}", cgroup=path)
 
     def _refused(self, ctx: Context) -> int:
         assert ctx.sb.cg is not None
@@ -289,21 +233,19 @@ class PidsExhaustion(_CgroupScenario):
         a, n = self._refused(ctx), len(ctx.sb.cg.procs(ctx.data["cg"]))
         time.sleep(1.5)
         b = self._refused(ctx)
-        return b == a and n >= 30, f"{b - a} refused forks in 1.5 s, {n} tasks"
+        # workers come and go: the pool is up when it holds 90 % of its size
+        return b == a and n >= 0.9 * self.magnitude, f"{b - a} refused forks in 1.5 s, {n} tasks"
 
     def inject(self, ctx: Context) -> None:
         assert ctx.sb.cg is not None
-        ctx.fault(CgroupKnob(ctx.sb.cg, ctx.data["cg"], "pids.max", "20"))
-
-    def recovered(self, ctx: Context) -> bool:
-        return self._counter_flat(ctx, "refused", 2.5, 2)
+        ctx.fault(CgroupKnob(ctx.sb.cg, ctx.data["cg"], "pids.max", str(self.LIMIT)))
 
     def evaluate(self, ctx: Context) -> bool:
-        return self._limit_fix_held(ctx, "pids.max", "refused", 1.5, "fork(s) refused",
-                                    "refused_in_window")
+        return self._converged(ctx, "pids.max", self.LIMIT, "refused", 1.5, "fork(s) refused",
+                               "refused_after_fix")
 
 
-class CpuContention(_CgroupScenario):
+class CpuContention(CgroupScenario):
     name = "cpu-contention"
     title = "a CPU hog with 10x weight in cgroup A slows a latency probe in cgroup B"
     expected_root_cause = "cpu-contention"

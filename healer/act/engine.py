@@ -4,11 +4,12 @@
                                         telemetry=..., notifier=...)
     engine.reconcile_on_start()           # once, before the first cycle
     engine.propose(incident, proposal, playbook)   # when a diagnosis arrives
-    engine.step()                         # every cycle: expire, apply, verify
+    engine.step()                         # every cycle: expire, apply, verify, converge
 
 Nothing is applied without a fresh ``allow``: ``step`` re-runs ``guardrails.check`` (with
 the recorded human approvals) immediately before writing; a stored verdict or a web
-approval is never trusted on its own.
+approval is never trusted on its own. A capacity raise kept as "insufficient" is stepped
+again at once, each step its own proposal through the same gate (healer.act.converge).
 """
 
 from __future__ import annotations
@@ -24,28 +25,40 @@ from guardrails.actions import Action, SysctlWrite
 from guardrails.policy import approvals_needed
 from healer.act.base import Actuator, ActuatorRegistry, Pinner
 from healer.act.confine import Confinement
+from healer.act.converge import Converger
 from healer.act.executor import (
     LIVE_STATES,
     MESSAGE_KINDS,
     ActionNotifier,
     Executor,
     SeriesSource,
-    bag,
-    spec_of,
+    verification_of,
 )
 from healer.act.gate import Gate, Mode
-from healer.act.limits import max_per_incident_for
+from healer.act.limits import converge_for, max_per_incident_for
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
-from healer.models import ActionRecord, ActionState, Incident, IncidentStatus, Proposal
+from healer.models import (
+    ActionRecord,
+    ActionState,
+    Incident,
+    IncidentStatus,
+    Proposal,
+    Slo,
+    Step,
+    Stop,
+    Verification,
+    VerifySpec,
+)
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.store.votes import decide, tally, users_by_id
 from healer.telemetry import Telemetry
-from healer.verify import VerifySpec, summarize_baseline
+from healer.verify import kmsg_baseline, summarize_baseline
 from healer.verify.labels import spec_for
-from healer.verify.slo import Slo, parse_slos
+from healer.verify.slo import parse_slos
+from playbooks.schema import Playbook
 
 log = logging.getLogger("healer.act")
 
@@ -100,6 +113,8 @@ class ChangeEngine:
             check_restore=lambda action, value: self.gate.check_write(action, value,
                                                                       when="restore"),
         )
+        self.converger = Converger(repo, actuators, policy, propose=self.propose,
+                                   escalate=self.executor.escalate)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, repo: Repository, actuators: ActuatorRegistry,
@@ -123,15 +138,19 @@ class ChangeEngine:
         return None if action.kind in MESSAGE_KINDS else self.actuators.for_action(action)
 
     # -- proposals ---------------------------------------------------------------------------
-    def propose(self, incident: Incident | None, proposal: Proposal, verify: Any = None, *,
-                max_per_incident: int | None = None) -> ActionRecord:
+    def propose(self, incident: Incident | None, proposal: Proposal,
+                verify: Playbook | VerifySpec | None = None, *,
+                max_per_incident: int | None = None, step: Step | None = None,
+                stop: Stop | None = None) -> ActionRecord:
         """Guard a proposal and journal it: denied, awaiting_approval or approved.
 
         ``verify`` is a ``VerifySpec``, a playbook (its ``verify`` block is resolved against
-        the incident; its remedies give ``max_per_incident``), or None. A change already
-        open for the same target is not proposed twice: the open record is returned.
-        ``max_per_incident`` (explicit, else the matching playbook remedy's): once that
-        many changes of this target were applied for the incident, a further one is denied.
+        the incident; its remedies give ``max_per_incident`` and the ``converge`` plan), or
+        None. A change already open for the same target is not proposed twice: the open
+        record is returned. ``max_per_incident`` (explicit, else the matching playbook
+        remedy's): once that many changes of this target were applied for the incident, a
+        further one is denied. ``step``: a convergence's next step (healer.act.converge);
+        ``stop``: on the escalation that says a convergence stopped.
         """
         action = proposal.action
         for open_record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
@@ -139,8 +158,14 @@ class ChangeEngine:
                 return open_record
         now = self.clock()
         spec = spec_for(verify, incident, action, self.slos)
+        playbook = verify if isinstance(verify, Playbook) else None
         if max_per_incident is None:
-            max_per_incident = max_per_incident_for(verify, action)
+            max_per_incident = max_per_incident_for(playbook, action)
+        plan = converge_for(playbook, action)
+        if step is None and plan is not None:
+            step = self.converger.first_step(action, plan, max_per_incident)
+        if step is not None and spec is not None:
+            spec = spec.model_copy(update={"capacity": True})  # a raise: never "worse"
         decision = self._per_incident(incident, action, max_per_incident)
         try:
             if decision is None:
@@ -148,7 +173,8 @@ class ChangeEngine:
                 if isinstance(actuator, Pinner):  # (pid, start time): a pid may be reused
                     action = actuator.pin(action)
                 ctx = self.gate.context(action, actuator, now, provenance=proposal.provenance,
-                                        in_playbook=proposal.in_playbook)
+                                        in_playbook=proposal.in_playbook,
+                                        convergence=step.continues if step else None)
                 decision = self.gate.decide(action, ctx, when="proposal")
         except ActuatorError as exc:
             decision = Decision(verdict="deny", reasons=(str(exc),), rules=("E-actuator",))
@@ -157,8 +183,8 @@ class ChangeEngine:
             action=action, decision=decision, provenance=proposal.provenance,
             created_at=now, updated_at=now, rationale=proposal.rationale[:2000],
             approvals_needed=approvals_needed(decision.approval or "auto") or 0,
-            verification={"spec": spec.model_dump() if spec else None,
-                          "in_playbook": proposal.in_playbook},
+            verification=Verification(spec=spec, in_playbook=proposal.in_playbook, step=step,
+                                      stop=stop),
         ))
         moved = self.executor.move(record, _verdict_state(decision), (S.PROPOSED,),
                                    "; ".join(decision.reasons))
@@ -210,6 +236,8 @@ class ChangeEngine:
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
+                if moved.state == S.VERIFIED:  # a short step goes on at once
+                    changed += self.converger.after_verified(moved)
         return changed
 
     def check_drift(self) -> list[ActionRecord]:
@@ -281,12 +309,14 @@ class ChangeEngine:
         assert record.id is not None
         now = self.clock()
         approvers = tally(self.repo.list_approvals(record.id), users_by_id(self.repo)).approvers
+        ver = verification_of(record)
         try:
             actuator = self._actuator(record.action)
             ctx = self.gate.context(
                 record.action, actuator, now, provenance=record.provenance,
-                in_playbook=bool(bag(record).get("in_playbook", False)),
-                approvals=approvers, changes_this_cycle=changes_this_cycle)
+                in_playbook=ver.in_playbook, approvals=approvers,
+                changes_this_cycle=changes_this_cycle,
+                convergence=ver.step.continues if ver.step else None)
             decision = self.gate.decide(record.action, ctx, when="apply")
             original = actuator.read(record.action) if actuator else ""
         except ActuatorError as exc:
@@ -300,14 +330,18 @@ class ChangeEngine:
                                       f"re-check at apply time: {why}", decision=decision)
         return self.executor.apply(record, decision, original, *self._intent(record, now))
 
-    def _intent(self, record: ActionRecord, now: datetime) -> tuple[dict[str, Any], datetime]:
-        """The verification bag (baseline summarized now) and the deadline."""
-        spec = spec_of(record)
-        info = bag(record) | {"applied_at": now.timestamp()}
-        if spec is not None:
-            info["baseline"] = summarize_baseline(spec, self.executor.series, now.timestamp())
-        seconds = spec.deadline if spec else 2 * VerifySpec.model_fields["settle_seconds"].default
-        return info, now + timedelta(seconds=seconds)
+    def _intent(self, record: ActionRecord, now: datetime) -> tuple[Verification, datetime]:
+        """The verification to commit with the intent (baseline summarized now), and the
+        deadline."""
+        ver = verification_of(record)
+        update: dict[str, Any] = {"applied_at": now.timestamp()}
+        if ver.spec is not None:
+            update["baseline"] = summarize_baseline(ver.spec, self.executor.series,
+                                                    now.timestamp())
+            update["kmsg_baseline"] = kmsg_baseline(ver.spec, self.executor.kmsg_source())
+        seconds = ver.spec.deadline if ver.spec else 2 * VerifySpec.model_fields[
+            "settle_seconds"].default
+        return ver.model_copy(update=update), now + timedelta(seconds=seconds)
 
     # -- recovery and operator commands -------------------------------------------------------
     def reconcile_on_start(self) -> list[ActionRecord]:
@@ -319,6 +353,7 @@ class ChangeEngine:
             moved = self._reconcile(record, now)
             if moved is not None:
                 out.append(moved)
+        out += self.converger.resume(self.repo.list_actions(states=(S.VERIFIED,), limit=1000))
         log.info(kv(msg="reconciled journal after start", finished=len(out)))
         return out
 

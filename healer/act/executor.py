@@ -23,11 +23,11 @@ from healer.act.base import ActuatorRegistry
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError
 from healer.logs import kv
-from healer.models import ActionRecord, ActionState
+from healer.models import ActionRecord, ActionState, Verification, VerifyResult, VerifySpec
 from healer.store.errors import IllegalTransition, StaleState
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
-from healer.verify import VerifyResult, VerifySpec, evaluate
+from healer.verify import evaluate
 from healer.verify.compare import KmsgFn
 from healer.verify.process import ProcessSeries, is_process_metric
 
@@ -37,7 +37,6 @@ S = ActionState
 MESSAGE_KINDS = frozenset({"notify", "escalate"})
 SENT = "sent"  # the "applied" value of a notify/escalate record
 LIVE_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED)  # a change that is (or may be) in place
-JUDGED_KEY = "rollback_judged"  # verification-bag key; False: a crash-recovery restore
 
 
 class SeriesSource(Protocol):
@@ -62,19 +61,14 @@ class ActionNotifier(Protocol):
                    action_id: int | None = None) -> int: ...
 
 
-def bag(record: ActionRecord) -> dict[str, Any]:
-    """The record's verification dict (spec, baseline, applied_at, result), copied."""
-    return dict(record.verification or {})
+def verification_of(record: ActionRecord) -> Verification:
+    """The record's verification; a record journaled without one (by hand, or by an older
+    writer) is judged as outside the playbook, the safe side."""
+    return record.verification or Verification(spec=None, in_playbook=False)
 
 
-def spec_of(record: ActionRecord) -> VerifySpec | None:
-    """The verify spec stored with the record at proposal time."""
-    raw = bag(record).get("spec")
-    return None if raw is None else VerifySpec.model_validate(raw)
-
-
-def _result(result: VerifyResult) -> dict[str, Any]:
-    return {"passed": result.passed, "reasons": list(result.reasons), "numbers": result.numbers}
+def _settle_default() -> float:
+    return float(VerifySpec.model_fields["settle_seconds"].default)
 
 
 # (action, journal value) -> the guard's verdict on writing that value back (Gate.check_write)
@@ -147,7 +141,7 @@ class Executor:
 
     # -- apply -----------------------------------------------------------------------------
     def apply(self, record: ActionRecord, decision: Decision, original: str,
-              verification: dict[str, Any], deadline: datetime) -> ActionRecord | None:
+              verification: Verification, deadline: datetime) -> ActionRecord | None:
         """Commit the intent, write, read back, and move to verifying."""
         intent = self.move(record, S.APPLYING, (S.APPROVED,), "intent committed",
                            original=original, deadline=deadline, decision=decision,
@@ -205,46 +199,51 @@ class Executor:
             result = self.judge(record, now)
         except Exception as exc:  # a broken spec or store read must not pin the change forever
             log.exception(kv(msg="cannot judge verification", id=record.id))
-            result = VerifyResult(passed=None, reasons=(f"cannot judge: {exc}",))
-        if result.passed:
-            info = bag(record) | {"result": _result(result)}
-            moved = self.move(record, S.VERIFIED, (S.VERIFYING,), "; ".join(result.reasons),
-                              verification=info)
-            if moved is not None:
-                self.tell("action_verified", moved, "; ".join(result.reasons))
-            return moved
-        if result.passed is False:
-            return self.restore(record, "regression: " + "; ".join(result.reasons), result)
+            result = VerifyResult(verdict=None, reasons=(f"cannot judge: {exc}",))
+        why = "; ".join(result.reasons)
+        if result.verdict == "fixed":
+            return self.keep(record, result, f"fixed: {why}")
+        if result.verdict == "regressed":
+            return self.restore(record, f"regression: {why}", result)
+        if result.verdict == "insufficient" and verification_of(record).step is not None:
+            # A capacity raise that fell short is still better than the original: kept,
+            # and the convergence steps again (healer.act.converge).
+            return self.keep(record, result, f"insufficient, kept: {why}")
         if now >= self.deadline(record):
-            return self.restore(record, "verification timed out: " + "; ".join(result.reasons),
-                                result)
+            return self.restore(record, f"verification timed out: {why}", result)
         return None
+
+    def keep(self, record: ActionRecord, result: VerifyResult, comment: str
+             ) -> ActionRecord | None:
+        """verifying -> verified, with the verdict and its numbers recorded."""
+        info = verification_of(record).model_copy(update={"result": result})
+        moved = self.move(record, S.VERIFIED, (S.VERIFYING,), comment, verification=info)
+        if moved is not None and result.verdict == "fixed":
+            self.tell("action_verified", moved, "; ".join(result.reasons))
+        return moved
 
     def deadline(self, record: ActionRecord) -> datetime:
         """When a verifying record must have its verdict: the journal's deadline, else the
         write time plus the spec's deadline (every verifying record ends by it)."""
         if record.deadline is not None:
             return record.deadline
-        try:
-            spec = spec_of(record)
-        except ValueError:  # an unreadable stored spec: the shortest deadline
-            spec = None
-        applied_at = float(bag(record).get("applied_at", record.updated_at.timestamp()))
-        seconds = spec.deadline if spec else 2 * VerifySpec.model_fields["settle_seconds"].default
+        ver = verification_of(record)
+        applied_at = ver.applied_at or record.updated_at.timestamp()
+        seconds = ver.spec.deadline if ver.spec else 2 * _settle_default()
         return datetime.fromtimestamp(applied_at + seconds, UTC)
 
     def judge(self, record: ActionRecord, now: datetime) -> VerifyResult:
         """The verification verdict from the stored baseline and the after-window."""
-        spec, info = spec_of(record), bag(record)
-        applied_at = float(info.get("applied_at", record.updated_at.timestamp()))
-        if spec is None:
+        ver = verification_of(record)
+        applied_at = ver.applied_at or record.updated_at.timestamp()
+        if ver.spec is None:
             # No verify target (an LLM proposal outside any playbook): keep the change once
             # the read-back has held for the settle period; a person still sees it.
-            held = now.timestamp() - applied_at >= VerifySpec.model_fields["settle_seconds"].default
-            return VerifyResult(passed=True if held else None,
+            held = now.timestamp() - applied_at >= _settle_default()
+            return VerifyResult(verdict="fixed" if held else None,
                                 reasons=("no verify target; the read-back value held",))
-        return evaluate(spec, info.get("baseline", {}), self.series, applied_at, now.timestamp(),
-                        kmsg=self.kmsg_source())
+        return evaluate(ver.spec, ver.baseline, self.series, applied_at, now.timestamp(),
+                        kmsg=self.kmsg_source(), kmsg_before=ver.kmsg_baseline)
 
     def kmsg_source(self) -> KmsgFn | None:
         """The window's kernel-log records by age, when it keeps them."""
@@ -270,11 +269,9 @@ class Executor:
         ``judged=False``: undone without a verdict on the value (crash recovery); the guard's
         R-repeat-rollback then does not hold the value against a later proposal.
         """
-        info = bag(record) | {"rollback_reason": reason}
-        if not judged:
-            info[JUDGED_KEY] = False
-        if result is not None:
-            info["result"] = _result(result)
+        info = verification_of(record).model_copy(update={
+            "rollback_reason": reason, "judged": judged,
+            "result": result or verification_of(record).result})
         try:
             back = self._put_back(record)
         except ActuatorError as exc:
@@ -304,7 +301,7 @@ class Executor:
             return record.original  # already there: restoring twice changes nothing
         return actuator.restore(record)
 
-    def _failed(self, record: ActionRecord, detail: str, info: dict[str, Any],
+    def _failed(self, record: ActionRecord, detail: str, info: Verification,
                 actor: str) -> ActionRecord | None:
         # A verified change whose manual rollback fails stays verified (it is still in
         # place; TRANSITIONS has no verified -> rollback_failed); the escalation says so.

@@ -65,12 +65,14 @@ class Gate:
         in_playbook: bool,
         approvals: Sequence[str] = (),
         changes_this_cycle: int = 0,
+        convergence: str | None = None,
     ) -> CheckContext:
-        """Everything ``check`` needs about ``action``, read now."""
+        """Everything ``check`` needs about ``action``, read now; ``convergence``: the key
+        of the convergence ``action`` is the next step of (ActionRecord.convergence)."""
         current, facts, exists = _live(action, actuator)
         history = tuple(
             HistoryEntry(target=h.target, ts=h.ts, state=h.state.value, value=h.value,
-                         judged=h.judged)
+                         judged=h.judged, convergence=h.convergence)
             for h in self._repo.history(action.target, now - HISTORY_SPAN)
         )
         return CheckContext(
@@ -80,6 +82,7 @@ class Gate:
             changes_last_hour=self._repo.changes_since(now - timedelta(hours=1)),
             paused_targets=frozenset(self._repo.paused_targets()),
             approvals=tuple(approvals), confine=self._confine.for_action(action), root=self._root,
+            convergence=convergence,
         )
 
     def check_write(self, action: Action, value: str, *, when: str) -> Decision:

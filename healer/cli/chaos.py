@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+POINTS: tuple[Literal["low", "middle", "high"], ...] = ("low", "middle", "high")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,14 +24,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.add_argument("--report", type=Path, default=None, help="write report.{json,md,html} here")
     run.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, state db)")
+    _severity_args(run)
+    run.add_argument("--point", choices=POINTS, default=None,
+                     help="run at this point of the scenario's range instead of a draw")
     run.set_defaults(func=_run)
     suite = cs.add_parser("suite", help="run every scenario (or the quick CI subset)")
     suite.add_argument("--quick", action="store_true", help="the CI subset (< 5 min)")
     suite.add_argument("--json", action="store_true")
     suite.add_argument("--report", type=Path, default=None)
     suite.add_argument("--keep", action="store_true")
+    _severity_args(suite)
+    suite.add_argument("--sweep", action="store_true",
+                       help="run each scenario that has a range at its low, middle and high "
+                            "points (scenarios without one are not run)")
     suite.set_defaults(func=_suite)
     p.set_defaults(func=lambda args: _usage(p))
+
+
+def _severity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the fault sizes drawn from each scenario's range (printed)")
+
+
+def _sized(names: list[str], args: argparse.Namespace) -> list[Any]:
+    """The scenarios at their sizes: each sweep point, one given point, or a seeded draw."""
+    from chaos.scenarios import registry
+
+    reg = registry()
+    if getattr(args, "sweep", False):
+        return [reg[n].sized(p) for n in names if reg[n].severity for p in POINTS]
+    point = getattr(args, "point", None)
+    if point is not None:
+        return [reg[n].sized(point) for n in names]
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if any(reg[n].severity for n in names):
+        # stderr: stdout carries the JSON; the seed must be seen either way
+        print(f"chaos: seed {seed} (--seed {seed} draws the same fault sizes)", file=sys.stderr,
+              flush=True)
+    return [reg[n].sized("draw", seed) for n in names]
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -49,6 +82,7 @@ def _list(args: argparse.Namespace) -> int:
                         "title": s.title,
                         "expected_root_cause": s.expected_root_cause,
                         "quick": s.quick,
+                        "severity": s.severity_info(),
                         "skip_reason": s.unavailable(),
                     }
                     for n, s in reg.items()
@@ -67,10 +101,9 @@ def _execute(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from chaos.progress import Progress
     from chaos.runner import run_suite, summarize
-    from chaos.scenarios import registry
 
-    reg = registry()
-    progress = Progress(len(names))
+    scenarios = _sized(names, args)
+    progress = Progress(len(scenarios))
     stream_lines = not args.json and not progress.live  # quiet, machine-readable: JSON lines
 
     def done(r: Any) -> None:
@@ -78,7 +111,7 @@ def _execute(
         if stream_lines:
             print(json.dumps(r.to_dict()), flush=True)
 
-    results = run_suite([reg[n] for n in names], keep=args.keep, status=progress.status, done=done)
+    results = run_suite(scenarios, keep=args.keep, status=progress.status, done=done)
     summary = summarize(results)
     if args.report:
         from chaos.report import write_report

@@ -20,6 +20,7 @@ from healer.models import (
     Evidence,
     Incident,
     IncidentStatus,
+    Verification,
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repo_base import RepoBase, _short
@@ -60,14 +61,29 @@ def _record(row: ActionTable) -> ActionRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deadline=row.deadline,
-        verification=row.verification,
+        verification=None if row.verification is None
+        else Verification.from_stored(row.verification),
         approvals_needed=row.approvals_needed,
         rationale=row.rationale,
     )
 
 
-def _field_value(name: str, value: Any) -> Any:
-    if name == "decision" and isinstance(value, Decision):
+def _history(row: ActionTable) -> HistoryEntry:
+    record = _record(row)
+    ver = record.verification
+    kept_short = record.state == ActionState.VERIFIED and record.verdict == "insufficient"
+    assert row.applied_at is not None
+    return HistoryEntry(
+        target=row.target, ts=row.applied_at, state=record.state, value=record.applied,
+        action_id=record.id,
+        judged=ver.judged if ver is not None else True,  # False: a crash-recovery restore
+        convergence=record.convergence if kept_short else None,
+    )
+
+
+def _stored(value: Any) -> Any:
+    """A transition field as the JSON columns keep it: models as their JSON dump."""
+    if isinstance(value, Decision | Verification):
         return value.model_dump(mode="json")
     return value
 
@@ -174,7 +190,7 @@ class JournalRepo(RepoBase):
             updated_at=record.updated_at,
             applied_at=record.updated_at if record.state == ActionState.APPLYING else None,
             deadline=record.deadline,
-            verification=record.verification,
+            verification=_stored(record.verification),
             approvals_needed=record.approvals_needed,
             rationale=record.rationale,
         )
@@ -217,7 +233,7 @@ class JournalRepo(RepoBase):
             if current not in legal:
                 raise IllegalTransition(id, current, to.value)
             now = self.now()
-            values = {k: _field_value(k, v) for k, v in fields.items()}
+            values = {k: _stored(v) for k, v in fields.items()}
             values.update(state=to.value, updated_at=now)
             if to == ActionState.APPLYING:
                 values["applied_at"] = now
@@ -307,19 +323,7 @@ class JournalRepo(RepoBase):
             .order_by(ActionTable.applied_at, ActionTable.id)
         )
         with self._tx(write=False) as s:
-            return [
-                HistoryEntry(
-                    target=r.target,
-                    ts=r.applied_at,
-                    state=ActionState(r.state),
-                    value=r.applied,
-                    action_id=r.id,
-                    # The executor marks crash-recovery restores (healer.act.executor.JUDGED_KEY).
-                    judged=(r.verification or {}).get("rollback_judged", True) is not False,
-                )
-                for r in s.scalars(q)
-                if r.applied_at is not None
-            ]
+            return [_history(r) for r in s.scalars(q) if r.applied_at is not None]
 
     def changes_since(self, since: datetime) -> int:
         """How many changes this host started applying since ``since`` (blast radius)."""

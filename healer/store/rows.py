@@ -35,6 +35,7 @@ class HistoryEntry(_Row):
     value: str | None  # the value read back after apply, when known
     action_id: int | None = None
     judged: bool = True  # False: restored on start-up without a verdict (crash recovery)
+    convergence: str | None = None  # a kept "insufficient" step: its convergence's key
 
 
 class IncidentActivity(_Row):

@@ -6,12 +6,10 @@ they are filled from the incident's scope and captures and the action's own fiel
 
 from __future__ import annotations
 
-from typing import Any
-
 from guardrails.actions import Action
-from healer.models import Incident
-from healer.verify.slo import Slo
-from healer.verify.spec import VerifySpec, spec_from_playbook
+from healer.models import Incident, Slo, VerifySpec
+from healer.verify.spec import spec_from_playbook
+from playbooks.schema import Playbook
 
 _SCOPE_LABELS = {"gpu": "index", "pid": "pid", "cgroup": "cgroup", "netns": "netns"}
 
@@ -22,12 +20,12 @@ def labels_for(incident: Incident | None, action: Action) -> dict[str, str]:
     if incident is not None:
         labels.update(incident.evidence.captures)
         labels.update(_scope_labels(incident.scope))
-    labels.update(_scope_labels(str(getattr(action, "scope", ""))))
+    labels.update(_scope_labels(action.scope))
+    fields = action.model_dump()
     for name in ("index", "pid", "path", "client"):
-        field = getattr(action, name, None)
-        if field is not None:
-            labels["cgroup" if name == "path" else name] = str(field)
-    if isinstance(getattr(action, "index", None), int):
+        if fields.get(name) is not None:
+            labels["cgroup" if name == "path" else name] = str(fields[name])
+    if isinstance(fields.get("index"), int):
         labels["gpu"] = labels["index"]  # playbooks spell the GPU index {gpu} (detect captures)
     return labels
 
@@ -43,15 +41,14 @@ def _scope_labels(scope: str) -> dict[str, str]:
     return out
 
 
-def spec_for(verify: Any, incident: Incident | None, action: Action,
+def spec_for(verify: Playbook | VerifySpec | None, incident: Incident | None, action: Action,
              slos: tuple[Slo, ...] = ()) -> VerifySpec | None:
     """A VerifySpec from a spec, a playbook (its ``verify`` block) or None; ``slos``: the
     operator's declared objectives, for a ``verify`` block that says ``slo: true``."""
     if verify is None or isinstance(verify, VerifySpec):
         return verify
-    block = getattr(verify, "verify", verify)
-    if block is None or getattr(verify, "rollback", "on_regression") == "never":
+    if verify.verify is None or verify.rollback == "never":
         return None
-    detect = getattr(verify, "detect", None)  # a playbook: its kmsg signals feed quiet_kmsg
-    signals = tuple(getattr(detect, "signals", ())) if detect is not None else ()
-    return spec_from_playbook(block, labels_for(incident, action), signals, slos)
+    # The playbook's kmsg signals say what the symptom looks like (quiet_kmsg).
+    return spec_from_playbook(verify.verify, labels_for(incident, action),
+                              verify.detect.signals, slos)

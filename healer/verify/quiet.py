@@ -17,50 +17,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from healer.models import KmsgRecord
+from healer.models import KmsgContextPattern, KmsgPattern, KmsgRecord
+from playbooks.schema import Kmsg, Signal
 
 SCOPE_CAPTURES = ("cgroup",)  # captures that pin a line to the incident's scope
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KmsgContextPattern(_Frozen):
-    """A preceding line whose captures are merged into the next match."""
-
-    contains: str
-    regex: str
-    max_lines: int = 50
-
-
-class KmsgPattern(_Frozen):
-    """One kernel-log line kind a ``quiet_kmsg`` verification must not see again."""
-
-    contains: str
-    regex: str
-    where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    context: tuple[KmsgContextPattern, ...] = ()
-    scope: dict[str, str] = Field(default_factory=dict)  # capture -> the incident's value
-
-    def captures(self) -> set[str]:
-        """Every named group the line or its context lines can capture."""
-        names = set(re.compile(self.regex).groupindex)
-        for ctx in self.context:
-            names |= set(re.compile(ctx.regex).groupindex)
-        return names
-
-
-def patterns_from_signals(signals: Iterable[Any], labels: Mapping[str, str]) -> tuple[
+def patterns_from_signals(signals: Iterable[Signal], labels: Mapping[str, str]) -> tuple[
         KmsgPattern, ...]:
     """``KmsgPattern`` for each playbook ``kmsg`` signal, scoped by the labels it can capture."""
     out = []
     for sig in signals:
-        if getattr(sig, "kind", None) != "kmsg":
+        if not isinstance(sig, Kmsg):
             continue
         pattern = KmsgPattern(
             contains=sig.contains, regex=sig.regex,
@@ -88,13 +57,14 @@ def _in_scope(pattern: KmsgPattern, caps: Mapping[str, str]) -> bool:
 
 
 def matching(pattern: KmsgPattern, records: Sequence[KmsgRecord],
-             counted: set[int] | None = None) -> list[KmsgRecord]:
-    """Records matching ``pattern`` in its scope; only those whose seq is in ``counted``
-    (when given) are returned, the others only feed context lines."""
+             counted: set[int] | None = None) -> list[tuple[KmsgRecord, dict[str, str]]]:
+    """Records matching ``pattern`` in its scope, with their captures (context lines'
+    merged in); only those whose seq is in ``counted`` (when given) are returned, the
+    others only feed context lines."""
     regex = re.compile(pattern.regex)
     contexts = [(c, re.compile(c.regex)) for c in pattern.context]
     state: list[tuple[int, dict[str, str]] | None] = [None] * len(contexts)
-    hits: list[KmsgRecord] = []
+    hits: list[tuple[KmsgRecord, dict[str, str]]] = []
     for lineno, rec in enumerate(records):
         msg = rec.message
         for i, (ctx, cregex) in enumerate(contexts):
@@ -110,5 +80,5 @@ def matching(pattern: KmsgPattern, records: Sequence[KmsgRecord],
             if seen is not None and lineno - seen[0] <= ctx.max_lines:
                 caps = {**seen[1], **caps}
         if _in_scope(pattern, caps) and (counted is None or rec.seq in counted):
-            hits.append(rec)
+            hits.append((rec, caps))
     return hits

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from healer.models import Slo, Verdict
 from healer.verify.stats import Point, median, values_between
 
-Cmp = Literal["<=", "<", ">=", ">"]
 _METRIC = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
 SLO_RE = re.compile(rf"^\s*({_METRIC})\s*(<=|>=|<|>)\s*({_METRIC}|-?[0-9]+(?:\.[0-9]*)?"
                     r"(?:[eE][-+]?[0-9]+)?)\s*$")
@@ -27,21 +24,6 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
 }
 SeriesFn = Callable[[str, float, float], Sequence[Point]]
-
-
-class Slo(BaseModel):
-    """One objective: ``metric op objective`` (a number, or a metric the app reports)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: str
-    op: Cmp
-    objective: float | None = None
-    objective_metric: str | None = None
-
-    def __str__(self) -> str:
-        rhs = self.objective_metric if self.objective_metric else f"{self.objective:g}"
-        return f"{self.metric}{self.op}{rhs}"
 
 
 def parse_slo(text: str) -> Slo:
@@ -61,9 +43,9 @@ def parse_slos(texts: Iterable[str]) -> tuple[Slo, ...]:
 
 
 def judge_slos(slos: Sequence[Slo], series: SeriesFn, since: float, until: float,
-               min_samples: int, numbers: dict[str, float]) -> tuple[bool | None, str]:
-    """True when every objective holds over [since, until]; None while any does not
-    (or lacks ``min_samples`` points): the fix is given until the deadline."""
+               min_samples: int, numbers: dict[str, float]) -> tuple[Verdict | None, str]:
+    """fixed when every objective holds over [since, until]; insufficient while any does
+    not; None while any lacks ``min_samples`` points (or its objective)."""
     missed = []
     for slo in slos:
         vals = values_between(series(slo.metric, since, until), since, until)
@@ -78,5 +60,5 @@ def judge_slos(slos: Sequence[Slo], series: SeriesFn, since: float, until: float
         if not _CMP[slo.op](med, goal):
             missed.append(f"{slo.metric} median {med:g} (objective {slo.op}{goal:g})")
     if missed:
-        return None, "SLO not met: " + "; ".join(missed)
-    return True, "every SLO met: " + ", ".join(str(s) for s in slos)
+        return "insufficient", "SLO not met: " + "; ".join(missed)
+    return "fixed", "every SLO met: " + ", ".join(str(s) for s in slos)

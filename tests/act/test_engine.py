@@ -31,7 +31,8 @@ def test_allowed_somaxconn_raise_is_applied_verified_and_kept(
     feed(window, clock, 8, overflow_rate=0, psi=1.0, start_total=total)
     [verified] = engine.step()
     assert verified.state == S.VERIFIED
-    assert verified.verification and verified.verification["result"]["passed"] is True
+    assert verified.verification and verified.verification.result
+    assert verified.verification.result.verdict == "fixed"
     assert netns_sysctl(netns, "net.core.somaxconn") == "512"
     assert notes.names() == ["action_applied", "action_verified"]
 
@@ -49,8 +50,9 @@ def test_regressing_change_is_rolled_back_to_its_exact_original(
     assert rolled.state == S.ROLLED_BACK
     assert netns_sysctl(netns, "net.core.somaxconn") == "129" == rolled.original
     assert rolled.verification is not None
-    assert "guard psi.cpu.some_avg10 regressed" in rolled.verification["rollback_reason"]
-    assert rolled.verification["result"]["numbers"]["guard.psi.cpu.some_avg10.after_median"] == 30
+    assert "guard psi.cpu.some_avg10 regressed" in str(rolled.verification.rollback_reason)
+    assert rolled.verification.result and rolled.verification.result.verdict == "regressed"
+    assert rolled.verification.result.numbers["guard.psi.cpu.some_avg10.after_median"] == 30
     assert repo.get_action(record.id or 0).state == S.ROLLED_BACK  # type: ignore[union-attr]
     assert "action_rolled_back" in notes.names()
 
@@ -66,7 +68,8 @@ def test_timeout_without_improvement_rolls_back(
     assert engine.step() == []  # not yet at the deadline: keep waiting
     feed(window, clock, 10, overflow_rate=5, psi=1.0, start_total=total)
     [rolled] = engine.step()
-    assert rolled.state == S.ROLLED_BACK and "timed out" in rolled.verification["rollback_reason"]  # type: ignore[index]
+    assert rolled.state == S.ROLLED_BACK and rolled.verification
+    assert "timed out" in str(rolled.verification.rollback_reason)
     assert netns_sysctl(netns, "net.core.somaxconn") == "128"
 
 

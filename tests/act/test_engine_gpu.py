@@ -78,7 +78,8 @@ def test_power_limit_step_cools_the_simulated_gpu_and_verifies(
     record = engine.propose(_incident(repo, clock), _power_step(),
                             load_library().get("gpu-thermal-throttling"))
     assert record.state == S.APPROVED, record.decision
-    spec = VerifySpec.model_validate(record.verification["spec"])  # type: ignore[index]
+    assert record.verification is not None and record.verification.spec is not None
+    spec = record.verification.spec
     assert spec.metrics == ("gpu.0.throttle_thermal", "gpu.0.sm_clock_mhz")
     [applied] = engine.step()
     assert (applied.state, applied.original, applied.applied) == (S.VERIFYING, "300.0", "270.0")
@@ -91,7 +92,8 @@ def test_power_limit_step_cools_the_simulated_gpu_and_verifies(
             break
     assert verdict is not None and verdict.state == S.VERIFIED, verdict
     assert verdict.deadline is not None and clock.now <= verdict.deadline
-    numbers = verdict.verification["result"]["numbers"]  # type: ignore[index]
+    assert verdict.verification and verdict.verification.result
+    numbers = verdict.verification.result.numbers
     assert numbers["target.after_max"] == 0.0  # the thermal reason stayed clear a full window
     clock_guard = "guard.gpu.0.sm_clock_mhz"
     assert numbers[f"{clock_guard}.after_median"] >= numbers[f"{clock_guard}.baseline_median"]
@@ -134,11 +136,12 @@ def test_a_verifying_record_past_its_deadline_is_rolled_back(
     [rolled] = engine.step()
     assert rolled.state == S.ROLLED_BACK and clock.now >= applied.deadline
     assert rolled.original == "300.0" == GpuActuator(sim).read(rolled.action)
-    info = rolled.verification or {}
-    assert info["rollback_reason"].startswith("verification timed out")
-    assert info["result"]["passed"] is None  # the numbers that led to it are kept
+    info = rolled.verification
+    assert info is not None and info.result is not None and info.rollback_reason is not None
+    assert info.rollback_reason.startswith("verification timed out")
+    assert info.result.verdict is None  # the numbers that led to it are kept
     if window_kind == "broken":
-        assert "cannot judge: window read failed" in info["rollback_reason"]
+        assert "cannot judge: window read failed" in info.rollback_reason
     else:
-        assert info["result"]["numbers"]["after_seconds"] == pytest.approx(16.0)
+        assert info.result.numbers["after_seconds"] == pytest.approx(16.0)
     assert repo.list_actions(states=(S.VERIFYING,)) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 from guardrails.actions import CgroupLimit, Escalate
 from healer.act.engine import ChangeEngine
@@ -12,7 +11,7 @@ from healer.act.limits import max_per_incident_for
 from healer.models import ActionState, Incident
 from healer.store.repository import Repository
 from playbooks.loader import load_library
-from playbooks.schema import ActionTemplate, Remedy
+from playbooks.schema import Playbook
 
 from .conftest import Clock, Window, netns_sysctl
 from .engine_kit import Notes, feed, make_engine, somaxconn
@@ -20,12 +19,15 @@ from .engine_kit import Notes, feed, make_engine, somaxconn
 S = ActionState
 
 
-def _playbook(cap: int | None) -> SimpleNamespace:
-    template = ActionTemplate.model_validate({"kind": "sysctl_write", "value": "current*2",
-                                              "key": "net.core.somaxconn"})
-    remedy = Remedy(action=template,
-                    rationale="r", expected_effect="e", max_per_incident=cap)
-    return SimpleNamespace(remedies=(remedy,), verify=None, rollback="on_regression")
+def _playbook(cap: int | None) -> Playbook:
+    """A one-remedy playbook without a verify block (kept once the read-back holds)."""
+    return Playbook.model_validate({
+        "id": "capped", "title": "t", "severity": "warning", "description": "d",
+        "references": ["https://example.org/"],
+        "detect": {"any": [{"kind": "rate", "metric": "net.tcp.listen_overflows_total"}]},
+        "remedies": [{"action": {"kind": "sysctl_write", "key": "net.core.somaxconn",
+                                 "value": "current*2"},
+                      "rationale": "r", "expected_effect": "e", "max_per_incident": cap}]})
 
 
 def _incident(repo: Repository, scope: str) -> Incident:
@@ -35,7 +37,7 @@ def _incident(repo: Repository, scope: str) -> Incident:
 
 
 def _verified(engine: ChangeEngine, clock: Clock, incident: Incident | None, netns: str,
-              value: str, playbook: object = None) -> int:
+              value: str, playbook: Playbook | None = None) -> int:
     record = engine.propose(incident, somaxconn(netns, value), playbook)
     assert record.state == S.APPROVED, record.decision
     [applied] = engine.step()

@@ -169,7 +169,7 @@ def test_after_a_crash_recovery_restore_the_same_change_is_proposed_again(
     assert world.somaxconn == "128"
     restored = records(repo)[0]
     assert restored.state == S.ROLLED_BACK
-    assert (restored.verification or {}).get("rollback_judged") is False
+    assert restored.verification is not None and restored.verification.judged is False
 
     run(p, clock, 290, step=10)  # the fault persists: updated every cycle, within the interval
     assert doctor.calls == 1 and len(records(repo)) == 1
@@ -194,7 +194,8 @@ def test_after_a_regression_rollback_the_same_value_is_denied(
     run(p, clock, 5)
     rolled = records(repo)[0]
     assert rolled.state == S.ROLLED_BACK and world.somaxconn == "128"
-    assert "regression" in str((rolled.verification or {}).get("rollback_reason"))
+    assert rolled.verification is not None
+    assert "regression" in str(rolled.verification.rollback_reason)
 
     run(p, clock, 300, step=10)  # the fault persists; the interval passes after the rollback
     assert doctor.calls == 2

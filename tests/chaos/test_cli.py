@@ -35,7 +35,11 @@ def test_list_json_names_every_scenario_and_the_quick_subset() -> None:
     )
     rows = json.loads(res.stdout)
     quick = {r["name"] for r in rows if r["quick"]}
-    assert len(rows) == 14
+    assert len(rows) == 15
+    ranged = {r["name"]: (r["severity"]["low"], r["severity"]["high"]) for r in rows
+              if r["severity"]}
+    assert ranged == {"cgroup-oom": (110, 600), "listen-overflow": (100, 3000),
+                      "fd-exhaustion": (100, 5000), "pids-exhaustion": (30, 1000)}
     assert {
         "listen-overflow",
         "pids-exhaustion",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from healer.models import ActionState
+from healer.models import ActionState, Step, Verification, VerifyResult
 from healer.store.repository import Repository
+from playbooks.schema import Converge
 
 from .conftest import T0, FakeClock, make_incident, make_record
 
@@ -64,10 +65,27 @@ def test_an_older_live_record_keeps_the_incident_live(repo: Repository,
 
 def test_history_marks_crash_recovery_restores_unjudged(repo: Repository) -> None:
     regression, crash = applied(repo, None, "4096"), applied(repo, None, "8192")
+    base = Verification(spec=None, in_playbook=True)
     repo.transition(regression, S.ROLLED_BACK, expect=[S.VERIFYING],
-                    verification={"rollback_reason": "regression: psi up"})
+                    verification=base.model_copy(update={"rollback_reason": "regression"}))
     repo.transition(crash, S.ROLLED_BACK, expect=[S.VERIFYING],
-                    verification={"rollback_reason": "crash recovery: not verified",
-                                  "rollback_judged": False})
+                    verification=base.model_copy(update={
+                        "rollback_reason": "crash recovery: not verified", "judged": False}))
     history = repo.history("sysctl_write:netns:t1:net.core.somaxconn", T0 - timedelta(hours=1))
     assert [(h.value, h.judged) for h in history] == [("4096", True), ("8192", False)]
+
+
+def test_history_names_the_convergence_only_of_kept_insufficient_steps(
+        repo: Repository) -> None:
+    plan = Step(number=1, allowed=4, plan=Converge())
+    short = VerifyResult(verdict="insufficient")
+    kept, fixed, undone = (applied(repo, None, v) for v in ("4096", "8192", "16384"))
+    ver = Verification(spec=None, in_playbook=True, step=plan, result=short)
+    repo.transition(kept, S.VERIFIED, expect=[S.VERIFYING], verification=ver)
+    repo.transition(fixed, S.VERIFIED, expect=[S.VERIFYING], verification=ver.model_copy(
+        update={"result": VerifyResult(verdict="fixed")}))
+    repo.transition(undone, S.VERIFIED, expect=[S.VERIFYING], verification=ver)
+    repo.transition(undone, S.ROLLED_BACK, expect=[S.VERIFIED])
+    history = repo.history("sysctl_write:netns:t1:net.core.somaxconn", T0 - timedelta(hours=1))
+    assert [(h.value, h.convergence) for h in history] == [
+        ("4096", f"convergence:{kept}"), ("8192", None), ("16384", None)]

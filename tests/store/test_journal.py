@@ -13,10 +13,23 @@ import sqlalchemy as sa
 from guardrails.actions import SysctlWrite
 from guardrails.decision import Decision
 from healer.errors import StoreError
-from healer.models import ActionState, Diagnosis, Evidence, IncidentStatus, Proposal
+from healer.models import (
+    ActionState,
+    Diagnosis,
+    Evidence,
+    IncidentStatus,
+    Proposal,
+    Step,
+    Summary,
+    Verification,
+    VerifyResult,
+    VerifySpec,
+)
 from healer.store.engine import open_engine
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repository import Repository
+from healer.store.tables import ActionTable
+from playbooks.schema import Converge
 
 from .conftest import HOST, T0, FakeClock, make_incident, make_record
 
@@ -251,11 +264,48 @@ def test_concurrent_deciders_on_two_engines_produce_exactly_one_winner(
     cli.engine.dispose()
 
 
-def test_verification_details_with_datetimes_are_stored_as_json(repo: Repository) -> None:
+def test_verification_round_trips_as_its_typed_model(repo: Repository) -> None:
     rec = repo.add_action(make_record(state=S.APPROVED))
     assert rec.id is not None
     repo.transition(rec.id, S.APPLYING, expect={S.APPROVED}, original="128", applied="4096")
-    verdict = {"passed": True, "baseline_median": 12.0, "after_median": 0.0, "at": T0}
-    got = repo.transition(rec.id, S.VERIFYING, expect={S.APPLYING}, verification=verdict)
-    assert got.verification == {**verdict, "at": "2026-03-01T12:00:00Z"}
+    spec = VerifySpec(metric="net.tcp.listen_overflows_total", direction="to_zero")
+    ver = Verification(
+        spec=spec, in_playbook=True, applied_at=T0.timestamp(),
+        baseline={spec.metric or "": Summary(n=5, median=12.0, mad=1.0, min=10.0, max=14.0)},
+        result=VerifyResult(verdict="insufficient", reasons=("symptom continues",),
+                            numbers={"target.after_max": 3.0}),
+        step=Step(number=2, first=7, previous=7, allowed=4, plan=Converge(), ceiling=65535))
+    got = repo.transition(rec.id, S.VERIFYING, expect={S.APPLYING}, verification=ver)
+    assert got.verification == ver
     assert repo.get_action(rec.id) == got
+    assert got.convergence == "convergence:7" and got.verdict == "insufficient"
+
+
+def test_a_verification_row_in_the_old_untyped_format_still_parses(repo: Repository) -> None:
+    rec = repo.add_action(make_record(state=S.APPROVED))
+    assert rec.id is not None
+    spec = {"metric": "vmstat.oom_kill_total", "direction": "to_zero", "rate": True,
+            "window_seconds": 30.0, "settle_seconds": 2.0}
+    old = {"spec": spec, "applied_at": 1772366400.5,
+           "baseline": {"vmstat.oom_kill_total": {"n": 30.0, "median": 0.5, "mad": 0.1,
+                                                  "min": 0.0, "max": 1.0}},
+           "result": {"passed": False, "reasons": ["1 new kernel-log line(s)"],
+                      "numbers": {"kmsg.new_matches": 1.0}},
+           "rollback_reason": "crash recovery: not verified", "rollback_judged": False}
+    with repo._tx() as s:  # written as the journal wrote it before the typed model
+        s.execute(sa.update(ActionTable).where(ActionTable.id == rec.id)
+                  .values(verification=old))
+    got = repo.get_action(rec.id)
+    assert got is not None and got.verification is not None
+    ver = got.verification
+    assert ver.in_playbook is False  # missing: the safe side, outside the playbook
+    assert ver.spec is not None and ver.spec.rate and ver.spec.metric == "vmstat.oom_kill_total"
+    assert ver.baseline["vmstat.oom_kill_total"].median == 0.5
+    assert ver.result is not None and ver.result.verdict == "regressed"
+    assert ver.result.numbers == {"kmsg.new_matches": 1.0}
+    assert (ver.judged, ver.applied_at, ver.step) == (False, 1772366400.5, None)
+    with repo._tx() as s:  # and a row as written by propose(): in_playbook given
+        s.execute(sa.update(ActionTable).where(ActionTable.id == rec.id)
+                  .values(verification={"spec": None, "in_playbook": True}))
+    again = repo.get_action(rec.id)
+    assert again is not None and again.verification == Verification(spec=None, in_playbook=True)

@@ -60,20 +60,23 @@ def test_the_templated_counter_resolves_to_the_actions_cgroup(spec: VerifySpec) 
 def test_refusals_stopping_passes_after_a_full_window(spec: VerifySpec) -> None:
     series = _fn(_series(0.0))
     baseline = summarize_baseline(spec, series, T0)
-    assert baseline[METRIC]["median"] == pytest.approx(12.0)
+    assert baseline[METRIC].median == pytest.approx(12.0)
     early = evaluate(spec, baseline, series, T0, T0 + spec.settle_seconds + 1)
-    assert early.passed is None  # not a full window yet
+    assert early.verdict is None  # not a full window yet
     now = T0 + spec.settle_seconds + spec.window_seconds
     result = evaluate(spec, baseline, series, T0, now)
-    assert result.passed is True, result.reasons
+    assert result.verdict == "fixed", result.reasons
     assert result.numbers["target.after_max"] == 0.0
 
 
-def test_refusals_going_on_never_pass_and_more_of_them_fail(spec: VerifySpec) -> None:
+def test_refusals_going_on_are_insufficient_and_more_of_them_regress(spec: VerifySpec) -> None:
     now = T0 + spec.settle_seconds + spec.window_seconds
-    slower = _fn(_series(2.0))  # fewer, but still refused: not fixed; wait, then time out
+    slower = _fn(_series(2.0))  # fewer, but still refused: not fixed, not worse
     base = summarize_baseline(spec, slower, T0)
-    assert evaluate(spec, base, slower, T0, now).passed is None
+    early = evaluate(spec, base, slower, T0, T0 + spec.settle_seconds + 3)
+    assert early.verdict == "insufficient", early.reasons  # told after min_samples points
+    assert "symptom continues" in early.reasons[0]
+    assert evaluate(spec, base, slower, T0, now).verdict == "insufficient"
     worse = _fn(_series(40.0))  # the change made it worse: roll back
     result = evaluate(spec, summarize_baseline(spec, worse, T0), worse, T0, now)
-    assert result.passed is False and "got worse" in result.reasons[0]
+    assert result.verdict == "regressed" and "got worse" in result.reasons[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from guardrails.actions import CgroupLimit, ProcessRlimit
-from healer.models import Evidence, Incident, KmsgRecord, ProcessInfo
+from healer.models import Evidence, Incident, KmsgRecord, ProcessInfo, Summary
 from healer.verify import VerifySpec, evaluate
 from healer.verify.labels import labels_for, spec_for
 from healer.verify.process import ProcessSeries
@@ -80,7 +80,7 @@ def test_quiet_only_playbook_resolves_without_a_metric(pids_spec: VerifySpec) ->
     assert VerifySpec.model_validate(pids_spec.model_dump(mode="json")) == pids_spec
 
 
-def test_new_fork_rejection_in_scope_fails_and_out_of_scope_does_not(
+def test_new_fork_rejection_in_scope_is_insufficient_and_out_of_scope_is_not(
         pids_spec: VerifySpec) -> None:
     kmsg = Kmsg()
     other, ours = _lines("kmsg-pids.txt")
@@ -88,11 +88,11 @@ def test_new_fork_rejection_in_scope_fails_and_out_of_scope_does_not(
     kmsg.arrive(T0 + 4, [other])  # another cgroup
     kmsg.now = T0 + 10
     result = evaluate(pids_spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg)
-    assert result.passed is None and result.numbers["kmsg.new_matches"] == 0
+    assert result.verdict is None and result.numbers["kmsg.new_matches"] == 0
     kmsg.arrive(T0 + 11, [ours.model_copy(update={"seq": 99})])  # a child of our cgroup
     kmsg.now = T0 + 12
     result = evaluate(pids_spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg)
-    assert result.passed is False
+    assert result.verdict == "insufficient"  # the symptom goes on; it is no worse
     assert result.numbers["kmsg.new_matches"] == 1 and "seq 99" in result.reasons[0]
 
 
@@ -100,10 +100,10 @@ def test_a_full_quiet_window_passes_and_no_source_never_passes(pids_spec: Verify
     kmsg = Kmsg()
     kmsg.now = T0 + pids_spec.settle_seconds + pids_spec.window_seconds
     result = evaluate(pids_spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg)
-    assert result.passed is True, result.reasons
+    assert result.verdict == "fixed", result.reasons
     assert "no matching kernel-log line" in result.reasons[0]
     blind = evaluate(pids_spec, {}, _no_series, T0, kmsg.now, kmsg=None)
-    assert blind.passed is None  # cannot tell: wait, and roll back at the deadline
+    assert blind.verdict is None  # cannot tell: wait, and roll back at the deadline
 
 
 def test_memcg_oom_counts_only_in_the_cgroup_its_context_line_names() -> None:
@@ -112,16 +112,17 @@ def test_memcg_oom_counts_only_in_the_cgroup_its_context_line_names() -> None:
     action = CgroupLimit(scope="cgroup:/healer-chaos-1/oom", path="/healer-chaos-1/oom",
                          knob="memory.max", value="157286400")
     spec = _spec("cgroup-memory-limit-too-low", incident, action)
-    assert spec.metric == "vmstat.oom_kill_total" and len(spec.quiet_kmsg) == 1
+    assert spec.metric == "cgroup./healer-chaos-1/oom.memory.oom_kill_total"
+    assert len(spec.quiet_kmsg) == 1
     lines = _lines("kmsg-memcg-oom.txt")
     kmsg = Kmsg()
     kmsg.arrive(T0 + 5, lines[:4])  # an OOM kill in /batch/other
     kmsg.now = T0 + 6
-    assert evaluate(spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg).passed is None
+    assert evaluate(spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg).verdict is None
     kmsg.arrive(T0 + 7, lines[4:])  # and one in ours
     kmsg.now = T0 + 8
     result = evaluate(spec, {}, _no_series, T0, kmsg.now, kmsg=kmsg)
-    assert result.passed is False and result.numbers["kmsg.new_matches"] == 1
+    assert result.verdict == "insufficient" and result.numbers["kmsg.new_matches"] == 1
 
 
 def test_fd_limit_verifies_on_the_pid_of_the_action() -> None:
@@ -149,12 +150,11 @@ def test_process_series_takes_one_point_per_scan_and_judges_below() -> None:
     assert procs.series(spec.metric, 0, T0 + 5) == [(T0, 63 / 64)]
     for t in (T0 + 10, T0 + 20):
         procs.observe(spec.metric, _scan(100, 1024), t)
-    baseline = {spec.metric: {"median": 63 / 64, "mad": 0.0, "n": 1.0, "min": 0.98,
-                              "max": 0.98}}
+    baseline = {spec.metric: Summary(median=63 / 64, mad=0.0, n=1.0, min=0.98, max=0.98)}
     now = T0 + spec.settle_seconds + spec.window_seconds
     result = evaluate(spec, baseline, procs.series, T0, now)
-    assert result.passed is True, result.reasons
+    assert result.verdict == "fixed", result.reasons
     assert result.numbers["target.after_median"] == pytest.approx(100 / 1024)
     procs.observe(spec.metric, _scan(900, 1024), now + 10)  # filling up the new limit again
     procs.observe(spec.metric, _scan(950, 1024), now + 15)
-    assert evaluate(spec, baseline, procs.series, T0, now + 15).passed is not True
+    assert evaluate(spec, baseline, procs.series, T0, now + 15).verdict != "fixed"

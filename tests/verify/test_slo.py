@@ -56,32 +56,32 @@ def test_declared_slos_replace_the_playbook_metric_target() -> None:
     assert other is not None and other.slos == () and other.metric is not None
 
 
-def _judge(p95_after: float, now: float) -> tuple[bool | None, tuple[str, ...]]:
+def _judge(p95_after: float, now: float) -> tuple[str | None, tuple[str, ...]]:
     spec = VerifySpec(slos=SLOS, window_seconds=10, settle_seconds=1)
     # PSI stays high after the fix (the hog still runs): only the SLO decides.
     series = Series(**{P95.replace(".", "__"): flat(0.09, T0 - 30, T0) + flat(
         p95_after, T0 + 1, T0 + 30), GOAL.replace(".", "__"): flat(0.02, T0 - 30, T0 + 30),
         "psi__cpu__some_avg10": flat(80.0, T0 - 30, T0 + 30)})
     result = evaluate(spec, summarize_baseline(spec, series, T0), series, T0, now)
-    return result.passed, result.reasons
+    return result.verdict, result.reasons
 
 
 def test_slo_met_over_a_full_window_passes() -> None:
     assert _judge(0.015, T0 + 5)[0] is None  # not a full window yet
-    passed, reasons = _judge(0.015, T0 + 12)
-    assert passed is True and "every SLO met" in reasons[0]
+    verdict, reasons = _judge(0.015, T0 + 12)
+    assert verdict == "fixed" and "every SLO met" in reasons[0]
 
 
-def test_slo_still_missed_keeps_waiting_until_the_deadline() -> None:
-    passed, reasons = _judge(0.05, T0 + 12)
-    assert passed is None and "SLO not met" in reasons[0] and "0.05" in reasons[0]
+def test_slo_still_missed_over_a_full_window_is_insufficient() -> None:
+    verdict, reasons = _judge(0.05, T0 + 12)
+    assert verdict == "insufficient" and "SLO not met" in reasons[0] and "0.05" in reasons[0]
 
 
 def test_slo_without_data_is_undecided() -> None:
     spec = VerifySpec(slos=parse_slos(["textfile.gone_seconds<=1"]), window_seconds=5,
                       settle_seconds=0)
     result = evaluate(spec, {}, Series(), T0, T0 + 10)
-    assert result.passed is None and "0 samples" in result.reasons[0]
+    assert result.verdict is None and "0 samples" in result.reasons[0]
 
 
 def test_spec_with_slos_round_trips_through_the_journal_json() -> None:

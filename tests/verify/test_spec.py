@@ -9,7 +9,8 @@ import pytest
 from guardrails.actions import GpuPowerLimit
 from healer.models import Incident
 from healer.verify import VerifySpec
-from healer.verify.labels import spec_for
+from healer.verify.labels import labels_for, spec_for
+from healer.verify.spec import spec_from_playbook
 from playbooks.loader import load_library
 from playbooks.schema import Guard, Verify
 
@@ -20,7 +21,8 @@ def test_placeholders_fill_from_the_incident_scope_and_action() -> None:
     now = datetime.now(UTC)
     incident = Incident(host_id="h", playbook="gpu-thermal-throttling", scope="gpu:1",
                         first_seen=now, last_seen=now)
-    spec = spec_for(verify, incident, GpuPowerLimit(index=1, watts=600, scope="gpu:1"))
+    action = GpuPowerLimit(index=1, watts=600, scope="gpu:1")
+    spec = spec_from_playbook(verify, labels_for(incident, action))
     assert spec is not None
     assert spec.metric == "gpu.1.temperature_celsius"
     assert (spec.direction, spec.threshold) == ("below", 85.0)

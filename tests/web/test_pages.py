@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.models import ActionState
+from healer.models import ActionState, Verification, VerifySpec
 from healer.store.repository import Repository
 from tests.web.helpers import Clock, add_user, login, make_incident, make_proposal
 
@@ -45,12 +45,13 @@ def test_verification_chart_carries_apply_and_verify_markers(
         signed_in: TestClient, repo: Repository, clock: Clock) -> None:
     incident = make_incident(repo, clock())
     record = make_proposal(repo, clock(), incident_id=incident.id)
+    spec = VerifySpec(metric="net.tcp.listen_overflows_total", direction="to_zero")
     for to, frm in ((ActionState.APPROVED, ActionState.AWAITING_APPROVAL),
                     (ActionState.APPLYING, ActionState.APPROVED),
                     (ActionState.VERIFYING, ActionState.APPLYING),
                     (ActionState.VERIFIED, ActionState.VERIFYING)):
         repo.transition(record.id, to, expect={frm},  # type: ignore[arg-type]
-                        verification={"spec": {"metric": "net.tcp.listen_overflows_total"}})
+                        verification=Verification(spec=spec, in_playbook=True))
     page = signed_in.get(f"/incidents/{incident.id}").text
     data = re.search(r'<script type="application/json" class="chart-data">(.*?)</script>', page)
     assert data is not None

@@ -13,7 +13,7 @@ from web.charts import HOST_CHARTS, gpu_charts
 from web.context import get_ctx
 from web.render import render
 from web.schemas import PathId
-from web.views import incident_timeline
+from web.views import convergences, incident_timeline
 
 router = APIRouter(include_in_schema=False)
 Viewer = Annotated[Principal, Depends(requires("viewer"))]
@@ -51,4 +51,6 @@ def incident(request: Request, who: Viewer, incident_id: PathId) -> HTMLResponse
     latest = ctx.live.latest() if ctx.live is not None else None
     timeline = incident_timeline(ctx.repo, found, latest, ctx.settings.approval_ttl_seconds,
                                  ctx.clock())
-    return render(request, "incident.html.j2", who, incident=found, timeline=timeline)
+    steps = convergences(ctx.repo.list_actions(incident_id=incident_id, limit=200))
+    return render(request, "incident.html.j2", who, incident=found, timeline=timeline,
+                  convergences=steps)
