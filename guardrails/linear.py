@@ -113,3 +113,26 @@ def glob_union(patterns: tuple[str, ...] | list[str]) -> Pattern | None:
     if not patterns:
         return None
     return compile("|".join(f"(?:{glob_to_regex(p)})" for p in patterns))
+
+
+class PatternSet:
+    """Many patterns matched against one text in a single RE2 pass (``RE2::Set``).
+
+    ``match`` returns the indices (in the order added) of every pattern found in the text.
+    Meant for sets of literals: their automaton stays small (about one state per literal
+    character), far inside ``max_mem``, which RE2 would otherwise need at match time.
+    """
+
+    def __init__(self, patterns: list[str] | tuple[str, ...], max_mem: int = 64 << 20) -> None:
+        options = _options()
+        options.max_mem = max_mem
+        self._set = re2.Set.SearchSet(options)
+        for pattern in patterns:
+            compile(pattern)  # one clear PatternError for a bad member
+            self._set.Add(pattern)
+        self._set.Compile()
+        self.size = len(patterns)
+
+    def match(self, text: str | bytes) -> list[int]:
+        """Indices of the patterns that occur in ``text``."""
+        return list(self._set.Match(text) or ())

@@ -110,8 +110,11 @@ class IncidentStatus(enum.StrEnum):
 class Incident(_Frozen):
     id: int | None = None
     host_id: str
-    playbook: str  # root-cause id of the playbook that fired
+    playbook: str  # root-cause id of the playbook that fired ("unclassified": none did)
     scope: str
+    # What within the scope: a device, interface or binary (Playbook.subject); for an
+    # unclassified incident, the message template. Part of the incident's identity.
+    subject: str = ""
     status: IncidentStatus = IncidentStatus.OPEN
     severity: str = "warning"
     count: int = 1
@@ -122,7 +125,9 @@ class Incident(_Frozen):
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.playbook}|{self.scope}"
+        """playbook|scope, plus |subject when there is one (unique among open incidents)."""
+        base = f"{self.playbook}|{self.scope}"
+        return f"{base}|{self.subject}" if self.subject else base
 
 
 class Proposal(_Frozen):

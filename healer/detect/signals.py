@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from guardrails import linear
 from healer.detect.view import WindowView
 from healer.models import GpuState, ProcessInfo
 from playbooks.operators import fill_template
@@ -52,6 +53,7 @@ class Hit:
     count: int = 0  # kernel-log records matched this cycle
     window_count: int = 0  # ... and within the signal's window
     lines: tuple[str, ...] = ()
+    key: tuple[str, str] | None = None  # kernel-log hits: their (scope, subject), known
 
 
 class MetricIndex:
@@ -73,7 +75,8 @@ class MetricIndex:
         if "{" not in pattern:
             return [(pattern, {})]
         if pattern not in self._cache:
-            rx = re.compile(
+            # Metric names carry cgroup paths, which their owners choose: RE2 (linear time).
+            rx = linear.compile(
                 "^" + re.sub(r"\\\{([a-z_]+)\\\}", r"(?P<\1>\\S+?)", re.escape(pattern)) + "$"
             )
             found = []

@@ -15,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 HOST_LEN = 253  # a DNS name, like Settings.host_id
 NAME_LEN = 200
+SUBJECT_LEN = 512  # healer.detect.templates keeps templates shorter
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -97,6 +98,8 @@ class IncidentTable(Base):
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
     playbook: Mapped[str]
     scope: Mapped[str] = mapped_column(sa.String(1024))
+    # A device, interface or binary, or an unclassified incident's message template.
+    subject: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN), server_default="")
     status: Mapped[str] = mapped_column(sa.String(16))
     severity: Mapped[str] = mapped_column(sa.String(32))
     count: Mapped[int]
@@ -207,6 +210,20 @@ class OutboxTable(Base):
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     dead: Mapped[bool]
+
+
+class SilenceTable(Base):
+    """An operator's "this kernel-message template is harmless until expires_at"."""
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_host_expires", "host_id", "expires_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    template: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN))
+    comment: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class KvTable(Base):

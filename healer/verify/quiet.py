@@ -8,19 +8,21 @@ action's cgroup or below it. A line whose cgroup cannot be told (no capture, the
 line out of reach) counts too: when in doubt, the fix is judged not to have worked and
 the original value is restored, which is the state the operator last chose.
 
-Matching follows healer.detect.kmsg: literal pre-filter, ``re.search``, ``where`` filters,
-and context lines (the memcg OOM report's ``oom_memcg=`` line) merged into the next match
-within ``max_lines``. Pure: records come in as data.
+Matching follows healer.detect.kmsg: literal pre-filter, an RE2 search (kernel text is
+attacker-chosen: linear time, never Python's ``re``), ``where`` filters, and context lines
+(the memcg OOM report's ``oom_memcg=`` line) merged into the next match within
+``max_lines``. Only the signals that open an event count; a ``part`` line (a report's
+continuation) proves nothing. Pure: records come in as data.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guardrails import linear
 from healer.models import KmsgRecord
 
 SCOPE_CAPTURES = ("cgroup",)  # captures that pin a line to the incident's scope
@@ -30,10 +32,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _literals(contains: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (contains,) if isinstance(contains, str) else contains
+
+
+def _holds(contains: str | tuple[str, ...], msg: str) -> bool:
+    return any(lit in msg for lit in _literals(contains))
+
+
 class KmsgContextPattern(_Frozen):
     """A preceding line whose captures are merged into the next match."""
 
-    contains: str
+    contains: str | tuple[str, ...]
     regex: str
     max_lines: int = 50
 
@@ -41,7 +51,7 @@ class KmsgContextPattern(_Frozen):
 class KmsgPattern(_Frozen):
     """One kernel-log line kind a ``quiet_kmsg`` verification must not see again."""
 
-    contains: str
+    contains: str | tuple[str, ...]  # one literal, or several (any one); see Kmsg.contains
     regex: str
     where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     context: tuple[KmsgContextPattern, ...] = ()
@@ -49,9 +59,9 @@ class KmsgPattern(_Frozen):
 
     def captures(self) -> set[str]:
         """Every named group the line or its context lines can capture."""
-        names = set(re.compile(self.regex).groupindex)
+        names = set(linear.compile(self.regex).groupindex)
         for ctx in self.context:
-            names |= set(re.compile(ctx.regex).groupindex)
+            names |= set(linear.compile(ctx.regex).groupindex)
         return names
 
 
@@ -60,7 +70,7 @@ def patterns_from_signals(signals: Iterable[Any], labels: Mapping[str, str]) -> 
     """``KmsgPattern`` for each playbook ``kmsg`` signal, scoped by the labels it can capture."""
     out = []
     for sig in signals:
-        if getattr(sig, "kind", None) != "kmsg":
+        if getattr(sig, "kind", None) != "kmsg" or getattr(sig, "role", "line") == "part":
             continue
         pattern = KmsgPattern(
             contains=sig.contains, regex=sig.regex,
@@ -91,16 +101,16 @@ def matching(pattern: KmsgPattern, records: Sequence[KmsgRecord],
              counted: set[int] | None = None) -> list[KmsgRecord]:
     """Records matching ``pattern`` in its scope; only those whose seq is in ``counted``
     (when given) are returned, the others only feed context lines."""
-    regex = re.compile(pattern.regex)
-    contexts = [(c, re.compile(c.regex)) for c in pattern.context]
+    regex = linear.compile(pattern.regex)
+    contexts = [(c, linear.compile(c.regex)) for c in pattern.context]
     state: list[tuple[int, dict[str, str]] | None] = [None] * len(contexts)
     hits: list[KmsgRecord] = []
     for lineno, rec in enumerate(records):
         msg = rec.message
         for i, (ctx, cregex) in enumerate(contexts):
-            if ctx.contains in msg and (cm := cregex.search(msg)) is not None:
+            if _holds(ctx.contains, msg) and (cm := cregex.search(msg)) is not None:
                 state[i] = (lineno, {k: v for k, v in cm.groupdict().items() if v is not None})
-        if pattern.contains not in msg or (m := regex.search(msg)) is None:
+        if not _holds(pattern.contains, msg) or (m := regex.search(msg)) is None:
             continue
         caps = {k: v for k, v in m.groupdict().items() if v is not None}
         if any(caps.get(k) not in allowed for k, allowed in pattern.where.items()):

@@ -39,9 +39,10 @@ def run_fixture(name: str, gpus: tuple[GpuState, ...] = (GPU0,)) -> MemorySink:
     tracker = IncidentTracker("h1", clock=lambda: 1000.0, sink=sink)
     window = FakeWindow()
     records = fixture_records(name)
-    # Two cycles: the lines arrive split across samples, as they would at 1 Hz.
+    # Two cycles: the lines arrive split across samples, as they would at 1 Hz; a third,
+    # quiet one 3 s later: a report with no closing line closes after 2 s of silence.
     half = len(records) // 2
-    for ts, batch in ((999.0, records[:half]), (1000.0, records[half:])):
+    for ts, batch in ((999.0, records[:half]), (1000.0, records[half:]), (1003.0, [])):
         sample = Sample(ts=ts, metrics={}, kmsg=tuple(batch), gpus=gpus)
         window.append(sample)
         tracker.apply(detector.observe(window, sample))
