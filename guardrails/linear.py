@@ -136,3 +136,21 @@ class PatternSet:
     def match(self, text: str | bytes) -> list[int]:
         """Indices of the patterns that occur in ``text``."""
         return list(self._set.Match(text) or ())
+
+
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
+def spans(pattern: Pattern, data: bytes, pos: int = 0) -> list[tuple[int, int]] | None:
+    """The group spans of the leftmost match in ``data[pos:]`` (index 0: the whole match;
+    (-1, -1): a group that did not take part), or None without a match.
+
+    Bytes in, byte offsets out, one RE2 call: for hot loops that cannot pay the wrapper's
+    per-call match object and text-offset translation (about 3 us a call).
+    """
+    raw = getattr(pattern, "_regexp", None)
+    if raw is not None:
+        found = raw.Match(_UNANCHORED, data, pos, len(data))
+        return None if found[0][0] < 0 else list(found)
+    m = pattern.search(data, pos)  # a wrapper without the raw object: the same answer, slower
+    return None if m is None else [m.span(i) for i in range(pattern.groups + 1)]

@@ -50,10 +50,25 @@ _STATEFUL = (Kmsg, Threshold)  # evaluated every cycle: their windows and hyster
 class _KWindow:
     """Kernel-log matches of one signal in one scope, over its window."""
 
-    hits: deque[tuple[float, int]]
+    hits: deque[tuple[float, int]]  # (cycle ts, lines or reports that cycle)
     captures: dict[str, str]
     lines: deque[str]
     new: int = 0
+    total: int = 0  # the sum over ``hits``, kept as they come and go
+
+    def add(self, now: float, count: int) -> None:
+        if self.hits and self.hits[-1][0] == now:
+            self.hits[-1] = (now, self.hits[-1][1] + count)
+        else:
+            self.hits.append((now, count))
+        self.total += count
+        self.new += count
+
+    def expire(self, before: float) -> int:
+        """Drop what fell out of the window; the count left in it."""
+        while self.hits and self.hits[0][0] <= before:
+            self.total -= self.hits.popleft()[1]
+        return self.total
 
 
 class Detector:
@@ -88,13 +103,13 @@ class Detector:
         self._matcher = KmsgMatcher(self.playbooks,
                                     unknown.vocabulary if unknown is not None else None)
         self._subjects = SubjectCap()
-        self._kwin: dict[tuple[SigKey, Key | None], _KWindow] = {}
+        self._kwin: dict[SigKey, dict[Key, _KWindow]] = {}  # signal -> key -> its window
         self._holds: dict[tuple[int, int, tuple[tuple[str, str], ...]], S.Hysteresis] = {}
         self._gpu_hist: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self._gpu_hist_seconds = max(
             (s.seconds for pb in self.playbooks for s in pb.detect.signals
              if isinstance(s, GpuProcessSignal)), default=0.0)
-        self._active: dict[tuple[int, Key], float] = {}  # (playbook, key) -> last emitted
+        self._active: dict[int, dict[Key, float]] = {}  # playbook -> key -> last emitted
         self._start: float | None = None
         self.bad_scopes = 0
 
@@ -234,25 +249,29 @@ class Detector:
                 del self._gpu_hist[key]
 
     def _record_kmsg(self, found: Found, now: float) -> None:
-        for old in self._kwin.values():
-            old.new = 0
+        for wins in self._kwin.values():
+            for old in wins.values():
+                old.new = 0
         for sigkey, aggs in found.items():
             pb = self.playbooks[sigkey[0]]
             for agg in aggs.values():
                 # A line without the scope's label (a memcg OOM kill whose summary line
                 # was lost) still counts: on the playbook's default scope.
                 key = self._key(pb, agg.captures, now) or (self._default_scope(pb), "")
-                win = self._kwin.get((sigkey, key))
+                wins = self._kwin.setdefault(sigkey, {})
+                win = wins.get(key)
                 if win is None:
-                    win = self._kwin[(sigkey, key)] = _KWindow(deque(), {}, deque(maxlen=20))
-                win.hits.append((now, agg.count))
+                    win = wins[key] = _KWindow(deque(), {}, deque(maxlen=20))
+                win.add(now, agg.count)
                 win.captures = agg.captures
                 win.lines.extend(agg.lines)
-                win.new += agg.count
 
     def _prune_kmsg(self) -> None:
-        for key in [k for k, w in self._kwin.items() if not w.hits]:
-            del self._kwin[key]
+        for sigkey, wins in list(self._kwin.items()):
+            for key in [k for k, w in wins.items() if not w.hits]:
+                del wins[key]
+            if not wins:
+                del self._kwin[sigkey]
 
     # --- signals ----------------------------------------------------------------------
     def _evaluate(self, pi: int, si: int, sig: Signal, window: WindowView, sample: Sample,
@@ -281,12 +300,8 @@ class Detector:
 
     def _eval_kmsg(self, sigkey: SigKey, sig: Kmsg, now: float) -> list[S.Hit]:
         hits = []
-        for (skey, key), win in self._kwin.items():
-            if skey != sigkey:
-                continue
-            while win.hits and win.hits[0][0] <= now - sig.window_seconds:
-                win.hits.popleft()
-            total = sum(n for _, n in win.hits)
+        for key, win in self._kwin.get(sigkey, {}).items():
+            total = win.expire(now - sig.window_seconds)
             if total and sig.role != "part":
                 hits.append(S.Hit(float(total), dict(win.captures), total >= sig.count,
                                   count=win.new, window_count=total, lines=tuple(win.lines),
@@ -313,7 +328,8 @@ class Detector:
             new = sum(h.count for sig, h in hits if isinstance(sig, Kmsg))
             in_window = sum(h.window_count for sig, h in hits if isinstance(sig, Kmsg))
             metric_hit = any(not isinstance(sig, Kmsg) for sig, _ in hits)
-            last = self._active.get((pi, key))
+            active = self._active.setdefault(pi, {})
+            last = active.get(key)
             if last is None:
                 count = in_window or 1
             elif new:
@@ -322,13 +338,14 @@ class Detector:
                 count = 0 if any(isinstance(s, Kmsg) for s in pb.detect.signals) else 1
             else:
                 continue
-            self._active[(pi, key)] = now
+            active[key] = now
             evidence = gather(pb, scope, hits, window, self._index, gpus, processes,
                               self.read_sysctl, self.read_cgroup)
             events.append(DetectEvent("fire", pb.id, scope, _severity(pb, hits), evidence,
                                       count, now, subject))
-        for (api, gone) in [k for k in self._active if k[0] == pi and k[1] not in firing]:
-            del self._active[(api, gone)]
+        active = self._active.get(pi, {})
+        for gone in [k for k in active if k not in firing]:
+            del active[gone]
             events.append(DetectEvent("clear", pb.id, gone[0], pb.severity, Evidence(), 0, now,
                                       gone[1]))
         return events

@@ -83,6 +83,18 @@ class _Pattern:
     regex: linear.Pattern
     subs: list[_Sub] = field(default_factory=list)
     context_slot: int | None = None  # set when this pattern feeds a context slot
+    groups: tuple[tuple[str, int], ...] = ()  # (name, index) of its named groups
+
+    def __post_init__(self) -> None:
+        self.groups = tuple(sorted(self.regex.groupindex.items(), key=lambda g: g[1]))
+
+    def captures(self, data: bytes) -> dict[str, str] | None:
+        """The named groups of the first match in ``data`` (None: no match)."""
+        found = linear.spans(self.regex, data)
+        if found is None:
+            return None
+        return {name: data[a:b].decode("utf-8", "replace") for name, i in self.groups
+                for a, b in (found[i],) if a >= 0}
 
 
 @dataclass
@@ -121,10 +133,8 @@ class KmsgMatcher:
         self._by_index = [self._literals[lit] for lit in literals]
         self._set = linear.PatternSet([linear.escape(lit) for lit in literals]) if literals \
             else None
-        parts = [linear.escape(lit) for lit in literals]
-        if vocabulary is not None:
-            parts.append(f"(?:{vocabulary.pattern})")
-        self._prefilter = linear.compile("|".join(parts)) if parts else None
+        self._prefilter = linear.compile("|".join(linear.escape(lit) for lit in literals)) \
+            if literals else None
         self._report: _Open | None = None
         self._lineno = 0
         self.malformed = 0
@@ -161,9 +171,9 @@ class KmsgMatcher:
     def scan(self, records: Sequence[KmsgRecord], now: float) -> ScanResult:
         """Match new records in order; malformed ones are counted in ``malformed``, skipped."""
         out = ScanResult()
-        recs, msgs = self._wellformed(records)
+        recs, msgs, joined = self._wellformed(records)
         base, prev = self._lineno, 0
-        for i in self._candidates(recs, msgs):
+        for i in self._candidates(recs, msgs, joined):
             self._continue(recs, msgs, base, prev, i, now, out)
             self._line(recs[i], msgs[i], base + i, now, out)
             prev = i + 1
@@ -174,9 +184,11 @@ class KmsgMatcher:
             self._close(out)
         return out
 
-    def _wellformed(self, records: Sequence[KmsgRecord]) -> tuple[list[KmsgRecord], list[str]]:
-        """The records and their messages; the per-record checks run only when the batch
-        as a whole fails them (a non-text message, a NUL, an absurd length, a newline)."""
+    def _wellformed(self, records: Sequence[KmsgRecord]
+                    ) -> tuple[list[KmsgRecord], list[str], str]:
+        """The records, their messages and the messages joined by newlines; the per-record
+        checks run only when the batch as a whole fails them (a non-text message, a NUL,
+        an absurd length, a newline inside a message)."""
         recs = list(records)
         try:
             msgs = list(map(_message, recs))
@@ -185,7 +197,7 @@ class KmsgMatcher:
             joined = None
         if joined is not None and "\x00" not in joined and joined.count("\n") == len(msgs) - 1 \
                 and (not msgs or max(map(len, msgs)) <= MAX_MESSAGE_CHARS):
-            return recs, msgs
+            return recs, msgs, joined
         kept_recs, kept = [], []
         for rec in recs:
             msg = getattr(rec, "message", None)
@@ -194,38 +206,26 @@ class KmsgMatcher:
                 continue
             kept_recs.append(rec)
             kept.append(msg.replace("\n", " "))
-        return kept_recs, kept
+        return kept_recs, kept, "\n".join(kept)
 
-    def _candidates(self, recs: list[KmsgRecord], msgs: list[str]) -> list[int]:
-        """Lines the prefilter hits, and lines at err or worse, in order."""
-        errs = itertools.compress(range(len(recs)),
-                                  map(LOG_ERR.__ge__, map(_priority, recs)))
-        if self._prefilter is None or not msgs:
-            return list(errs)
-        buf = "\n".join(msgs).encode("utf-8", "replace")
-        hits: list[int] = []
-        pos = last = line = 0
-        search = self._prefilter.search
-        while (m := search(buf, pos)) is not None:
-            start = m.start()
-            line += buf.count(b"\n", last, start)
-            hits.append(line)
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            pos = last = nl + 1
-            line += 1
-        return sorted(set(hits).union(errs))
+    def _candidates(self, recs: list[KmsgRecord], msgs: list[str], joined: str) -> list[int]:
+        """Lines holding a playbook literal, records at err or worse, and warnings in the
+        failure vocabulary: in order, each once."""
+        levels = list(map(_priority, recs))
+        found = set(itertools.compress(range(len(recs)), map(LOG_ERR.__ge__, levels)))
+        if self._prefilter is not None and msgs:
+            found.update(_hit_lines(self._prefilter, joined))
+        warnings = list(itertools.compress(range(len(recs)), map(LOG_WARNING.__eq__, levels)))
+        if self._vocabulary is not None and warnings:
+            text = "\n".join([msgs[i] for i in warnings])
+            found.update(warnings[i] for i in _hit_lines(self._vocabulary, text))
+        return sorted(found)
 
     def _line(self, rec: KmsgRecord, msg: str, lineno: int, now: float, out: ScanResult) -> None:
         rep = self._report
         if rep is not None and rec.ts_us - rep.last_us > rep.spec.silence_seconds * 1e6:
             self._close(out)
-        try:
-            claims = self._claims(msg, lineno)
-        except UnicodeEncodeError:  # an unencodable message built in-process; never a kmsg one
-            self.malformed += 1
-            return
+        claims = self._claims(msg, lineno)
         if not claims:
             if self._report is not None:
                 self._hold(rec, msg, lineno, now, out)
@@ -253,15 +253,17 @@ class KmsgMatcher:
         claims: list[tuple[_Sub, dict[str, str]]] = []
         if self._set is None:
             return claims
-        found = self._set.match(msg)
+        data = msg.encode("utf-8", "replace")  # RE2 reads bytes: no offset translation
+        found = self._set.match(data)
+        if not found:
+            return claims
         # A pattern listed under two literals the line both holds runs once.
         pats = self._by_index[found[0]] if len(found) == 1 else list(
             {id(p): p for li in sorted(found) for p in self._by_index[li]}.values())
         for pat in pats:
-            m = pat.regex.search(msg)
-            if m is None:
+            caps = pat.captures(data)
+            if caps is None:
                 continue
-            caps = {k: v for k, v in m.groupdict().items() if v is not None}
             if pat.context_slot is not None:
                 self._ctx_state[pat.context_slot] = (lineno, caps)
                 continue
@@ -339,3 +341,21 @@ class KmsgMatcher:
         for _, caps in rep.claims:  # later lines win: the kill line names the victim
             captures.update(caps)
         out.add(key, captures, (text for _, text in sorted(rep.held)))
+
+
+def _hit_lines(regex: linear.Pattern, text: str) -> list[int]:
+    """The numbers of the ``\\n``-separated lines of ``text`` that ``regex`` finds something
+    in: one RE2 search per hit line, resumed at the next line (bytes: no offset mapping)."""
+    buf = text.encode("utf-8", "replace")
+    hits: list[int] = []
+    pos = last = line = 0
+    while (found := linear.spans(regex, buf, pos)) is not None:
+        start = found[0][0]
+        line += buf.count(b"\n", last, start)
+        hits.append(line)
+        nl = buf.find(b"\n", start)
+        if nl < 0:
+            break
+        pos = last = nl + 1
+        line += 1
+    return hits

@@ -17,7 +17,10 @@ MAX_SUBJECT_CHARS = 128
 
 def clean(text: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     """``text`` without control characters, cut to ``limit`` characters."""
-    return "".join(ch for ch in text[: limit * 2] if ch.isprintable())[:limit]
+    text = text[: limit * 2]
+    if text.isprintable():
+        return text[:limit]
+    return "".join(ch for ch in text if ch.isprintable())[:limit]
 
 
 class NewPerHour:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from guardrails import linear
 from healer.detect.events import DetectEvent
 from healer.detect.subjects import HOUR, NewPerHour
 from healer.detect.templates import template
@@ -87,7 +88,8 @@ class UnknownPath:
 
     def _take(self, rec: KmsgRecord, now: float, silenced: Collection[str]) -> None:
         msg = rec.message
-        if self._harmless is not None and self._harmless.search(msg) is not None:
+        data = msg.encode("utf-8", "replace")
+        if self._harmless is not None and linear.spans(self._harmless, data) is not None:
             self.harmless_total += 1
             return
         name = template(msg)
@@ -102,7 +104,7 @@ class UnknownPath:
         state.new += 1
         state.lines.append(msg[:512])
         state.level = min(state.level, rec.priority)
-        state.failure = state.failure or self.vocabulary.search(msg) is not None
+        state.failure = state.failure or linear.spans(self.vocabulary, data) is not None
 
     def _events(self, now: float) -> list[DetectEvent]:
         events = []
