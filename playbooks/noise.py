@@ -4,7 +4,9 @@ known-harmless templates, loaded from ``noise.yaml`` (next to this file).
 An err-or-worse kernel record that no playbook claims is an ``unclassified`` incident; so is
 a warning that reads as a failure (a word of ``failure_words``). Real hosts print harmless
 errors too; each ``harmless`` entry is a pattern with the public source that says why it is
-harmless, and a line it matches opens nothing. Patterns are RE2 (they meet kernel text).
+harmless, and a line it matches opens nothing. Neither does a ``continuation`` line: a piece
+of a kernel report (a stack frame, a register dump) that names no failure by itself.
+Patterns are RE2 (they meet kernel text).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ class Harmless(_Model):
 
 
 class Noise(_Model):
-    """The failure vocabulary and the harmless list."""
+    """The failure vocabulary, the harmless list and the pieces of kernel reports."""
 
     failure_words: tuple[str, ...] = Field(min_length=1)
     harmless: tuple[Harmless, ...] = ()
+    continuation: tuple[Harmless, ...] = ()  # stack frames, register dumps, Mem-Info lines
 
     @field_validator("failure_words")
     @classmethod
@@ -60,11 +63,12 @@ class Noise(_Model):
                                                           reverse=True))
         return linear.compile(rf"(?i)\b(?:{words})\b")
 
-    def harmless_pattern(self) -> linear.Pattern | None:
-        """Every harmless pattern in one RE2 alternation; None when the list is empty."""
-        if not self.harmless:
+    def quiet_pattern(self) -> linear.Pattern | None:
+        """Every harmless and continuation pattern in one RE2 alternation (None: none)."""
+        entries = (*self.harmless, *self.continuation)
+        if not entries:
             return None
-        return linear.compile("|".join(f"(?:{h.pattern})" for h in self.harmless))
+        return linear.compile("|".join(f"(?:{h.pattern})" for h in entries))
 
 
 def load_noise(path: Path | None = None) -> Noise:

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "chaos",
     "eval",
     "users",  # user add, token create
+    "silences",  # silence add, list, remove
 )
 
 

@@ -167,6 +167,11 @@ class KmsgMatcher:
         """The distinct pre-filter literals, scanned for in one pass."""
         return list(self._literals)
 
+    def claimant(self, message: str) -> int | None:
+        """The index of the playbook that claims ``message`` on its own, if any."""
+        claims = self._claims(message, self._lineno)
+        return max(claims, key=lambda c: c[0].rank)[0].key[0] if claims else None
+
     # --- one batch -----------------------------------------------------------------------
     def scan(self, records: Sequence[KmsgRecord], now: float) -> ScanResult:
         """Match new records in order; malformed ones are counted in ``malformed``, skipped."""

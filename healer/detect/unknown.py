@@ -5,7 +5,8 @@ failure (``playbooks/noise.yaml``), that no playbook claims and no report holds.
 reduced to its template (``templates``); the template is the incident's subject, so every
 variant of one driver message is one incident. Noise control, in order:
 
-- a line matching the shipped harmless list opens nothing;
+- a line on the shipped harmless list, or a piece of a report (a stack frame, a register
+  dump) on its own, opens nothing;
 - a template an operator silenced opens nothing while the silence lasts;
 - new templates are capped per hour (kernel lines carry names anyone picks); the lines
   beyond the cap share one overflow incident, so they are counted, not lost.
@@ -65,13 +66,13 @@ class UnknownPath:
                  new_per_hour: int = 30, quiet_seconds: float = 300.0,
                  scope: str = "host") -> None:
         self.vocabulary = noise.vocabulary()
-        self._harmless = noise.harmless_pattern()
+        self._quiet = noise.quiet_pattern()
         self._silenced = silenced
         self._cap = NewPerHour(new_per_hour, OVERFLOW)
         self.quiet_seconds = quiet_seconds
         self.scope = scope
         self._templates: dict[str, _Template] = {}
-        self.harmless_total = 0
+        self.quiet_total = 0  # lines on the harmless list or pieces of a report
         self.silenced_total = 0
 
     @property
@@ -89,8 +90,8 @@ class UnknownPath:
     def _take(self, rec: KmsgRecord, now: float, silenced: Collection[str]) -> None:
         msg = rec.message
         data = msg.encode("utf-8", "replace")
-        if self._harmless is not None and linear.spans(self._harmless, data) is not None:
-            self.harmless_total += 1
+        if self._quiet is not None and linear.spans(self._quiet, data) is not None:
+            self.quiet_total += 1
             return
         name = template(msg)
         if name in silenced:

@@ -64,9 +64,12 @@ class SilencesRepo(RepoBase):
         with self._tx(write=False) as s:
             return [_silence(r) for r in s.scalars(q.order_by(SilenceTable.id.desc()))]
 
-    def silenced_templates(self, now: datetime) -> frozenset[str]:
-        """The templates under an active silence now (what detection skips)."""
-        q = sa.select(SilenceTable.template).where(SilenceTable.host_id == self.host_id,
-                                                   SilenceTable.expires_at > now)
+    def active_silences(self, now: datetime) -> dict[str, datetime]:
+        """Template -> latest expiry, of the silences active at ``now`` (what detection skips)."""
+        q = sa.select(SilenceTable.template, SilenceTable.expires_at).where(
+            SilenceTable.host_id == self.host_id, SilenceTable.expires_at > now)
+        out: dict[str, datetime] = {}
         with self._tx(write=False) as s:
-            return frozenset(s.scalars(q))
+            for template, until in s.execute(q):
+                out[template] = max(until, out.get(template, until))
+        return out
