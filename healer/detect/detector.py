@@ -155,12 +155,11 @@ class Detector:
         stateful = [i for i, s in enumerate(sigs) if isinstance(s, _STATEFUL)]
         for si in stateful:
             sig = sigs[si]
-            if not (isinstance(sig, Kmsg) and sig.role == "part"):  # parts only claim lines
+            if _opens(sig) or not isinstance(sig, Kmsg):  # parts only claim lines
                 tables[si] = self._table(pb, self._evaluate(pi, si, sig, window, sample,
                                                             processes, now), now)
         if pb.detect.all:
-            kernel = [i for i in stateful
-                      if isinstance(sigs[i], Kmsg) and sigs[i].role != "part"]
+            kernel = [i for i in stateful if _opens(sigs[i])]
             fed = [i for i in stateful if not isinstance(sigs[i], Kmsg)]
             if (kernel and not any(any(tables[i].values()) for i in kernel)) or any(
                     not any(tables[i].values()) for i in fed):
@@ -349,6 +348,11 @@ class Detector:
             events.append(DetectEvent("clear", pb.id, gone[0], pb.severity, Evidence(), 0, now,
                                       gone[1]))
         return events
+
+
+def _opens(sig: Signal) -> bool:
+    """A kernel-log signal that can open an incident (any role but ``part``)."""
+    return isinstance(sig, Kmsg) and sig.role != "part"
 
 
 def _norm_cgroup(path: str) -> str:

@@ -78,7 +78,7 @@ def test_the_full_detector_handles_a_cycle_of_hostile_lines_quickly() -> None:
 def test_the_prefilter_never_hides_a_match_in_the_recorded_lines() -> None:
     lines = [r.message for f in sorted(FIXTURES.glob("*.kmsg")) for r in fixture_records(f.name)]
     matched = 0
-    for literal, regex in PATTERNS:
+    for regex in sorted({rx for _, rx in PATTERNS}):
         compiled = linear.compile(regex)
         literals = {lit for lit, rx in PATTERNS if rx == regex}
         for line in lines:
