@@ -32,7 +32,7 @@ CASES = [  # fixture, playbook id, scope, subject, count
     ("gpu-xid-nvlink.kmsg", "gpu-xid-nvlink", "gpu:0", "", 1),
     ("gpu-xid-hw-other.kmsg", "gpu-xid-hw-other", "gpu:0", "", 1),
     ("gpu-xid-other.kmsg", "gpu-xid-other", "gpu:0", "", 1),
-    ("gpu-nvswitch-sxid.kmsg", "gpu-nvswitch-sxid", "host", "0000:88:00.0", 1),
+    ("gpu-nvswitch-sxid.kmsg", "gpu-nvswitch-sxid", "host", "0000:88:00.0", 3),
     ("kernel-oops.kmsg", "kernel-oops", "host", "", 1),
     ("rcu-stall.kmsg", "rcu-stall", "host", "", 1),
     ("hard-lockup.kmsg", "hard-lockup", "host", "", 1),
