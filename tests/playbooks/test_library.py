@@ -7,7 +7,7 @@ from playbooks.schema import Kmsg
 from playbooks.xid import XID_TABLE, normalize_pci
 
 LIB = load_library()
-ROOT_CAUSES = [  # COMMON.md, exactly
+ROOT_CAUSES = [  # COMMON.md, plus issue 10's classes
     "listen-backlog-too-small", "syn-backlog-overflow", "conntrack-table-full",
     "file-table-exhausted", "fd-limit-too-low", "pid-exhaustion", "pids-limit-too-low",
     "memory-pressure-oom", "cgroup-memory-limit-too-low", "memory-leak", "writeback-stall",
@@ -15,6 +15,11 @@ ROOT_CAUSES = [  # COMMON.md, exactly
     "gpu-xid-fell-off-bus", "gpu-xid-ecc-uncontained", "gpu-xid-row-remap",
     "gpu-xid-driver-firmware", "gpu-xid-nvlink", "gpu-xid-hw-other", "gpu-ecc-dbe",
     "gpu-thermal-throttling", "gpu-memory-leak", "gpu-unfair-sharing",
+    # issue 10: kernel failures beyond the first library
+    "block-io-error", "filesystem-error", "nvme-controller-error", "hw-corrected-errors",
+    "hw-uncorrected-error", "nic-link-down", "nic-tx-timeout", "kernel-oops", "rcu-stall",
+    "hard-lockup", "page-allocation-failure", "segfault-storm", "gpu-xid-other",
+    "gpu-nvswitch-sxid",
 ]
 
 
