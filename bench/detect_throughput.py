@@ -4,7 +4,8 @@ The stated mix (issue 10): 97 % benign lines, 2 % lines a playbook claims, 1 % e
 lines no playbook names (the unknown path), all in real kernel formats at their real
 printk levels, numbers varying. Prints, as medians of repeats on one core:
 
-  - kernel-log lines per second, fed in 5,000-line cycles; target >= 1,000,000;
+  - kernel-log lines per second of the process's CPU time (per core: detection runs on one
+    thread), fed in 5,000-line cycles; target >= 1,000,000;
   - the cycle time of one 100,000-line burst (the loop's lag while it absorbs it) and
     whether every claimed line was counted; target < 1 s.
 
@@ -138,10 +139,10 @@ def lines_per_second(repeats: int, cycle_lines: int) -> float:
     for r in range(repeats):
         detector = build_detector()
         gc.collect()  # the inputs are old objects by now, as the window's are in the daemon
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other work on a shared host does not count
         for i, batch in enumerate(batches):
             detector.observe(window, Sample(ts=float(r * 100 + i), metrics={}, kmsg=tuple(batch)))
-        rates.append(sum(map(len, batches)) / (time.perf_counter() - started))
+        rates.append(sum(map(len, batches)) / (time.process_time() - started))
     return statistics.median(rates)
 
 

@@ -110,6 +110,11 @@ class Detector:
             (s.seconds for pb in self.playbooks for s in pb.detect.signals
              if isinstance(s, GpuProcessSignal)), default=0.0)
         self._active: dict[int, dict[Key, float]] = {}  # playbook -> key -> last emitted
+        # playbook -> its signal keys when every signal is a kernel-log one, else None
+        self._kernel_only: list[list[SigKey] | None] = [
+            [(pi, si) for si in range(len(pb.detect.signals))]
+            if all(isinstance(sig, Kmsg) for sig in pb.detect.signals) else None
+            for pi, pb in enumerate(self.playbooks)]
         self._start: float | None = None
         self.bad_scopes = 0
 
@@ -131,6 +136,8 @@ class Detector:
         processes: Sequence[ProcessInfo] = self._confined(scanned or ())
         events: list[DetectEvent] = []
         for pi, pb in enumerate(self.playbooks):
+            if self._idle(pi):
+                continue
             tables = self._tables(pi, pb, window, sample, processes, now)
             firing = _innermost(_combine(tables, pb.detect.signals,
                                          "all" if pb.detect.all else "any",
@@ -140,6 +147,13 @@ class Detector:
         if self.unknown is not None:
             events += self.unknown.observe(scan.unclaimed, now)
         return events
+
+    def _idle(self, pi: int) -> bool:
+        """A kernel-log-only playbook with nothing in its windows and nothing firing: its
+        evaluation would find nothing (most of the library, most cycles)."""
+        keys = self._kernel_only[pi]
+        return keys is not None and not self._active.get(pi) and not any(
+            k in self._kwin for k in keys)
 
     def _tables(self, pi: int, pb: Playbook, window: WindowView, sample: Sample,
                 processes: Sequence[ProcessInfo], now: float) -> list[Table]:

@@ -36,6 +36,9 @@ KERN_FACILITY = 0  # LOG_KERN: printk; user space writing /dev/kmsg gets LOG_USE
 LOG_ERR, LOG_WARNING = 3, 4
 _message = operator.attrgetter("message")
 _priority = operator.attrgetter("priority")
+# Per syslog level (0-7, one byte each): 1 where the record is err or worse / a warning.
+_IS_ERR = bytes(int(level <= LOG_ERR) for level in range(256))
+_IS_WARNING = bytes(int(level == LOG_WARNING) for level in range(256))
 
 
 @dataclass
@@ -178,9 +181,10 @@ class KmsgMatcher:
         out = ScanResult()
         recs, msgs, joined = self._wellformed(records)
         base, prev = self._lineno, 0
-        for i in self._candidates(recs, msgs, joined):
+        candidates, literal = self._candidates(recs, msgs, joined)
+        for i in candidates:
             self._continue(recs, msgs, base, prev, i, now, out)
-            self._line(recs[i], msgs[i], base + i, now, out)
+            self._line(recs[i], msgs[i], base + i, now, out, i in literal)
             prev = i + 1
         self._continue(recs, msgs, base, prev, len(recs), now, out)
         self._lineno += len(recs)
@@ -213,24 +217,26 @@ class KmsgMatcher:
             kept.append(msg.replace("\n", " "))
         return kept_recs, kept, "\n".join(kept)
 
-    def _candidates(self, recs: list[KmsgRecord], msgs: list[str], joined: str) -> list[int]:
+    def _candidates(self, recs: list[KmsgRecord], msgs: list[str], joined: str
+                    ) -> tuple[list[int], set[int]]:
         """Lines holding a playbook literal, records at err or worse, and warnings in the
-        failure vocabulary: in order, each once."""
-        levels = list(map(_priority, recs))
-        found = set(itertools.compress(range(len(recs)), map(LOG_ERR.__ge__, levels)))
-        if self._prefilter is not None and msgs:
-            found.update(_hit_lines(self._prefilter, joined))
-        warnings = list(itertools.compress(range(len(recs)), map(LOG_WARNING.__eq__, levels)))
+        failure vocabulary, in order, each once; and which of them hold a literal."""
+        levels = _levels(recs)
+        found = set(itertools.compress(range(len(recs)), levels.translate(_IS_ERR)))
+        literal = set(_hit_lines(self._prefilter, joined)) if self._prefilter and msgs else set()
+        found |= literal
+        warnings = list(itertools.compress(range(len(recs)), levels.translate(_IS_WARNING)))
         if self._vocabulary is not None and warnings:
             text = "\n".join([msgs[i] for i in warnings])
             found.update(warnings[i] for i in _hit_lines(self._vocabulary, text))
-        return sorted(found)
+        return sorted(found), literal
 
-    def _line(self, rec: KmsgRecord, msg: str, lineno: int, now: float, out: ScanResult) -> None:
+    def _line(self, rec: KmsgRecord, msg: str, lineno: int, now: float, out: ScanResult,
+              literal: bool) -> None:
         rep = self._report
         if rep is not None and rec.ts_us - rep.last_us > rep.spec.silence_seconds * 1e6:
             self._close(out)
-        claims = self._claims(msg, lineno)
+        claims = self._claims(msg, lineno) if literal else []
         if not claims:
             if self._report is not None:
                 self._hold(rec, msg, lineno, now, out)
@@ -272,8 +278,9 @@ class KmsgMatcher:
             if pat.context_slot is not None:
                 self._ctx_state[pat.context_slot] = (lineno, caps)
                 continue
-            claims += [(sub, caps) for sub in pat.subs
-                       if all(caps.get(k) in ok for k, ok in sub.where.items())]
+            for sub in pat.subs:
+                if not sub.where or _where(sub, caps):
+                    claims.append((sub, caps))
         return claims
 
     def _with_context(self, sub: _Sub, caps: dict[str, str], lineno: int) -> dict[str, str]:
@@ -346,6 +353,23 @@ class KmsgMatcher:
         for _, caps in rep.claims:  # later lines win: the kill line names the victim
             captures.update(caps)
         out.add(key, captures, (text for _, text in sorted(rep.held)))
+
+
+def _where(sub: _Sub, caps: dict[str, str]) -> bool:
+    """The captures hold an allowed value for each of the signal's ``where`` filters."""
+    for name, allowed in sub.where.items():
+        if caps.get(name) not in allowed:
+            return False
+    return True
+
+
+def _levels(recs: list[KmsgRecord]) -> bytes:
+    """One byte per record, its syslog level (anything outside 0-7 counts as debug)."""
+    try:
+        return bytes(map(_priority, recs))
+    except (ValueError, TypeError):  # a record built in-process with a bad level
+        return bytes(p if isinstance(p, int) and 0 <= p <= 7 else 7
+                     for p in map(_priority, recs))
 
 
 def _hit_lines(regex: linear.Pattern, text: str) -> list[int]:
