@@ -357,10 +357,7 @@ class KmsgMatcher:
 
 def _where(sub: _Sub, caps: dict[str, str]) -> bool:
     """The captures hold an allowed value for each of the signal's ``where`` filters."""
-    for name, allowed in sub.where.items():
-        if caps.get(name) not in allowed:
-            return False
-    return True
+    return all(caps.get(name) in allowed for name, allowed in sub.where.items())
 
 
 def _levels(recs: list[KmsgRecord]) -> bytes:
