@@ -168,7 +168,9 @@ def test_an_err_line_inside_an_open_report_is_its_continuation_not_unclassified(
     ("Memory cgroup out of memory: Killed process 5 (x) total-vm:1kB",
      "cgroup-memory-limit-too-low"),
     ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=x, Graphics Exception", "gpu-xid-app-fault"),
-    ("NVRM: Xid (PCI:0000:3b:00): 149, pid=1, name=x, NETIR link event", "gpu-xid-other"),
+    ("NVRM: Xid (PCI:0000:3b:00): 154, GPU recovery action changed from 0x0 (None) to 0x1 "
+     "(GPU Reset Required)", "gpu-xid-other"),
+    ("NVRM: Xid (PCI:0000:3b:00): 149, pid=1, name=x, NETIR link event", "gpu-xid-nvlink"),
     ("traps: node[1234] general protection fault ip:55d5 sp:7ffc error:0 in node[55d5+1000]",
      "segfault-storm"),
     ("general protection fault, probably for non-canonical address 0xdead000000000100: 0000 "
