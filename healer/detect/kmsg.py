@@ -302,7 +302,8 @@ class KmsgMatcher:
             return
         if rep is not None and same and not (sub.role == "start" and rep.seen(sub.key)):
             rep.claims.append((sub, caps))
-            rep.held.append((lineno, msg))
+            if len(rep.held) < 3 * KEEP_LINES or sub.role == "end":  # a long report's evidence
+                rep.held.append((lineno, msg))
             rep.lines += 1
             rep.last_us, rep.arrived = rec.ts_us, now
         else:
