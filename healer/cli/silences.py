@@ -16,7 +16,7 @@ from typing import Any
 
 from healer.act.engine import LOCAL_ADMIN
 from healer.cli.common import print_json, settings_from_args
-from healer.detect.silences import SilenceRefused, silence_for
+from healer.detect.silences import SilenceRefused, silence_for, split_fingerprint
 from healer.detect.unknown import UNCLASSIFIED
 from healer.errors import ConfigError
 from healer.models import Incident
@@ -82,8 +82,7 @@ def _incident(repo: Repository, args: argparse.Namespace) -> Incident | None:
             raise ConfigError("incident", f"no incident {args.incident}")
         return found
     if args.fingerprint is not None:
-        playbook, _, rest = args.fingerprint.partition("|")
-        scope, _, subject = rest.partition("|")
+        playbook, scope, subject = split_fingerprint(args.fingerprint)
         if playbook != UNCLASSIFIED or not subject:
             raise SilenceRefused("only an unclassified incident's fingerprint "
                                  "(unclassified|scope|template) can be silenced")

@@ -69,6 +69,14 @@ class SilenceCache:
         return frozenset(t for t, until in self._active.items() if until > wall)
 
 
+def split_fingerprint(fingerprint: str) -> tuple[str, str, str]:
+    """``playbook|scope|subject`` (``Incident.fingerprint``) into its parts; a subject may
+    hold ``|`` itself (a template), a playbook id and a scope never do."""
+    playbook, _, rest = fingerprint.partition("|")
+    scope, _, subject = rest.partition("|")
+    return playbook, scope, subject
+
+
 def claimed_by(playbooks: Sequence[Playbook], texts: Sequence[str]) -> str | None:
     """The id of a playbook that claims one of ``texts`` (templates are tried with their
     placeholders filled in), or None."""

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Resp
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from healer.detect.silences import SilenceRefused, silence_for
+from healer.detect.silences import SilenceRefused, silence_for, split_fingerprint
 from healer.logs import kv
 from healer.models import Incident
 from healer.store.errors import NotFound
@@ -82,8 +82,7 @@ def _incident(request: Request, body: SilenceIn) -> Incident | None:
             raise HTTPException(404, f"no incident {body.incident_id}")
         return found
     if body.fingerprint is not None:
-        playbook, _, rest = body.fingerprint.partition("|")
-        scope, _, subject = rest.partition("|")
+        playbook, scope, subject = split_fingerprint(body.fingerprint)
         found = repo.find_incident(playbook, scope, subject=subject) if subject else None
         if found is None:
             raise HTTPException(404, "no incident with this fingerprint")
