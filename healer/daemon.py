@@ -19,7 +19,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from healer.act.engine import ChangeEngine
 from healer.act.registry import build_actuators
-from healer.detect import Detector, IncidentTracker
+from healer.detect import Detector, IncidentTracker, UnknownPath
+from healer.detect.silences import SilenceCache
 from healer.diagnose.base import DiagnoseContext
 from healer.diagnose.cache import RepositoryKV
 from healer.diagnose.chain import ChainDiagnoser
@@ -38,6 +39,7 @@ from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from healer.window import MetricWindow
 from playbooks.loader import Library, load_library
+from playbooks.noise import load_noise
 
 log = logging.getLogger("healer.daemon")
 
@@ -163,10 +165,13 @@ def build_daemon(settings: Settings) -> Daemon:
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier)
     watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
+    unknown = UnknownPath(load_noise(), SilenceCache(repo.active_silences),
+                          new_per_hour=settings.unclassified_templates_per_hour)
     detector = Detector(library.playbooks,
                         net_scope=f"netns:{settings.netns}" if settings.netns else "host",
                         read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup,
-                        cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None)
+                        cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None,
+                        unknown=unknown)
     diagnoser = build_diagnoser(settings, telemetry, kv=RepositoryKV(repo))
     pipeline = Pipeline(
         monitor=monitor, window=window, detector=detector,

@@ -11,12 +11,12 @@ record's place in a convergence (``Step``).
 from __future__ import annotations
 
 import enum
-import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from guardrails import linear
 from guardrails.actions import Action
 from guardrails.decision import Decision, Provenance
 from playbooks.schema import Converge
@@ -127,8 +127,11 @@ class IncidentStatus(enum.StrEnum):
 class Incident(_Frozen):
     id: int | None = None
     host_id: str
-    playbook: str  # root-cause id of the playbook that fired
+    playbook: str  # root-cause id of the playbook that fired ("unclassified": none did)
     scope: str
+    # What within the scope: a device, interface or binary (Playbook.subject); for an
+    # unclassified incident, the message template. Part of the incident's identity.
+    subject: str = ""
     status: IncidentStatus = IncidentStatus.OPEN
     severity: str = "warning"
     count: int = 1
@@ -139,7 +142,9 @@ class Incident(_Frozen):
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.playbook}|{self.scope}"
+        """playbook|scope, plus |subject when there is one (unique among open incidents)."""
+        base = f"{self.playbook}|{self.scope}"
+        return f"{base}|{self.subject}" if self.subject else base
 
 
 class Proposal(_Frozen):
@@ -228,7 +233,7 @@ Verdict = Literal["fixed", "insufficient", "regressed"]
 class KmsgContextPattern(_Frozen):
     """A preceding line whose captures are merged into the next match."""
 
-    contains: str
+    contains: str | tuple[str, ...]  # one literal, or several (any one); see Kmsg.contains
     regex: str
     max_lines: int = 50
 
@@ -236,7 +241,7 @@ class KmsgContextPattern(_Frozen):
 class KmsgPattern(_Frozen):
     """One kernel-log line kind that shows the symptom a change must stop (``quiet_kmsg``)."""
 
-    contains: str
+    contains: str | tuple[str, ...]  # one literal, or several (any one); see Kmsg.contains
     regex: str
     where: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     context: tuple[KmsgContextPattern, ...] = ()
@@ -244,9 +249,9 @@ class KmsgPattern(_Frozen):
 
     def captures(self) -> set[str]:
         """Every named group the line or its context lines can capture."""
-        names = set(re.compile(self.regex).groupindex)
+        names = set(linear.compile(self.regex).groupindex)
         for ctx in self.context:
-            names |= set(re.compile(ctx.regex).groupindex)
+            names |= set(linear.compile(ctx.regex).groupindex)
         return names
 
 

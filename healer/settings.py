@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # An open incident whose change was rolled back (or never made) is diagnosed again at
     # most this often while it keeps firing; the policy's cooldown (300 s) by default.
     rediagnose_seconds: float = Field(default=DEFAULT_COOLDOWN_SECONDS, ge=1, le=86400)
+    # Unclassified kernel messages: new templates per hour before the rest share one
+    # overflow incident (process names in kernel lines are anyone's choice).
+    unclassified_templates_per_hour: int = Field(default=30, ge=1, le=10000)
 
     # Web
     host: str = "127.0.0.1"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from guardrails import linear
 from guardrails.actions import ACTION_KINDS, CGROUP_KNOBS, SYSCTL_KEY_RE
 from playbooks.operators import Expr, ExprError, parse_expr
 
@@ -19,6 +20,8 @@ ROOT_CAUSE_RE = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 # A metric name, optionally with {label} placeholders matched against the window's names.
 METRIC_RE = r"^[a-z][a-z0-9_]*(?:\.(?:[a-z0-9_]+|\{[a-z_]+\}))+$"
 Op = Literal["gt", "ge", "lt", "le"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 class _Model(BaseModel):
@@ -26,13 +29,20 @@ class _Model(BaseModel):
 
 
 def _check_regex(v: str) -> str:
+    """Kernel-log patterns meet attacker-chosen text: RE2 only (linear time), never ``re``."""
     try:
-        compiled = re.compile(v)
-    except re.error as exc:
-        raise ValueError(f"invalid regex: {exc}") from exc
+        compiled = linear.compile(v)
+    except linear.PatternError as exc:
+        raise ValueError(f"invalid regex (RE2, linear time: no lookarounds, no "
+                         f"backreferences): {exc.problem}") from None
     if not compiled.groupindex and "(?P<" in v:
         raise ValueError("named groups did not compile")
     return v
+
+
+def group_names(regex: str) -> set[str]:
+    """The named groups of a (validated) kernel-log pattern."""
+    return set(linear.compile(regex).groupindex)
 
 
 class Threshold(_Model):
@@ -85,21 +95,50 @@ class CaptureContext(_Model):
         return _check_regex(v)
 
 
+KmsgRole = Literal["line", "start", "part", "end"]
+
+
 class Kmsg(_Model):
-    """A kernel-log pattern: literal pre-filter, then a regex with named groups; count in window."""
+    """A kernel-log pattern: literal pre-filter, then a regex with named groups; count in window.
+
+    ``role`` places the line in a multi-line report (the playbook's ``report``): ``line``
+    is an event on its own; ``start`` opens a report (or joins the open one of its group
+    unless that report already holds a line of this signal); ``end`` joins and closes it,
+    or is a one-line report when none is open; ``part`` joins the open report and never
+    opens anything by itself (a continuation line the playbook claims).
+    """
 
     kind: Literal["kmsg"]
-    contains: str = Field(min_length=3)
+    # Pre-filter: a literal every matching line holds, or a list of them (any one).
+    contains: str | tuple[str, ...]
     regex: str
     count: int = Field(default=1, ge=1)
     window_seconds: float = Field(default=60, gt=0)
     where: dict[str, list[str]] = Field(default_factory=dict)  # capture -> allowed values
     context: tuple[CaptureContext, ...] = ()
+    role: KmsgRole = "line"
+    severity: Severity | None = None  # this signal's lines are this bad (default: playbook's)
 
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str) -> str:
         return _check_regex(v)
+
+    @field_validator("contains")
+    @classmethod
+    def _contains(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for literal in (v,) if isinstance(v, str) else v:
+            if len(literal) < 3 or "\n" in literal:
+                raise ValueError(f"a pre-filter literal is 3 or more characters on one line: "
+                                 f"{literal!r}")
+        if not v:
+            raise ValueError("give at least one pre-filter literal")
+        return v
+
+    @property
+    def literals(self) -> tuple[str, ...]:
+        """The pre-filter literals; a line must hold one of them to be matched."""
+        return (self.contains,) if isinstance(self.contains, str) else self.contains
 
     @field_validator("where", mode="before")
     @classmethod
@@ -111,7 +150,7 @@ class Kmsg(_Model):
 
     @model_validator(mode="after")
     def _groups(self) -> Kmsg:
-        groups = set(re.compile(self.regex).groupindex)
+        groups = group_names(self.regex)
         missing = set(self.where) - groups
         if missing:
             raise ValueError(f"where names groups the regex lacks: {sorted(missing)}")
@@ -375,12 +414,42 @@ class Verify(_Model):
         return self
 
 
+class Report(_Model):
+    """A multi-line kernel report (an OOM report, an oops, a stall) is one event.
+
+    Its lines are assembled across cycles until an ``end`` line, ``silence_seconds``
+    without a line, or ``max_lines``. Playbooks naming the same ``group`` share one
+    report: it belongs to the highest-priority playbook among its lines' claimants, so
+    the lines every member shares are declared by the group's lowest-priority playbook.
+    """
+
+    group: str = Field(pattern=ROOT_CAUSE_RE)
+    silence_seconds: float = Field(default=2.0, gt=0, le=60)
+    max_lines: int = Field(default=10000, ge=1, le=1_000_000)
+
+
+class Escalation(_Model):
+    """Severity rises to ``severity`` once ``count`` lines fall in a kernel signal's window."""
+
+    count: int = Field(ge=2)
+    severity: Severity
+
+
 class Playbook(_Model):
     """One problem class: how to detect it, its root cause, remedies and verification."""
 
     id: str = Field(pattern=ROOT_CAUSE_RE)
     title: str = Field(min_length=1)
-    severity: Literal["info", "warning", "critical"]
+    severity: Severity
+    # Where playbooks claim the same kernel line, the highest priority takes it (one line,
+    # one incident); equal priorities go to the first playbook in file order.
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    report: Report | None = None
+    # What, within the scope, the incident is about: a capture template such as
+    # "{device}". It joins the incident's identity (one incident per device), so scopes
+    # stay what an action can target (guardrails' scope grammar).
+    subject: str | None = Field(default=None, pattern=r"^\{[a-z_]+\}$")
+    escalate: tuple[Escalation, ...] = ()
     description: str = Field(min_length=1)
     references: tuple[str, ...] = Field(min_length=1)
     detect: Detect
@@ -400,6 +469,19 @@ class Playbook(_Model):
                 raise ValueError(f"not a URL: {url!r}")
         return v
 
+    @model_validator(mode="after")
+    def _kernel_report(self) -> Playbook:
+        kmsg = [s for s in self.detect.signals if isinstance(s, Kmsg)]
+        if any(s.role in ("start", "end") for s in kmsg) and self.report is None:
+            raise ValueError("kmsg roles start/end need a report: section")
+        if (self.subject or self.escalate) and len(kmsg) != len(self.detect.signals):
+            raise ValueError("subject and escalate need every signal to be kmsg")
+        steps = [SEVERITY_RANK[e.severity] for e in self.escalate]
+        if steps != sorted(steps) or [e.count for e in self.escalate] != sorted(
+                {e.count for e in self.escalate}):
+            raise ValueError("escalate steps go up: counts and severities increasing")
+        return self
+
     @field_validator("scope")
     @classmethod
     def _scope(cls, v: str) -> str:
@@ -415,7 +497,7 @@ class Playbook(_Model):
 
 def describe_signal(s: Signal) -> str:
     if isinstance(s, Kmsg):
-        return f"kmsg:{s.contains!r}"
+        return f"kmsg:{s.literals[0]!r}"
     if isinstance(s, ProcessPredicate):
         return f"process:{s.field}" + (f"/{s.ratio_of}" if s.ratio_of else "")
     if isinstance(s, GpuProcessSignal):

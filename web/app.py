@@ -39,6 +39,7 @@ from web.routers import (
     pages,
     proposals,
     session,
+    silences,
     slack,
     snapshot,
 )
@@ -119,7 +120,7 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
                   description="healer's dashboard API: incidents, the action journal, approvals.")
     app.state.ctx = ctx
     for module in (health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
-                   approvals_pages, journal_pages):
+                   approvals_pages, journal_pages, silences):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -57,8 +57,9 @@ class DiagnosisOut(_Out):
 class IncidentOut(_Timestamps):
     id: int
     host_id: str
-    playbook: str
+    playbook: str  # "unclassified": no playbook; the subject is then the message template
     scope: str
+    subject: str
     status: Literal["open", "resolved"]
     severity: str
     count: int
@@ -69,7 +70,7 @@ class IncidentOut(_Timestamps):
     @classmethod
     def of(cls, i: Incident) -> IncidentOut:
         return cls(id=i.id or 0, host_id=i.host_id, playbook=i.playbook, scope=i.scope,
-                   status=i.status.value, severity=i.severity, count=i.count,
+                   subject=i.subject, status=i.status.value, severity=i.severity, count=i.count,
                    first_seen=i.first_seen, last_seen=i.last_seen,
                    diagnosis=DiagnosisOut.of(i.diagnosis) if i.diagnosis else None)
 

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "chaos",
     "eval",
     "users",  # user add|remove|passwd|role|list, token create|list|revoke
+    "silences",  # silence add, list, remove
 )
 
 

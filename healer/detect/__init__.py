@@ -1,6 +1,7 @@
 """Detection: playbook signals over the metric window and new kernel-log records -> incidents."""
 
-from healer.detect.detector import DetectEvent, Detector
+from healer.detect.detector import Detector
+from healer.detect.events import DetectEvent
 from healer.detect.incidents import (
     IncidentChange,
     IncidentSink,
@@ -8,9 +9,11 @@ from healer.detect.incidents import (
     MemorySink,
     RepositorySink,
 )
+from healer.detect.unknown import UNCLASSIFIED, UnknownPath
 from healer.detect.view import WindowView
 
 __all__ = [
+    "UNCLASSIFIED",
     "DetectEvent",
     "Detector",
     "IncidentChange",
@@ -18,5 +21,6 @@ __all__ = [
     "IncidentTracker",
     "MemorySink",
     "RepositorySink",
+    "UnknownPath",
     "WindowView",
 ]

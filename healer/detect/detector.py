@@ -2,6 +2,9 @@
 
 Signal evaluation is pure (``signals``, ``kmsg``); the detector only keeps what a window
 of kernel-log matches, a threshold's hysteresis and a per-GPU-process memory history need.
+An incident is keyed by scope and subject: the scope is where an action could apply, the
+subject what within it the incident is about (a device, an interface, a binary; see
+``Playbook.subject``). Kernel lines no playbook claims go to the unknown path (``unknown``).
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from guardrails.actions import check_scope
 from healer.detect import signals as S
+from healer.detect.events import DetectEvent
 from healer.detect.evidence import ReadCgroup, ReadSysctl, gather
-from healer.detect.kmsg import KmsgAgg, KmsgMatcher, SigKey
+from healer.detect.kmsg import Found, KmsgMatcher, SigKey
+from healer.detect.subjects import SubjectCap
+from healer.detect.unknown import UnknownPath
 from healer.detect.view import WindowView
 from healer.models import Evidence, GpuState, ProcessInfo, Sample
 from playbooks.schema import (
+    SEVERITY_RANK,
     Absent,
     Baseline,
     GpuProcessSignal,
@@ -34,32 +40,35 @@ from playbooks.schema import (
 from playbooks.xid import XID_TABLE, normalize_pci
 
 log = logging.getLogger("healer.detect")
-_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-Table = dict[str | None, S.Hit | None]  # scope -> hit (None: false); key None: any other scope
+Key = tuple[str, str]  # (scope, subject)
+Table = dict[Key | None, S.Hit | None]  # key -> hit (None: false); key None: any other scope
+Firing = dict[Key, list[tuple[Signal, S.Hit]]]
 _STATEFUL = (Kmsg, Threshold)  # evaluated every cycle: their windows and hysteresis move
-
-
-@dataclass(frozen=True)
-class DetectEvent:
-    """A playbook started or kept firing (``fire``) or stopped (``clear``) in one scope."""
-
-    kind: Literal["fire", "clear"]
-    playbook_id: str
-    scope: str
-    severity: str
-    evidence: Evidence
-    count: int  # matching kernel-log records this cycle (1 for a metric-only firing)
-    ts: float
 
 
 @dataclass
 class _KWindow:
     """Kernel-log matches of one signal in one scope, over its window."""
 
-    hits: deque[tuple[float, int]]
+    hits: deque[tuple[float, int]]  # (cycle ts, lines or reports that cycle)
     captures: dict[str, str]
     lines: deque[str]
     new: int = 0
+    total: int = 0  # the sum over ``hits``, kept as they come and go
+
+    def add(self, now: float, count: int) -> None:
+        if self.hits and self.hits[-1][0] == now:
+            self.hits[-1] = (now, self.hits[-1][1] + count)
+        else:
+            self.hits.append((now, count))
+        self.total += count
+        self.new += count
+
+    def expire(self, before: float) -> int:
+        """Drop what fell out of the window; the count left in it."""
+        while self.hits and self.hits[0][0] <= before:
+            self.total -= self.hits.popleft()[1]
+        return self.total
 
 
 class Detector:
@@ -74,6 +83,7 @@ class Detector:
         refresh_seconds: float = 10.0,
         read_cgroup: ReadCgroup | None = None,
         cgroup_root: str | None = None,
+        unknown: UnknownPath | None = None,
     ) -> None:
         self.playbooks: tuple[Playbook, ...] = tuple(playbooks)
         # Confined (a sandboxed daemon): process signals and evidence see only the processes
@@ -89,19 +99,22 @@ class Detector:
             if key is not None:
                 self._pci[key] = idx
         self._index = S.MetricIndex()
-        self._matcher = KmsgMatcher(
-            ((pi, si), sig)
-            for pi, pb in enumerate(self.playbooks)
-            for si, sig in enumerate(pb.detect.signals)
-            if isinstance(sig, Kmsg)
-        )
-        self._kwin: dict[tuple[SigKey, str | None], _KWindow] = {}
+        self.unknown = unknown
+        self._matcher = KmsgMatcher(self.playbooks,
+                                    unknown.vocabulary if unknown is not None else None)
+        self._subjects = SubjectCap()
+        self._kwin: dict[SigKey, dict[Key, _KWindow]] = {}  # signal -> key -> its window
         self._holds: dict[tuple[int, int, tuple[tuple[str, str], ...]], S.Hysteresis] = {}
         self._gpu_hist: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self._gpu_hist_seconds = max(
             (s.seconds for pb in self.playbooks for s in pb.detect.signals
              if isinstance(s, GpuProcessSignal)), default=0.0)
-        self._active: dict[tuple[int, str], float] = {}  # (playbook, scope) -> last emitted
+        self._active: dict[int, dict[Key, float]] = {}  # playbook -> key -> last emitted
+        # playbook -> its signal keys when every signal is a kernel-log one, else None
+        self._kernel_only: list[list[SigKey] | None] = [
+            [(pi, si) for si in range(len(pb.detect.signals))]
+            if all(isinstance(sig, Kmsg) for sig in pb.detect.signals) else None
+            for pi, pb in enumerate(self.playbooks)]
         self._start: float | None = None
         self.bad_scopes = 0
 
@@ -117,41 +130,58 @@ class Detector:
             self._start = now
         self._index.refresh(window.names())
         self._learn_gpus(sample.gpus, now)
-        self._record_kmsg(self._matcher.scan(sample.kmsg), now)
+        scan = self._matcher.scan(sample.kmsg, now)
+        self._record_kmsg(scan.found, now)
         scanned = sample.processes if sample.processes is not None else window.processes()
         processes: Sequence[ProcessInfo] = self._confined(scanned or ())
         events: list[DetectEvent] = []
         for pi, pb in enumerate(self.playbooks):
+            if self._idle(pi):
+                continue
             tables = self._tables(pi, pb, window, sample, processes, now)
             firing = _innermost(_combine(tables, pb.detect.signals,
                                          "all" if pb.detect.all else "any",
-                                         self._default_scope(pb)))
+                                         (self._default_scope(pb), "")))
             events += self._transitions(pi, pb, firing, window, sample.gpus, processes, now)
         self._prune_kmsg()
+        if self.unknown is not None:
+            events += self.unknown.observe(scan.unclaimed, now)
         return events
+
+    def _idle(self, pi: int) -> bool:
+        """A kernel-log-only playbook with nothing in its windows and nothing firing: its
+        evaluation would find nothing (most of the library, most cycles)."""
+        keys = self._kernel_only[pi]
+        return keys is not None and not self._active.get(pi) and not any(
+            k in self._kwin for k in keys)
 
     def _tables(self, pi: int, pb: Playbook, window: WindowView, sample: Sample,
                 processes: Sequence[ProcessInfo], now: float) -> list[Table]:
         """Each signal's table, in signal order.
 
-        An ``all`` playbook with one silent signal cannot fire (see ``_combine``), so its
-        stateless signals (trends, rates, baselines: the costly window scans) are skipped
-        then; kernel-log windows and threshold hysteresis are stateful and always fed.
+        An ``all`` playbook with one silent condition cannot fire (see ``_combine``), so
+        its stateless signals (trends, rates, baselines: the costly window scans) are
+        skipped then; kernel-log windows and threshold hysteresis are stateful and always
+        fed. The opening kernel signals are one condition, silent only when all are.
         """
         sigs = pb.detect.signals
         tables: list[Table] = [{} for _ in sigs]
-        all_mode = bool(pb.detect.all)
-        order: Sequence[int] = range(len(sigs))
-        if all_mode:  # stateful first, so a silent one spares the rest
-            order = sorted(order, key=lambda i: not isinstance(sigs[i], _STATEFUL))
-        silent = False
-        for si in order:
+        stateful = [i for i, s in enumerate(sigs) if isinstance(s, _STATEFUL)]
+        for si in stateful:
             sig = sigs[si]
-            if silent and not isinstance(sig, _STATEFUL):
-                continue
-            tables[si] = self._table(pb, self._evaluate(pi, si, sig, window, sample,
-                                                        processes, now))
-            silent = all_mode and (silent or not any(tables[si].values()))
+            if _opens(sig) or not isinstance(sig, Kmsg):  # parts only claim lines
+                tables[si] = self._table(pb, self._evaluate(pi, si, sig, window, sample,
+                                                            processes, now), now)
+        if pb.detect.all:
+            kernel = [i for i in stateful if _opens(sigs[i])]
+            fed = [i for i in stateful if not isinstance(sigs[i], Kmsg)]
+            if (kernel and not any(any(tables[i].values()) for i in kernel)) or any(
+                    not any(tables[i].values()) for i in fed):
+                return tables
+        for si, sig in enumerate(sigs):
+            if si not in stateful:
+                tables[si] = self._table(pb, self._evaluate(pi, si, sig, window, sample,
+                                                            processes, now), now)
         return tables
 
     def _confined(self, processes: Sequence[ProcessInfo]) -> Sequence[ProcessInfo]:
@@ -164,6 +194,15 @@ class Detector:
     # --- scopes -----------------------------------------------------------------------
     def _default_scope(self, pb: Playbook) -> str:
         return self.net_scope if pb.scope == "net" else "host"
+
+    def _key(self, pb: Playbook, captures: Mapping[str, str], now: float) -> Key | None:
+        """The incident key (scope, subject) for these captures; None without the scope."""
+        scope = self._scope(pb, captures)
+        if scope is None:
+            return None
+        if pb.subject is None:
+            return scope, ""
+        return scope, self._subjects.admit(pb.id, captures.get(pb.subject.strip("{}"), ""), now)
 
     def _scope(self, pb: Playbook, captures: Mapping[str, str]) -> str | None:
         """The incident scope for these captures; None when they lack the scope's label."""
@@ -184,11 +223,11 @@ class Detector:
             self.bad_scopes += 1
             return "host"
 
-    def _table(self, pb: Playbook, hits: list[S.Hit]) -> Table:
+    def _table(self, pb: Playbook, hits: list[S.Hit], now: float) -> Table:
         table: Table = {}
         for hit in hits:
-            key = self._scope(pb, hit.captures)
-            if self._outside_confinement(key):
+            key = hit.key if hit.key is not None else self._key(pb, hit.captures, now)
+            if self._outside_confinement(key[0] if key else None):
                 continue  # e.g. another group's OOM on the shared kernel log: not ours
             if hit.ok:
                 if table.get(key) is None:
@@ -222,25 +261,30 @@ class Detector:
             if not hist:
                 del self._gpu_hist[key]
 
-    def _record_kmsg(self, found: dict[SigKey, dict[tuple[tuple[str, str], ...], KmsgAgg]],
-                     now: float) -> None:
-        for old in self._kwin.values():
-            old.new = 0
+    def _record_kmsg(self, found: Found, now: float) -> None:
+        for wins in self._kwin.values():
+            for old in wins.values():
+                old.new = 0
         for sigkey, aggs in found.items():
             pb = self.playbooks[sigkey[0]]
             for agg in aggs.values():
-                scope = self._scope(pb, agg.captures)
-                win = self._kwin.get((sigkey, scope))
+                # A line without the scope's label (a memcg OOM kill whose summary line
+                # was lost) still counts: on the playbook's default scope.
+                key = self._key(pb, agg.captures, now) or (self._default_scope(pb), "")
+                wins = self._kwin.setdefault(sigkey, {})
+                win = wins.get(key)
                 if win is None:
-                    win = self._kwin[(sigkey, scope)] = _KWindow(deque(), {}, deque(maxlen=20))
-                win.hits.append((now, agg.count))
+                    win = wins[key] = _KWindow(deque(), {}, deque(maxlen=20))
+                win.add(now, agg.count)
                 win.captures = agg.captures
                 win.lines.extend(agg.lines)
-                win.new += agg.count
 
     def _prune_kmsg(self) -> None:
-        for key in [k for k, w in self._kwin.items() if not w.hits]:
-            del self._kwin[key]
+        for sigkey, wins in list(self._kwin.items()):
+            for key in [k for k, w in wins.items() if not w.hits]:
+                del wins[key]
+            if not wins:
+                del self._kwin[sigkey]
 
     # --- signals ----------------------------------------------------------------------
     def _evaluate(self, pi: int, si: int, sig: Signal, window: WindowView, sample: Sample,
@@ -269,15 +313,12 @@ class Detector:
 
     def _eval_kmsg(self, sigkey: SigKey, sig: Kmsg, now: float) -> list[S.Hit]:
         hits = []
-        for (key, _scope), win in self._kwin.items():
-            if key != sigkey:
-                continue
-            while win.hits and win.hits[0][0] <= now - sig.window_seconds:
-                win.hits.popleft()
-            total = sum(n for _, n in win.hits)
-            if total:
+        for key, win in self._kwin.get(sigkey, {}).items():
+            total = win.expire(now - sig.window_seconds)
+            if total and sig.role != "part":
                 hits.append(S.Hit(float(total), dict(win.captures), total >= sig.count,
-                                  count=win.new, window_count=total, lines=tuple(win.lines)))
+                                  count=win.new, window_count=total, lines=tuple(win.lines),
+                                  key=key))
         return hits
 
     def _hold(self, pi: int, si: int, sig: Threshold, hits: list[S.Hit], now: float
@@ -291,15 +332,17 @@ class Detector:
         return hits
 
     # --- events -----------------------------------------------------------------------
-    def _transitions(self, pi: int, pb: Playbook, firing: dict[str, list[tuple[Signal, S.Hit]]],
-                     window: WindowView, gpus: Sequence[GpuState],
-                     processes: Sequence[ProcessInfo], now: float) -> list[DetectEvent]:
+    def _transitions(self, pi: int, pb: Playbook, firing: Firing, window: WindowView,
+                     gpus: Sequence[GpuState], processes: Sequence[ProcessInfo],
+                     now: float) -> list[DetectEvent]:
         events = []
-        for scope, hits in firing.items():
+        for key, hits in firing.items():
+            scope, subject = key
             new = sum(h.count for sig, h in hits if isinstance(sig, Kmsg))
             in_window = sum(h.window_count for sig, h in hits if isinstance(sig, Kmsg))
             metric_hit = any(not isinstance(sig, Kmsg) for sig, _ in hits)
-            last = self._active.get((pi, scope))
+            active = self._active.setdefault(pi, {})
+            last = active.get(key)
             if last is None:
                 count = in_window or 1
             elif new:
@@ -308,15 +351,22 @@ class Detector:
                 count = 0 if any(isinstance(s, Kmsg) for s in pb.detect.signals) else 1
             else:
                 continue
-            self._active[(pi, scope)] = now
+            active[key] = now
             evidence = gather(pb, scope, hits, window, self._index, gpus, processes,
                               self.read_sysctl, self.read_cgroup)
             events.append(DetectEvent("fire", pb.id, scope, _severity(pb, hits), evidence,
-                                      count, now))
-        for (api, scope) in [k for k in self._active if k[0] == pi and k[1] not in firing]:
-            del self._active[(api, scope)]
-            events.append(DetectEvent("clear", pb.id, scope, pb.severity, Evidence(), 0, now))
+                                      count, now, subject))
+        active = self._active.get(pi, {})
+        for gone in [k for k in active if k not in firing]:
+            del active[gone]
+            events.append(DetectEvent("clear", pb.id, gone[0], pb.severity, Evidence(), 0, now,
+                                      gone[1]))
         return events
+
+
+def _opens(sig: Signal) -> bool:
+    """A kernel-log signal that can open an incident (any role but ``part``)."""
+    return isinstance(sig, Kmsg) and sig.role != "part"
 
 
 def _norm_cgroup(path: str) -> str:
@@ -329,42 +379,73 @@ def _cgroup_under(path: str, root: str) -> bool:
     return root == "/" or path == root or path.startswith(root + "/")
 
 
-def _innermost(firing: dict[str, list[tuple[Signal, S.Hit]]]
-               ) -> dict[str, list[tuple[Signal, S.Hit]]]:
+def _innermost(firing: Firing) -> Firing:
     """Drop a cgroup scope whose descendant fires too on metrics alone: cgroup memory, pids
     and CPU are charged to every ancestor (cgroup-v2.rst, "Organizing Processes"), so a
     parent echoes its child's leak. Kernel-log scopes name the cgroup the kernel blamed."""
-    cgroups = [s[7:] for s, hits in firing.items()
-               if s.startswith("cgroup:") and not any(isinstance(g, Kmsg) for g, _ in hits)]
+    cgroups = [k[0][7:] for k, hits in firing.items()
+               if k[0].startswith("cgroup:") and not any(isinstance(g, Kmsg) for g, _ in hits)]
     echoes = {f"cgroup:{a}" for a in cgroups for b in cgroups
               if a != b and _cgroup_under(b, _norm_cgroup(a))}
-    return {s: hits for s, hits in firing.items() if s not in echoes} if echoes else firing
+    return {k: hits for k, hits in firing.items() if k[0] not in echoes} if echoes else firing
 
 
 def _severity(pb: Playbook, hits: Sequence[tuple[Signal, S.Hit]]) -> str:
-    """The playbook's severity; for Xid classes, the worst code's from the Xid table."""
+    """The worst of: the playbook's severity (or its firing kernel signals' own), the Xid
+    table's for the codes seen, and the escalation step the kernel-log rate reached."""
+    found = [pb.severity]
+    kmsg = [(sig, h) for sig, h in hits if isinstance(sig, Kmsg)]
+    if kmsg and any(sig.severity for sig, _ in kmsg):
+        found = [sig.severity or pb.severity for sig, _ in kmsg]
     codes = [h.captures.get("xid", "") for _, h in hits]
-    found = [XID_TABLE[int(c)].severity for c in codes if c.isdigit() and int(c) in XID_TABLE]
-    return max(found, key=_SEVERITY_RANK.__getitem__) if found else pb.severity
+    xids = [XID_TABLE[int(c)].severity for c in codes if c.isdigit() and int(c) in XID_TABLE]
+    found = xids or found
+    seen = max((h.window_count for _, h in kmsg), default=0)
+    found += [step.severity for step in pb.escalate if seen >= step.count]
+    return max(found, key=SEVERITY_RANK.__getitem__)
 
 
-def _combine(tables: list[Table], sigs: Sequence[Signal], mode: str, default: str
-             ) -> dict[str, list[tuple[Signal, S.Hit]]]:
-    """Scopes where the playbook fires, with the hits behind each (key None: any scope)."""
-    out: dict[str, list[tuple[Signal, S.Hit]]] = {}
+def _combine(tables: list[Table], sigs: Sequence[Signal], mode: str, default: Key) -> Firing:
+    """Keys where the playbook fires, with the hits behind each (key None: any key).
+
+    In ``all`` mode every condition must hold for the key. A playbook's kernel signals that
+    open (roles line, start, end) are one condition: the formats of one event across kernel
+    versions. Signals of role ``part`` only claim lines for reports: never a condition.
+    """
+    conditions: list[list[tuple[Signal, Table]]] = []
+    kernel: list[tuple[Signal, Table]] = []
+    for sig, table in zip(sigs, tables, strict=True):
+        if isinstance(sig, Kmsg):
+            if sig.role != "part":
+                kernel.append((sig, table))
+        else:
+            conditions.append([(sig, table)])
+    if kernel:
+        conditions.insert(0, kernel)
+    out: Firing = {}
     if mode == "any":
-        for sig, table in zip(sigs, tables, strict=True):
+        for sig, table in (pair for cond in conditions for pair in cond):
             for key, hit in table.items():
                 if hit is not None:
                     out.setdefault(key or default, []).append((sig, hit))
         return out
-    scoped = sorted({k for t in tables for k, h in t.items() if k is not None and h is not None})
-    for key in scoped:
-        hits = [(t[key] if key in t else t.get(None)) for t in tables]
-        if all(h is not None for h in hits):
-            out[key] = [(s, h) for s, h in zip(sigs, hits, strict=True) if h is not None]
-    if not out:
-        agnostic = [t.get(None) for t in tables]
-        if all(h is not None for h in agnostic):
-            out[default] = [(s, h) for s, h in zip(sigs, agnostic, strict=True) if h is not None]
+    scoped = sorted({k for cond in conditions for _, t in cond for k, h in t.items()
+                     if k is not None and h is not None})
+    for key in [*scoped, None]:
+        if key is None and out:
+            break  # the agnostic combination only when no scoped one fired
+        found = [_holding(cond, key) for cond in conditions]
+        if all(found):
+            out[key or default] = [pair for pairs in found for pair in pairs]
+    return out
+
+
+def _holding(condition: list[tuple[Signal, Table]], key: Key | None
+             ) -> list[tuple[Signal, S.Hit]]:
+    """The hits by which one condition holds for ``key`` (a None-keyed hit: any key)."""
+    out = []
+    for sig, table in condition:
+        hit = table[key] if key in table else table.get(None)
+        if hit is not None:
+            out.append((sig, hit))
     return out

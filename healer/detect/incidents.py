@@ -1,4 +1,5 @@
-"""Incidents from detect events: one per fingerprint (playbook + scope), damped against flapping.
+"""Incidents from detect events: one per fingerprint (playbook + scope + subject), damped
+against flapping.
 
 A pure state machine over events and a clock; persistence goes through a small
 ``IncidentSink`` (the store's repository fits through ``RepositorySink``).
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
 
-from healer.detect.detector import DetectEvent
+from healer.detect.events import DetectEvent
 from healer.models import Incident, IncidentStatus
 
 log = logging.getLogger("healer.detect")
@@ -28,7 +29,7 @@ _RANK = {"info": 0, "warning": 1, "critical": 2}
 class IncidentSink(Protocol):
     """Where incidents persist; the tracker never keeps the only copy."""
 
-    def find(self, playbook: str, scope: str) -> Incident | None:
+    def find(self, playbook: str, scope: str, subject: str = "") -> Incident | None:
         """The newest incident with this fingerprint, open or resolved."""
         ...
 
@@ -44,7 +45,7 @@ class IncidentSink(Protocol):
 class IncidentRepository(Protocol):
     """The store repository's incident methods (healer/store/repository.py)."""
 
-    def find_incident(self, playbook: str, scope: str, *,
+    def find_incident(self, playbook: str, scope: str, *, subject: str = "",
                       status: IncidentStatus | None = None) -> Incident | None: ...
 
     def open_incident(self, incident: Incident) -> Incident: ...
@@ -54,7 +55,7 @@ class IncidentRepository(Protocol):
 
 @runtime_checkable
 class _RepositoryLike(Protocol):
-    def find_incident(self, playbook: str, scope: str, *,
+    def find_incident(self, playbook: str, scope: str, *, subject: str = "",
                       status: IncidentStatus | None = None) -> Incident | None: ...
 
 
@@ -64,8 +65,8 @@ class RepositorySink:
     def __init__(self, repo: IncidentRepository) -> None:
         self.repo = repo
 
-    def find(self, playbook: str, scope: str) -> Incident | None:
-        return self.repo.find_incident(playbook, scope)
+    def find(self, playbook: str, scope: str, subject: str = "") -> Incident | None:
+        return self.repo.find_incident(playbook, scope, subject=subject)
 
     def open(self, incident: Incident) -> Incident:
         return self.repo.open_incident(incident)
@@ -80,8 +81,9 @@ class MemorySink:
     def __init__(self) -> None:
         self.incidents: list[Incident] = []
 
-    def find(self, playbook: str, scope: str) -> Incident | None:
-        found = [i for i in self.incidents if i.playbook == playbook and i.scope == scope]
+    def find(self, playbook: str, scope: str, subject: str = "") -> Incident | None:
+        found = [i for i in self.incidents
+                 if (i.playbook, i.scope, i.subject) == (playbook, scope, subject)]
         return found[-1] if found else None
 
     def open(self, incident: Incident) -> Incident:
@@ -121,7 +123,7 @@ class IncidentTracker:
     clear_seconds: float = 60.0
     # An IncidentSink, or the store repository itself (adapted with RepositorySink).
     sink: IncidentSink | IncidentRepository = field(default_factory=MemorySink)
-    _states: dict[tuple[str, str], _State] = field(default_factory=dict)
+    _states: dict[tuple[str, str, str], _State] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sink = self.sink
@@ -132,7 +134,7 @@ class IncidentTracker:
         """Apply this cycle's events, then resolve what stayed clear long enough."""
         changes: list[IncidentChange] = []
         for event in events:
-            key = (event.playbook_id, event.scope)
+            key = (event.playbook_id, event.scope, event.subject)
             if event.kind == "fire":
                 changes.append(self._fire(key, event))
             else:
@@ -143,7 +145,7 @@ class IncidentTracker:
         changes += self._expire(self.clock())
         return changes
 
-    def _fire(self, key: tuple[str, str], event: DetectEvent) -> IncidentChange:
+    def _fire(self, key: tuple[str, str, str], event: DetectEvent) -> IncidentChange:
         state = self._states.get(key)
         if state is None:
             found = self._sink.find(*key)
@@ -164,8 +166,8 @@ class IncidentTracker:
             return IncidentChange("reopened", state.incident)
         incident = self._sink.open(Incident(
             host_id=self.host_id, playbook=event.playbook_id, scope=event.scope,
-            severity=event.severity, count=max(event.count, 1), first_seen=_dt(event.ts),
-            last_seen=_dt(event.ts), evidence=event.evidence))
+            subject=event.subject, severity=event.severity, count=max(event.count, 1),
+            first_seen=_dt(event.ts), last_seen=_dt(event.ts), evidence=event.evidence))
         self._states[key] = _State(incident)
         return IncidentChange("opened", incident)
 

@@ -53,6 +53,7 @@ class Hit:
     count: int = 0  # kernel-log records matched this cycle
     window_count: int = 0  # ... and within the signal's window
     lines: tuple[str, ...] = ()
+    key: tuple[str, str] | None = None  # kernel-log hits: their (scope, subject), known
 
 
 _LABEL = re.compile(r"\{([a-z_]+)\}")  # over playbook text only

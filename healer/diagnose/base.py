@@ -20,6 +20,10 @@ KNOWN_ROOT_CAUSES: tuple[str, ...] = (
     "gpu-xid-ecc-uncontained", "gpu-xid-row-remap", "gpu-xid-driver-firmware",
     "gpu-xid-nvlink", "gpu-xid-hw-other", "gpu-ecc-dbe", "gpu-thermal-throttling",
     "gpu-memory-leak", "gpu-unfair-sharing",
+    "block-io-error", "filesystem-error", "nvme-controller-error", "hw-corrected-errors",
+    "hw-uncorrected-error", "nic-link-down", "nic-tx-timeout", "kernel-oops", "rcu-stall",
+    "hard-lockup", "page-allocation-failure", "segfault-storm", "gpu-xid-other",
+    "gpu-nvswitch-sxid",
 )
 UNKNOWN = "unknown"
 

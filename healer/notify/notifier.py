@@ -100,12 +100,14 @@ class Notifier:
         event = Event.INCIDENT_RESOLVED if kind == "resolved" else Event.INCIDENT_OPENED
         when = incident.first_seen if kind == "opened" else incident.last_seen
         diag = incident.diagnosis
-        text = f"{incident.playbook} in scope {incident.scope} (seen {incident.count}x)"
+        about = f" [{incident.subject}]" if incident.subject else ""  # a device, a template
+        text = f"{incident.playbook}{about} in scope {incident.scope} (seen {incident.count}x)"
         if diag is not None:
             text += f"; diagnosis {diag.root_cause} ({diag.source}, {diag.confidence:.0%})"
         payload = {"text": text, "link": f"{self._base}/incidents/{incident.id}",
                    "incident_id": incident.id, "playbook": incident.playbook,
-                   "scope": incident.scope, "signals": dict(incident.evidence.signals)}
+                   "scope": incident.scope, "about": incident.subject,
+                   "signals": dict(incident.evidence.signals)}
         sev = "info" if kind == "resolved" else incident.severity
         return self.emit(event, f"incident:{incident.id}", payload, sev,
                          occurrence=f"{kind}@{when.isoformat()}")

@@ -37,6 +37,7 @@ def _incident(row: IncidentTable) -> Incident:
         host_id=row.host_id,
         playbook=row.playbook,
         scope=row.scope,
+        subject=row.subject,
         status=IncidentStatus(row.status),
         severity=row.severity,
         count=row.count,
@@ -98,6 +99,7 @@ class JournalRepo(RepoBase):
             host_id=incident.host_id,
             playbook=incident.playbook,
             scope=incident.scope,
+            subject=incident.subject,
             status=incident.status.value,
             severity=incident.severity,
             count=incident.count,
@@ -130,13 +132,15 @@ class JournalRepo(RepoBase):
             return _incident(row)
 
     def find_incident(
-        self, playbook: str, scope: str, *, status: IncidentStatus | None = None
+        self, playbook: str, scope: str, *, subject: str = "",
+        status: IncidentStatus | None = None
     ) -> Incident | None:
         """The newest incident of this host with this fingerprint (and status, if given)."""
         q = sa.select(IncidentTable).where(
             IncidentTable.host_id == self.host_id,
             IncidentTable.playbook == playbook,
             IncidentTable.scope == scope,
+            IncidentTable.subject == subject,
         )
         if status is not None:
             q = q.where(IncidentTable.status == status.value)

@@ -13,9 +13,11 @@ from healer.store.repo_journal import JournalRepo
 from healer.store.repo_outbox import OutboxRepo
 from healer.store.repo_people import PeopleRepo
 from healer.store.repo_samples import SamplesRepo
+from healer.store.repo_silences import SilencesRepo
 
 
-class Repository(JournalRepo, PeopleRepo, CredentialsRepo, OutboxRepo, SamplesRepo):
+class Repository(JournalRepo, PeopleRepo, CredentialsRepo, OutboxRepo, SamplesRepo,
+                 SilencesRepo):
     """``Repository(engine, host_id, clock=utcnow)``: the store's whole API."""
 
 

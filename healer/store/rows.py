@@ -106,3 +106,18 @@ class OutboxRow(_Row):
     delivered_at: datetime | None
     last_error: str | None
     dead: bool
+
+
+class SilenceRow(_Row):
+    """An operator's silence of one unclassified kernel-message template."""
+
+    id: int
+    template: str
+    comment: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+
+    def active(self, now: datetime) -> bool:
+        """True until it expires."""
+        return now < self.expires_at

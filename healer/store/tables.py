@@ -23,6 +23,7 @@ METRIC_NAME_LEN = 600
 # SQLite does not enforce VARCHAR lengths and already stores such names, so only
 # PostgreSQL's column is widened (migration 0003); SQLite's tables are not rebuilt.
 MetricName = sa.String(NAME_LEN).with_variant(sa.String(METRIC_NAME_LEN), "postgresql")
+SUBJECT_LEN = 512  # healer.detect.templates keeps templates shorter
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -105,6 +106,8 @@ class IncidentTable(Base):
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
     playbook: Mapped[str]
     scope: Mapped[str] = mapped_column(sa.String(1024))
+    # A device, interface or binary, or an unclassified incident's message template.
+    subject: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN), server_default="")
     status: Mapped[str] = mapped_column(sa.String(16))
     severity: Mapped[str] = mapped_column(sa.String(32))
     count: Mapped[int]
@@ -239,6 +242,20 @@ class OutboxTable(Base):
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     dead: Mapped[bool]
+
+
+class SilenceTable(Base):
+    """An operator's "this kernel-message template is harmless until expires_at"."""
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_host_expires", "host_id", "expires_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    template: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN))
+    comment: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class KvTable(Base):

@@ -8,16 +8,17 @@ action's cgroup or below it. A line whose cgroup cannot be told (no capture, the
 line out of reach) counts too: when in doubt, the fix is judged not to have worked and
 the original value is restored, which is the state the operator last chose.
 
-Matching follows healer.detect.kmsg: literal pre-filter, ``re.search``, ``where`` filters,
+Matching follows healer.detect.kmsg: literal pre-filter, an RE2 search (kernel text is
+untrusted: linear time), ``where`` filters,
 and context lines (the memcg OOM report's ``oom_memcg=`` line) merged into the next match
 within ``max_lines``. Pure: records come in as data.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from guardrails import linear
 from healer.models import KmsgContextPattern, KmsgPattern, KmsgRecord
 from playbooks.schema import Kmsg, Signal
 
@@ -29,8 +30,8 @@ def patterns_from_signals(signals: Iterable[Signal], labels: Mapping[str, str]) 
     """``KmsgPattern`` for each playbook ``kmsg`` signal, scoped by the labels it can capture."""
     out = []
     for sig in signals:
-        if not isinstance(sig, Kmsg):
-            continue
+        if not isinstance(sig, Kmsg) or sig.role == "part":
+            continue  # a report's middle lines say nothing about whether the fault goes on
         pattern = KmsgPattern(
             contains=sig.contains, regex=sig.regex,
             where={k: tuple(v) for k, v in sig.where.items()},
@@ -39,6 +40,11 @@ def patterns_from_signals(signals: Iterable[Signal], labels: Mapping[str, str]) 
         scope = {k: labels[k] for k in SCOPE_CAPTURES if k in labels and k in pattern.captures()}
         out.append(pattern.model_copy(update={"scope": scope}))
     return tuple(out)
+
+
+def _holds(contains: str | tuple[str, ...], msg: str) -> bool:
+    """The literal pre-filter: one literal, or several (any one)."""
+    return (contains in msg) if isinstance(contains, str) else any(c in msg for c in contains)
 
 
 def _under(path: str, root: str) -> bool:
@@ -61,16 +67,16 @@ def matching(pattern: KmsgPattern, records: Sequence[KmsgRecord],
     """Records matching ``pattern`` in its scope, with their captures (context lines'
     merged in); only those whose seq is in ``counted`` (when given) are returned, the
     others only feed context lines."""
-    regex = re.compile(pattern.regex)
-    contexts = [(c, re.compile(c.regex)) for c in pattern.context]
+    regex = linear.compile(pattern.regex)
+    contexts = [(c, linear.compile(c.regex)) for c in pattern.context]
     state: list[tuple[int, dict[str, str]] | None] = [None] * len(contexts)
     hits: list[tuple[KmsgRecord, dict[str, str]]] = []
     for lineno, rec in enumerate(records):
         msg = rec.message
         for i, (ctx, cregex) in enumerate(contexts):
-            if ctx.contains in msg and (cm := cregex.search(msg)) is not None:
+            if _holds(ctx.contains, msg) and (cm := cregex.search(msg)) is not None:
                 state[i] = (lineno, {k: v for k, v in cm.groupdict().items() if v is not None})
-        if pattern.contains not in msg or (m := regex.search(msg)) is None:
+        if not _holds(pattern.contains, msg) or (m := regex.search(msg)) is None:
             continue
         caps = {k: v for k, v in m.groupdict().items() if v is not None}
         if any(caps.get(k) not in allowed for k, allowed in pattern.where.items()):

@@ -1,19 +1,24 @@
-"""Kernel-log text is attacker-controlled: bounded regex time, malformed records skipped."""
+"""Kernel-log text is attacker-controlled: linear-time (RE2) matching, malformed records
+skipped."""
 
 from __future__ import annotations
 
-import re
+import json
 import time
+from pathlib import Path
 
 import pytest
 
+from guardrails import linear
+from healer.cli.main import main
 from healer.detect import Detector
 from healer.models import KmsgRecord, Sample
-from playbooks.loader import load_library
+from playbooks.loader import DEFAULT_DIR, load_library, validate_dir
 from playbooks.schema import Kmsg
 from tests.detect.fakes import FIXTURES, FakeWindow, fixture_records, kmsg_line
 
 BOUND_S = 0.05  # generous for CI; catastrophic backtracking takes seconds or more
+CORPUS = FIXTURES.parent / "kernel-corpus" / "lines.jsonl"
 
 
 def _patterns() -> list[tuple[str, str]]:
@@ -21,7 +26,7 @@ def _patterns() -> list[tuple[str, str]]:
     for pb in load_library():
         for sig in pb.detect.signals:
             if isinstance(sig, Kmsg):
-                out.append((sig.contains, sig.regex))
+                out += [(lit, sig.regex) for lit in sig.literals]
                 out += [(c.contains, c.regex) for c in sig.context]
     return sorted(set(out))
 
@@ -51,7 +56,7 @@ def _hostile(literal: str) -> list[str]:
 @pytest.mark.parametrize(("literal", "regex"), PATTERNS, ids=[p[0] for p in PATTERNS])
 def test_every_library_regex_runs_in_bounded_time_on_hostile_lines(literal: str,
                                                                    regex: str) -> None:
-    compiled = re.compile(regex)
+    compiled = linear.compile(regex)
     for line in _hostile(literal):
         started = time.perf_counter()
         compiled.search(line)
@@ -72,15 +77,27 @@ def test_the_full_detector_handles_a_cycle_of_hostile_lines_quickly() -> None:
     assert per_line < BOUND_S
 
 
-def test_the_prefilter_never_hides_a_match_in_the_recorded_lines() -> None:
+def _recorded_lines() -> list[str]:
     lines = [r.message for f in sorted(FIXTURES.glob("*.kmsg")) for r in fixture_records(f.name)]
-    matched = 0
-    for literal, regex in PATTERNS:
-        for line in lines:
-            if re.search(regex, line):
-                matched += 1
-                assert literal in line, (literal, line)
-    assert matched >= len(PATTERNS)
+    if CORPUS.exists():
+        lines += [json.loads(t)["message"] for t in CORPUS.read_text().splitlines() if t.strip()]
+    return lines
+
+
+def test_the_prefilter_never_hides_a_match_and_every_pattern_meets_a_real_line() -> None:
+    """A line a pattern matches holds one of its literals (the one-pass pre-filter cannot
+    skip it); and every pattern matches a recorded line (fixtures, corpus)."""
+    lines = _recorded_lines()
+    unmatched = []
+    for regex in sorted({rx for _, rx in PATTERNS}):
+        compiled = linear.compile(regex)
+        literals = {lit for lit, rx in PATTERNS if rx == regex}
+        hits = [line for line in lines if compiled.search(line)]
+        for line in hits:
+            assert any(lit in line for lit in literals), (literals, line)
+        if not hits:
+            unmatched.append(regex)
+    assert unmatched == []
 
 
 def test_malformed_records_are_counted_and_skipped_never_fatal() -> None:
@@ -96,6 +113,9 @@ def test_malformed_records_are_counted_and_skipped_never_fatal() -> None:
                                     processes=None, collector_errors=())
     window.append(sample)
     events = detector.observe(window, sample)
+    quiet = Sample(ts=4.0, metrics={})  # the soft-lockup report closes after 2 s of silence
+    window.append(quiet)
+    events += detector.observe(window, quiet)
     assert detector.malformed == 3
     assert [(e.playbook_id, e.count) for e in events] == [("soft-lockup", 1)]
 
@@ -116,3 +136,57 @@ def test_a_crafted_systemd_scope_hitting_tasksmax_cannot_freeze_detection() -> N
     assert time.perf_counter() - started < 1.0
     assert all(e.scope == "host" for e in events if e.playbook_id == "pids-limit-too-low")
     assert detector.bad_scopes >= 1
+
+
+# The scope ReDoS of the hardening review: catastrophic for a backtracking engine (a
+# 40-character path took 17 s with Python's re; this one never returns), linear for RE2.
+REDOS = r"^(?:[A-Za-z0-9_.@:-]+/?)*$"
+REDOS_LINE = ("/user.slice/user-1000.slice/user@1000.service/app.slice/" + "a.b-c" * 8 + "+")
+
+
+def _playbook_with(tmp_path: Path, regex: str) -> Path:
+    text = (DEFAULT_DIR / "soft-lockup.yaml").read_text()
+    old = next(ln for ln in text.splitlines() if ln.strip().startswith("regex: 'BUG: soft"))
+    indent = old[: len(old) - len(old.lstrip())]
+    (tmp_path / "soft-lockup.yaml").write_text(text.replace(old, f"{indent}regex: '{regex}'"))
+    return tmp_path
+
+
+def test_a_catastrophic_pattern_runs_in_linear_time_in_the_detector(tmp_path: Path) -> None:
+    regex = r"soft lockup (?P<path>(?:[A-Za-z0-9_.@:-]+/?)*)$"
+    library = load_library(_playbook_with(tmp_path, regex))
+    detector = Detector(library)
+    lines = tuple(kmsg_line("soft lockup " + REDOS_LINE * k, seq=k) for k in range(1, 60))
+    window = FakeWindow()
+    sample = Sample(ts=1.0, metrics={}, kmsg=lines)
+    window.append(sample)
+    started = time.perf_counter()
+    detector.observe(window, sample)
+    assert time.perf_counter() - started < 1.0  # backtracking: beyond any timeout
+
+
+@pytest.mark.parametrize("text", [REDOS_LINE, "(" * 30 + "a" * 30 + "!", "a" * 5000 + "!"])
+def test_re2_answers_nested_quantifiers_in_linear_time(text: str) -> None:
+    compiled = linear.compile(REDOS)
+    started = time.perf_counter()
+    compiled.search(text)
+    assert time.perf_counter() - started < BOUND_S
+
+
+@pytest.mark.parametrize(("regex", "problem"), [
+    (r"Xid (?P<xid>[0-9]{1,3})(?![0-9])", "(?!"),  # the old shipped Xid lookahead
+    (r"(?<=task )(?P<pid>[0-9]+)", "(?<"),
+    (r"(?P<a>x)(?P=a)", "(?P="),  # a backreference
+])
+def test_playbook_validate_rejects_what_re2_cannot_run(tmp_path: Path, regex: str,
+                                                       problem: str,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    path = _playbook_with(tmp_path, regex)
+    _, errors = validate_dir(path)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{path}/soft-lockup.yaml:")
+    assert "detect.any.0.regex: invalid regex (RE2" in errors[0] and "\n" not in errors[0]
+    assert main(["playbooks", "validate", str(path)]) == 1
+    out = capsys.readouterr()
+    assert "soft-lockup.yaml" in out.out + out.err and "detect.any.0.regex" in out.out + out.err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from healer.detect import DetectEvent, Detector, IncidentTracker, MemorySink, RepositorySink
-from healer.models import Evidence, Incident, IncidentStatus, Sample
+from healer.models import Evidence, Incident, IncidentStatus, KmsgRecord, Sample
 from playbooks.loader import load_library
 from tests.detect.fakes import FakeWindow, kmsg_line
 
 SOFT_LOCKUP = "watchdog: BUG: soft lockup - CPU#3 stuck for 23s! [stress:999]"
+TABLE_FULL = "nf_conntrack: nf_conntrack: table full, dropping packet"  # one line, one event
 
 
 class Clock:
@@ -31,13 +32,30 @@ def test_storm_of_10000_identical_lines_is_one_incident_with_count_10000() -> No
     sink = MemorySink()
     tracker = IncidentTracker("h1", clock=lambda: 10.0, sink=sink)
     window = FakeWindow()
-    lines = tuple(kmsg_line(SOFT_LOCKUP, seq=i) for i in range(10_000))
+    lines = tuple(kmsg_line(TABLE_FULL, seq=i) for i in range(10_000))
     sample = Sample(ts=10.0, metrics={}, kmsg=lines)
     window.append(sample)
     events = detector.observe(window, sample)
     changes = tracker.apply(events)
     assert [e.count for e in events] == [10_000]
     assert [c.kind for c in changes] == ["opened"]
+    assert [(i.playbook, i.count) for i in sink.incidents] == [("conntrack-table-full", 10_000)]
+
+
+def test_storm_of_10000_one_line_reports_is_one_incident_counting_each_report() -> None:
+    detector = Detector(load_library())
+    sink = MemorySink()
+    clock = Clock()
+    tracker = IncidentTracker("h1", clock=clock, sink=sink)
+    window = FakeWindow()
+    # Each soft-lockup line starts a new report (the last one closes on 2 s of silence).
+    lines = tuple(KmsgRecord(seq=i, priority=0, ts_us=i * 1000, message=SOFT_LOCKUP)
+                  for i in range(10_000))
+    for ts, batch in ((10.0, lines), (13.0, ())):
+        clock.now = ts
+        sample = Sample(ts=ts, metrics={}, kmsg=batch)
+        window.append(sample)
+        tracker.apply(detector.observe(window, sample))
     assert [(i.playbook, i.count) for i in sink.incidents] == [("soft-lockup", 10_000)]
 
 
@@ -51,7 +69,7 @@ def test_storm_spread_over_cycles_updates_one_incident_and_counts_every_line() -
     seq = 0
     for ts, n in ((1.0, 4000), (2.0, 3000), (3.0, 0), (4.0, 3000)):
         clock.now = ts
-        lines = tuple(kmsg_line(SOFT_LOCKUP, seq=seq + i) for i in range(n))
+        lines = tuple(kmsg_line(TABLE_FULL, seq=seq + i) for i in range(n))
         seq += n
         sample = Sample(ts=ts, metrics={}, kmsg=lines)
         window.append(sample)
@@ -140,10 +158,10 @@ class FakeRepo:
         self.sink = MemorySink()
         self.calls: list[str] = []
 
-    def find_incident(self, playbook: str, scope: str, *,
+    def find_incident(self, playbook: str, scope: str, *, subject: str = "",
                       status: IncidentStatus | None = None) -> Incident | None:
         self.calls.append("find")
-        return self.sink.find(playbook, scope)
+        return self.sink.find(playbook, scope, subject)
 
     def open_incident(self, incident: Incident) -> Incident:
         self.calls.append("open")

@@ -20,7 +20,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_shipped_library_validates_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["playbooks", "validate"]) == 0
-    assert "ok: 26 playbooks" in capsys.readouterr().out
+    assert "ok: 40 playbooks" in capsys.readouterr().out
 
 
 def test_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
 
 
 def test_nested_signal_error_points_at_the_signal_line(tmp_path: Path) -> None:
-    bad = GOOD.replace("      count: 1\n", "      count: 0\n")
+    bad = GOOD.replace("      count: 1\n", "      count: 0\n", 1)
     write(tmp_path, "soft-lockup.yaml", bad)
     _, errors = validate_dir(tmp_path)
     line = bad.splitlines().index("      count: 0") + 1

@@ -107,3 +107,26 @@ def test_failed_child_upgrade_is_one_store_error_line(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="unable to open database") as err:
         upgrade_in_child(f"sqlite:///{tmp_path / 'missing' / 'healer.db'}")
     assert "\n" not in str(err.value)
+
+
+def test_a_database_at_0001_upgrades_keeping_its_incidents_without_a_subject(
+        empty_db_url: str) -> None:
+    from alembic import command
+
+    engine = open_engine(empty_db_url)
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO incidents (host_id, playbook, scope, status, severity, count, "
+            "first_seen, last_seen, evidence) VALUES ('h', 'soft-lockup', 'host', 'open', "
+            "'critical', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '{}')")
+        conn.commit()
+    migrate(engine)
+    assert len(head_revisions()) == 1 and _revision(engine) in head_revisions()
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT playbook, subject, count FROM incidents").one()
+        assert tuple(row) == ("soft-lockup", "", 3)
+    assert "silences" in sa.inspect(engine).get_table_names()
+    engine.dispose()

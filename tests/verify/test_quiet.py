@@ -112,8 +112,9 @@ def test_memcg_oom_counts_only_in_the_cgroup_its_context_line_names() -> None:
     action = CgroupLimit(scope="cgroup:/healer-chaos-1/oom", path="/healer-chaos-1/oom",
                          knob="memory.max", value="157286400")
     spec = _spec("cgroup-memory-limit-too-low", incident, action)
+    # one pattern per kill-line format (4.19+ "Killed process", older "Kill process ...")
     assert spec.metric == "cgroup./healer-chaos-1/oom.memory.oom_kill_total"
-    assert len(spec.quiet_kmsg) == 1
+    assert len(spec.quiet_kmsg) == 2
     lines = _lines("kmsg-memcg-oom.txt")
     kmsg = Kmsg()
     kmsg.arrive(T0 + 5, lines[:4])  # an OOM kill in /batch/other
@@ -158,3 +159,20 @@ def test_process_series_takes_one_point_per_scan_and_judges_below() -> None:
     procs.observe(spec.metric, _scan(900, 1024), now + 10)  # filling up the new limit again
     procs.observe(spec.metric, _scan(950, 1024), now + 15)
     assert evaluate(spec, baseline, procs.series, T0, now + 15).verdict != "fixed"
+
+
+def test_quiet_matching_is_linear_time_on_hostile_lines() -> None:
+    """A pattern that would backtrack forever in Python's re (the scope ReDoS of the
+    hardening review) over a hostile record: RE2 answers at once."""
+    import time
+
+    from healer.verify.quiet import KmsgPattern, matching
+
+    pattern = KmsgPattern(contains="fork rejected",
+                          regex=r"fork rejected by pids controller in "
+                                r"(?P<cgroup>(?:[A-Za-z0-9_.@:-]+/?)*)$")
+    hostile = "cgroup: fork rejected by pids controller in /user.slice/" + "a.b-c" * 2000 + "+"
+    records = [KmsgRecord(seq=i, priority=6, ts_us=i, message=hostile) for i in range(20)]
+    started = time.perf_counter()
+    assert matching(pattern, records) == []
+    assert time.perf_counter() - started < 0.5

@@ -9,7 +9,7 @@ from healer.models import ActionState
 from healer.store.repository import Repository
 from tests.web.helpers import Clock, FakeWindow, add_user, bearer, make_incident, make_proposal
 
-INCIDENT_KEYS = {"id", "host_id", "playbook", "scope", "status", "severity", "count",
+INCIDENT_KEYS = {"id", "host_id", "playbook", "scope", "subject", "status", "severity", "count",
                  "first_seen", "last_seen", "diagnosis"}
 ACTION_KEYS = {"id", "host_id", "incident_id", "action", "decision", "state", "original",
                "applied", "created_at", "updated_at", "verification"}
