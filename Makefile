@@ -1,27 +1,51 @@
 # healer: two commands on a fresh machine — `make run` and `make test`.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+#
+# As root, `healer run` starts its web side as the unprivileged `healer` user, which must be
+# able to run the interpreter and read the installed code. A checkout under /root or in a
+# `mktemp -d` directory is closed to that user, and so is an interpreter under /root (pyenv).
+# So, as root, the environment is built from the system's Python under /opt/healer, outside
+# the checkout, with the project installed into it (not editable: `make` reinstalls it each
+# time); .venv is a link to it. Without root nothing is dropped and .venv is a plain
+# editable environment in the checkout.
+ifeq ($(shell id -u),0)
+PYTHON   ?= $(shell [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)
+VENV_DIR ?= /opt/healer/venvs/$(shell pwd -P | sha1sum | cut -c1-12)
+EDITABLE :=
+else
+PYTHON   ?= python3
+VENV_DIR ?= $(CURDIR)/.venv
+EDITABLE := -e
+endif
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean system-deps
+.PHONY: run test lint typecheck bench clean system-deps code
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV_DIR)
+	[ "$(VENV_DIR)" = "$(CURDIR)/$(VENV)" ] || ln -sfn $(VENV_DIR) $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q $(EDITABLE) '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the tests use: Chromium for the dashboard test, iproute2 for
-# namespaces, procps for sysctl, PostgreSQL, Prometheus and Alertmanager for throwaway
-# servers. Installed only when missing and only as root.
+# The installed copy follows the checkout (root's environment is not editable).
+code: $(STAMP)
+ifeq ($(EDITABLE),)
+	rm -rf build
+	$(BIN)/pip install -q --no-deps --no-build-isolation --force-reinstall .
+endif
+
+# Debian packages the tests use (Chromium, iproute2, PostgreSQL, Prometheus, Alertmanager,
+# node_exporter, systemd-analyze, the system Python's venv) and, as root, the `healer`
+# system user. Installed only when missing.
 system-deps:
 	@bash .ci/system-deps.sh
 
-run: $(STAMP)
+run: code
 	$(BIN)/healer run
 
-test: $(STAMP) system-deps
+test: system-deps code
 	$(BIN)/pytest
 	$(BIN)/healer chaos suite --quick
 
@@ -29,10 +53,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: code
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/detect_throughput.py
 	$(BIN)/python bench/guard_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV_DIR) $(VENV) .pytest_cache build *.egg-info

@@ -58,6 +58,9 @@ class Sandbox:
         """Make the scratch dir, netns and cgroup root; arm the teardown watchdog."""
         sid = secrets.token_hex(3)
         root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{sid}-"))
+        # As root, healer run starts its web side as the unprivileged `healer` user, which
+        # must be able to search its way to the state directory (mkdtemp makes 0700).
+        root.chmod(0o711)
         sb = cls(id=sid, root=root, keep=keep)
         for sub in ("state", "textfiles", "logs"):
             (root / sub).mkdir()

@@ -1,8 +1,10 @@
-"""The composition root: build every part from ``Settings`` and run them in one process.
+"""The root agent's composition root: build the loop from ``Settings`` and run it.
 
-APScheduler runs the sampling cycle (one instance at a time, coalescing missed runs)
-and the maintenance jobs; uvicorn serves the dashboard and API on the main thread and
-owns SIGTERM/SIGINT. Nothing here is built at import time.
+APScheduler runs the sampling cycle (one instance at a time, coalescing missed runs) and
+retention pruning. After every cycle the agent publishes its live file (the latest sample,
+its own metrics and a heartbeat) for ``healer serve``, the unprivileged process that
+answers HTTP and delivers notifications; the agent itself listens on no port
+(healer.cli.run starts both). Nothing here is built at import time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import generate_latest
 
 from healer.act.engine import ChangeEngine
 from healer.act.registry import build_actuators
@@ -26,12 +29,13 @@ from healer.diagnose.cache import RepositoryKV
 from healer.diagnose.chain import ChainDiagnoser
 from healer.diagnose.factory import build_diagnoser
 from healer.diagnose.tools import ToolBox
+from healer.live import LivePublisher, prepare_runtime_dir
 from healer.logs import kv
 from healer.models import Incident
 from healer.monitor.gpu import build_gpu_backend
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
-from healer.notify import Notifier, OutboxDeliverer, build_channels
+from healer.notify import Notifier
 from healer.pipeline import Pipeline
 from healer.settings import Settings
 from healer.store.engine import open_store
@@ -43,7 +47,6 @@ from playbooks.noise import load_noise
 
 log = logging.getLogger("healer.daemon")
 
-NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: separate from sampling, often enough for chat
 PRUNE_EVERY_SECONDS = 600.0  # retention pruning
 PRUNE_FIRST_AFTER_SECONDS = 30.0  # not during start-up's busiest seconds
 TOOL_KMSG_SECONDS = 900.0  # the kernel-log span the LLM's grep_kmsg tool searches
@@ -62,10 +65,11 @@ class Daemon:
     repo: Repository
     telemetry: Telemetry
     pipeline: Pipeline
-    deliverer: OutboxDeliverer
     scheduler: BackgroundScheduler
     diagnoser: ChainDiagnoser
+    publisher: LivePublisher | None = None  # None: nobody reads the live file (tests)
     _last_start: float = 0.0
+    _lag: float = 0.0
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -75,15 +79,13 @@ class Daemon:
         self.scheduler.add_job(self._cycle, "interval", seconds=s.interval_seconds, id="sample",
                                max_instances=1, coalesce=True, misfire_grace_time=None,
                                next_run_time=utcnow())
-        self.scheduler.add_job(self._deliver, "interval", seconds=NOTIFY_EVERY_SECONDS, id="notify",
-                               max_instances=1, coalesce=True)
         self.scheduler.add_job(self._prune, "interval", seconds=PRUNE_EVERY_SECONDS, id="prune",
                                max_instances=1, coalesce=True,
                                next_run_time=utcnow() + timedelta(
                                    seconds=PRUNE_FIRST_AFTER_SECONDS))
         self.scheduler.start()
-        log.info(kv(msg="healer started", mode=s.mode, interval=s.interval_seconds,
-                    host_id=s.host_id, web=f"http://{s.host}:{s.port}"))
+        log.info(kv(msg="healer agent started", mode=s.mode, interval=s.interval_seconds,
+                    host_id=s.host_id))
 
     def stop(self) -> None:
         """Stop the jobs and flush what is buffered; idempotent."""
@@ -97,13 +99,16 @@ class Daemon:
     def _cycle(self) -> None:
         start = time.monotonic()
         if self._last_start:
-            lag = max(0.0, start - self._last_start - self.settings.interval_seconds)
-            self.telemetry.cycle_lag_seconds.set(lag)
+            self._lag = max(0.0, start - self._last_start - self.settings.interval_seconds)
+            self.telemetry.cycle_lag_seconds.set(self._lag)
         self._last_start = start
-        _guarded("cycle", self.pipeline.cycle)
+        _guarded("cycle", self._cycle_and_publish)
 
-    def _deliver(self) -> None:
-        _guarded("notify", lambda: self.deliverer.deliver_due(utcnow()))
+    def _cycle_and_publish(self) -> None:
+        sample = self.pipeline.cycle()
+        if self.publisher is not None:
+            agent_metrics = generate_latest(self.telemetry.agent_registry).decode()
+            self.publisher.publish(sample, agent_metrics, self._lag)
 
     def _prune(self) -> None:
         s = self.settings
@@ -149,8 +154,12 @@ def diagnose_context_factory(settings: Settings, library: Library,
     return context_for
 
 
-def build_daemon(settings: Settings) -> Daemon:
-    """Build every part from settings; nothing runs until ``Daemon.start``."""
+def build_daemon(settings: Settings, *, publish_group: int | None = None,
+                 publish: bool = True) -> Daemon:
+    """Build every part from settings; nothing runs until ``Daemon.start``.
+
+    ``publish``: write the live file for ``healer serve`` (in ``settings.live_dir``, group
+    ``publish_group``)."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
     repo = open_store(settings, isolate_migration=True)  # alembic stays out of the daemon
@@ -181,6 +190,10 @@ def build_daemon(settings: Settings) -> Daemon:
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
         rediagnose_seconds=settings.rediagnose_seconds,
     )
-    deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
     scheduler = BackgroundScheduler(timezone=UTC)
-    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler, diagnoser)
+    publisher = None
+    if publish:
+        prepare_runtime_dir(settings.live_dir, publish_group)
+        publisher = LivePublisher(settings.live_dir, interval_seconds=settings.interval_seconds,
+                                  mode=settings.mode, group=publish_group)
+    return Daemon(settings, repo, telemetry, pipeline, scheduler, diagnoser, publisher)

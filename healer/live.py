@@ -14,11 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from healer.logs import kv
 from healer.models import LiveSnapshot, Sample
+from healer.window import MetricWindow
 
 log = logging.getLogger("healer.live")
 
@@ -78,3 +82,67 @@ class LivePublisher:
             raise
         os.close(fd)
         os.replace(tmp, self.path)
+
+
+class LiveReader:
+    """The unprivileged side's view of the agent: its last snapshot, and an hour of samples.
+
+    ``poll`` (every half interval, from a thread of ``healer serve``) re-reads the file only
+    when its mtime moved, parses it, and appends the sample to a window of its own, which
+    the live charts read: they never come from per-minute rollups. It satisfies
+    ``web.live.LiveState``.
+    """
+
+    separate_agent = True
+
+    def __init__(self, path: Path, *, window_seconds: float, interval_seconds: float,
+                 on_sample: Callable[[Sample], None] | None = None,
+                 llm: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self.path = path
+        self._window = MetricWindow(window_seconds, interval_seconds)
+        self._snapshot: LiveSnapshot | None = None
+        self._mtime_ns = 0
+        self._on_sample, self._llm = on_sample, llm
+        self._lock = threading.Lock()
+
+    def poll(self) -> bool:
+        """Take a new snapshot if the agent wrote one; True when it did."""
+        try:
+            st = os.stat(self.path)
+            if st.st_mtime_ns == self._mtime_ns:
+                return False
+            raw = self.path.read_bytes()
+        except OSError:
+            return False  # not written yet, or being replaced: the next poll sees it
+        try:
+            snapshot = LiveSnapshot.model_validate_json(raw)
+        except ValueError as exc:
+            log.error(kv(msg="unreadable live file", path=self.path, error=str(exc)[:200]))
+            return False
+        with self._lock:
+            self._mtime_ns = st.st_mtime_ns
+            fresh = self._snapshot is None or snapshot.sample.ts > self._snapshot.sample.ts
+            self._snapshot = snapshot
+        if fresh:
+            self._window.append(snapshot.sample)
+            if self._on_sample is not None:
+                self._on_sample(snapshot.sample)
+        return fresh
+
+    def agent(self) -> LiveSnapshot | None:
+        """The agent's last published snapshot (heartbeat, lag, its own metrics)."""
+        with self._lock:
+            return self._snapshot
+
+    def latest(self) -> Sample | None:
+        """The newest sample the agent published."""
+        snapshot = self.agent()
+        return snapshot.sample if snapshot is not None else None
+
+    def series(self, name: str, seconds: float) -> Sequence[tuple[float, float]]:
+        """Points of ``name`` from the samples read since this process started."""
+        return self._window.series(name, seconds)
+
+    def llm_status(self) -> Mapping[str, Any] | None:
+        """The LLM circuit state of this process's LLM client, or None when it is off."""
+        return self._llm() if self._llm is not None else None

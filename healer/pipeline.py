@@ -72,7 +72,6 @@ class Pipeline:
         started = time.perf_counter()
         sample = self.monitor.sample()  # monitor
         self.window.append(sample)
-        self.telemetry.host.update(sample.metrics)
         self.repo.add_rollups(self.rollups.add(sample))
         for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
             self._on_incident(change)

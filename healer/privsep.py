@@ -20,18 +20,22 @@ is capped at advise anyway (``healer.daemon.effective_settings``).
 from __future__ import annotations
 
 import ctypes
+import grp
 import logging
 import os
 import pwd
 import signal
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from healer.errors import ConfigError
 from healer.logs import kv
+from healer.settings import Settings
 
 log = logging.getLogger("healer.privsep")
 
@@ -77,37 +81,47 @@ def child_env(environ: Mapping[str, str], settings_json: str, *, unprivileged: b
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], identity: Identity | None,
-          cwd: str = "/") -> subprocess.Popen[bytes]:
-    """Exec ``argv`` as ``identity`` (None: as ourselves) with no inherited descriptors."""
+          cwd: str = "/", stdout: int | None = None) -> subprocess.Popen[bytes]:
+    """Exec ``argv`` as ``identity`` (None: as ourselves) with no inherited descriptors
+    beyond stdout and stderr (its log lines go where the agent's go)."""
     if identity is None:
         return subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                close_fds=True)
+                                stdout=stdout, close_fds=True)
     return subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                            close_fds=True, user=identity.uid, group=identity.gid,
-                            extra_groups=[])
+                            stdout=stdout, close_fds=True, user=identity.uid,
+                            group=identity.gid, extra_groups=[])
+
+
+def interpreter() -> Path:
+    """This environment's interpreter by its real location: ``.venv`` may be a link from a
+    checkout the service user cannot search to the environment it can (see the Makefile)."""
+    return Path(os.path.realpath(sys.prefix)) / "bin" / "python3"
 
 
 def serve_argv() -> list[str]:
-    """The command line of the unprivileged side: this interpreter, ``healer serve``."""
-    return [sys.executable, "-m", "healer.cli.main", "serve", "--from-agent"]
+    """The command line of the unprivileged side: this environment's ``healer serve``,
+    started in ``/``, so it imports the installed code and never a checkout."""
+    return [str(interpreter()), "-m", "healer.cli.main", "serve", "--from-agent"]
 
 
-def enter_unprivileged(expect_unprivileged: bool) -> None:
-    """First thing in the child: set no_new_privs, and refuse to run with privileges left.
+def enter_unprivileged(*, strict: bool) -> None:
+    """First thing in ``healer serve``: set no_new_privs, and refuse to run as root.
 
     ``no_new_privs`` (prctl(2)) makes execve never grant privileges again: no setuid
-    binary, no file capabilities, for this process and everything it starts.
+    binary, no file capabilities, for this process and everything it starts. ``strict``
+    (started by a root agent, which dropped everything for us): no supplementary group
+    may be left either.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise SystemExit(f"healer serve: prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
-    if not expect_unprivileged:
-        return
     uids, gids = os.getresuid(), os.getresgid()
-    if 0 in uids or 0 in gids or os.getgroups() not in ([], [gids[0]]):
-        raise SystemExit(f"healer serve: still privileged (uids {uids}, gids {gids}, "
-                         f"groups {os.getgroups()}); refusing to start")
+    if 0 in uids or 0 in gids:
+        raise SystemExit(f"healer serve: refusing to run with uid or gid 0 (uids {uids}, "
+                         f"gids {gids}); run `healer run`, which starts it unprivileged")
+    if strict and os.getgroups() not in ([], [gids[0]]):
+        raise SystemExit(f"healer serve: supplementary groups left: {os.getgroups()}")
 
 
 class Supervisor:
@@ -176,3 +190,77 @@ class Supervisor:
                 log.error(kv(msg="unprivileged side ignored SIGTERM; killing", pid=child.pid))
                 child.kill()
         return child.wait()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another backend or an in-memory one."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(name) if name and name != ":memory:" else None
+
+
+def share_state(settings: Settings, identity: Identity | None) -> None:
+    """Give the unprivileged side what it needs and nothing more (root only):
+
+    - the state directory, ``root:<group>`` 0770: the database with its ``-wal``/``-shm``
+      (SQLite creates those with the database file's mode and owner) and the web's own
+      signing key, which it creates;
+    - the database file, 0660 group-writable;
+    - the runtime directory, ``root:<group>`` 0750: it reads the live file;
+    - the agent directory, ``root:root`` 0700: the journal key, which it must never read.
+    """
+    key_dir = settings.key_dir
+    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(key_dir, 0o700)
+    if identity is None:
+        return
+    gid = identity.gid
+    state = settings.state_dir
+    os.chown(state, 0, gid)
+    os.chmod(state, 0o770)
+    database = sqlite_path(settings.db_url)
+    for path in ([] if database is None else
+                 [database, *(database.with_name(database.name + s) for s in ("-wal", "-shm"))]):
+        if path.exists() and not path.is_symlink():
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o660)
+    web_key = state / "web.key"  # made by a release that ran the web as root
+    if web_key.exists() and not web_key.is_symlink() and web_key.stat().st_uid == 0:
+        os.chown(web_key, identity.uid, identity.gid)
+
+
+def unreachable(identity: Identity, path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that ``identity`` may not search, or
+    ``path`` itself when it does not exist; None when the user can reach it. (A root-owned
+    checkout under /root, or in a ``mktemp -d`` directory, is out of reach.)"""
+    try:
+        resolved = path.resolve(strict=True)
+    except OSError:
+        return path
+    groups = {identity.gid, *(g.gr_gid for g in grp.getgrall() if identity.name in g.gr_mem)}
+    for directory in [*reversed(resolved.parents), resolved]:
+        if not directory.is_dir():
+            continue
+        st = directory.stat()
+        if st.st_uid == identity.uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return directory
+    return None
+
+
+def check_reachable(identity: Identity, paths: Mapping[str, Path]) -> None:
+    """ConfigError naming the first of ``paths`` (what -> path) the service user cannot reach."""
+    for what, path in paths.items():
+        blocked = unreachable(identity, path)
+        if blocked is not None:
+            raise ConfigError("service_user", (
+                f"{identity.name} cannot reach the {what} {path} ({blocked} is closed to it): "
+                "install healer where that user can read it (as root, `make` builds the "
+                "environment under /opt/healer), and keep the state directory on a path it "
+                "can search"))

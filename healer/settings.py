@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # overflow incident (process names in kernel lines are anyone's choice).
     unclassified_templates_per_hour: int = Field(default=30, ge=1, le=10000)
 
+    # Privilege separation: ``healer run`` is the root agent, and it starts ``healer serve``
+    # (the dashboard, the API, Slack, the LLM client, notification delivery) as this user.
+    service_user: str = Field(default="healer", min_length=1, max_length=32)
+    # spawn: the agent starts and supervises ``healer serve``; external: a separate unit
+    # runs it (deploy/healer-serve.service), so systemd can box it in on its own.
+    serve: Literal["spawn", "external"] = "spawn"
+    runtime_dir: Path | None = None  # the agent's live file; default <state_dir>/run
+    agent_dir: Path | None = None  # root-only: the journal key; default <state_dir>-agent
+
     # Web
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
@@ -163,6 +172,20 @@ class Settings(BaseSettings):
     @property
     def llm_enabled(self) -> bool:
         return bool(self.llm_base_url or self.llm_model)
+
+    @property
+    def live_dir(self) -> Path:
+        """Where the agent publishes its live file (the unit points it at /run/healer)."""
+        return self.runtime_dir if self.runtime_dir is not None else self.state_dir / "run"
+
+    @property
+    def key_dir(self) -> Path:
+        """The agent's own directory (mode 0700) for the journal key, beside the state
+        directory rather than in it (/var/lib/healer-agent for /var/lib/healer), so the
+        unprivileged side, which may write the database, can never read it."""
+        if self.agent_dir is not None:
+            return self.agent_dir
+        return self.state_dir.parent / f"{self.state_dir.name}-agent"
 
     @property
     def db_url(self) -> str:

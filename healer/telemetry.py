@@ -1,7 +1,11 @@
 """Every Prometheus metric healer exports, declared in one place.
 
-A ``Telemetry`` owns its own ``CollectorRegistry`` (tests build their own), holds the
-``healer_*`` self-metrics, and exports the latest host sample: dotted metric names become
+A ``Telemetry`` holds two private registries (tests build their own), one per process:
+``agent`` for the root agent's loop (cycles, collectors, the kernel log, guard verdicts,
+journal transitions, incidents), which the agent publishes as exposition text in its live
+file (it listens on no port); and ``serve`` for the unprivileged side (the LLM client,
+notification delivery, and the host gauges it builds from the agent's latest sample).
+``healer serve`` answers ``/metrics`` with both. The host sample: dotted metric names become
 ``healer_host_<name>`` with dots as underscores; ``gpu.<i>.<name>`` becomes
 ``healer_gpu_<name>{gpu="<i>"}`` (see ``prom_name``). As node_exporter does, a name
 ending in ``_total`` (a kernel counter) is exported as a Prometheus counter, everything
@@ -88,10 +92,10 @@ def _family(name: str, documentation: str, labels: list[str] | None = None
 
 
 class Telemetry:
-    """healer's self-metrics and the host gauges, on a private registry."""
+    """healer's metric families, registered with the process that owns them."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
+    def __init__(self) -> None:
+        r = self.agent_registry = CollectorRegistry()
         self.cycle_seconds = Histogram(
             "healer_cycle_seconds", "Duration of one sampling cycle", registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
@@ -119,6 +123,7 @@ class Telemetry:
         self.actions = Counter(
             "healer_actions_total", "Action journal transitions", ["kind", "state"], registry=r
         )
+        r = self.serve_registry = CollectorRegistry()
         self.llm_calls = Counter("healer_llm_calls_total", "LLM requests", registry=r)
         self.llm_failures = Counter(
             "healer_llm_failures_total", "LLM failures", ["reason"], registry=r

@@ -10,6 +10,8 @@ packages they fail under CI and skip elsewhere.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,16 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture
+def agent_tmp() -> Iterator[Path]:
+    """A scratch directory for a real ``healer run``: as root the agent starts
+    ``healer serve`` as the ``healer`` user, which must be able to reach the state and
+    runtime directories (pytest's own tmp_path lives under a 0700 directory)."""
+    root = Path(tempfile.mkdtemp(prefix="healer-test-"))
+    try:
+        root.chmod(0o711)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from web.auth import Principal
 from web.context import get_ctx
+from web.live import agent_state
 from web.schemas import iso
 
 
@@ -41,7 +42,11 @@ def render(request: Request, template: str, principal: Principal | None, *,
     """Render ``template`` with the user, their CSRF token and the nav state."""
     ctx = get_ctx(request)
     csrf = ctx.signer.csrf_token(principal.nonce) if principal and principal.nonce else ""
+    live = ctx.live
+    agent_dead = live is not None and live.separate_agent and agent_state(
+        live.agent(), ctx.clock().timestamp(), ctx.settings.interval_seconds,
+        ctx.started.timestamp()) == "dead"
     html = ctx.templates.get_template(template).render(
         user=principal, csrf=csrf, host_id=ctx.settings.host_id, path=request.url.path,
-        **values)
+        agent_dead=agent_dead, **values)
     return HTMLResponse(html, status_code=status)

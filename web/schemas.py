@@ -195,3 +195,6 @@ class HealthOut(_Out):
     database: Literal["ok", "error"]
     last_sample_age_seconds: float | None
     loop_lag_seconds: float | None  # how overdue the next sample is; None without a loop
+    # the root agent's heartbeat, judged by the unprivileged side; None when the loop runs
+    # in this process (tests) or there is no agent (a fleet control plane)
+    agent: Literal["alive", "dead"] | None = None

@@ -20,6 +20,7 @@ from healer.errors import ConfigError, HealerError
 # ``func(args) -> int`` returns the exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
+    "serve",  # the unprivileged side healer run starts
     "snapshot",
     "journal",  # incidents, actions, approve, reject, rollback, persist
     "policy",

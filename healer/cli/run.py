@@ -1,86 +1,95 @@
-"""``healer run``: the daemon, with the dashboard and API in the same process."""
+"""``healer run``: the root agent, and the unprivileged side it starts and supervises.
+
+The agent is the loop: collectors, detection, the guard, the actuators and the journal.
+It listens on no port and never imports the web stack, the LLM client or the notifiers'
+HTTP clients. It execs ``healer serve`` as the service user for everything that faces the
+network (healer.privsep), restarts it with backoff when it dies, and stops both on
+SIGTERM/SIGINT, exiting 0 after a clean stop.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
 
 from healer.cli.common import settings_from_args
 from healer.logs import setup_logging
+from healer.privsep import interpreter
+from healer.settings import Settings
 
-if TYPE_CHECKING:  # uvicorn loads only when the daemon starts
-    import uvicorn
+SUPERVISE_EVERY_SECONDS = 1.0  # how often the agent checks on the unprivileged side
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run the daemon and the dashboard")
+    p = sub.add_parser("run", help="run the agent (and the dashboard it starts)")
     p.add_argument("--mode", choices=("observe", "advise", "auto"), default=None)
     p.add_argument("--host", default=None, help="dashboard bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="dashboard port (default 8765)")
     p.set_defaults(func=_run)
 
 
-TICK_S = 0.5  # uvicorn's own loop wakes every 0.1 s: 0.2 % of a core on an idle host
+def serve_settings(settings: Settings) -> str:
+    """The unprivileged side's settings as JSON, secrets in clear: it is the side that uses
+    the LLM key and the webhook and Slack secrets. The agent holds no other secret there."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            data[name] = value.get_secret_value()
+    return json.dumps(data)
 
 
-def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
-    """A ``uvicorn.Server`` whose housekeeping loop ticks every ``TICK_S``, not 0.1 s.
-
-    The tick only refreshes the Date header (once a second anyway) and notices a
-    SIGTERM/SIGINT, so a shutdown now starts within ``TICK_S``.
-    """
-    import asyncio
-    import contextlib
-    import signal
-    import threading
-    from collections.abc import Generator
-
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Generator[None, None, None]:
-            # uvicorn re-raises the captured SIGTERM after its own shutdown, which would
-            # kill the process before the daemon stops its jobs and flushes; healer owns
-            # the exit instead (code 0 after a clean stop).
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            handled = (signal.SIGINT, signal.SIGTERM)
-            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-            try:
-                yield
-            finally:
-                for sig, handler in original.items():
-                    signal.signal(sig, handler)
-
-        async def main_loop(self) -> None:
-            counter = 0
-            while not await self.on_tick(counter):
-                await asyncio.sleep(TICK_S)
-                counter = (counter + 10) % 864000  # a multiple of 10: the header is refreshed
-
-    return QuietServer(config)
+def _code_paths() -> dict[str, Path]:
+    """What the unprivileged side must reach to start at all: this environment (its
+    interpreter and site-packages) and the standard library it was built from."""
+    return {"environment": interpreter().parent.parent,
+            "standard library": Path(os.__file__).parent}
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from healer.daemon import build_daemon
-    from web.app import create_app
-    from web.live import WindowLive
+    from healer.privsep import (
+        Supervisor,
+        check_reachable,
+        child_env,
+        serve_argv,
+        service_identity,
+        share_state,
+        spawn,
+    )
 
     settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port)
     setup_logging(settings.log_level)
-    daemon = build_daemon(settings)
-    llm = daemon.diagnoser.status if daemon.settings.llm_enabled else None
-    live = WindowLive(daemon.pipeline.window, llm=llm)
-    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry, live=live)
-    server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                          log_level="warning", access_log=False))
+    identity = service_identity(settings.service_user) if os.geteuid() == 0 else None
+    if identity is not None and settings.serve == "spawn":
+        check_reachable(identity, _code_paths())
+    daemon = build_daemon(settings, publish_group=identity.gid if identity else None)
+    share_state(daemon.settings, identity)
+    if identity is not None:
+        check_reachable(identity, {"state directory": daemon.settings.state_dir,
+                                   "runtime directory": daemon.settings.live_dir})
+    supervisor = None
+    if settings.serve == "spawn":
+        env = child_env(os.environ, serve_settings(daemon.settings),
+                        unprivileged=identity is not None)
+        supervisor = Supervisor(lambda: spawn(serve_argv(), env, identity))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     daemon.start()
     try:
-        server.run()  # returns on SIGTERM/SIGINT
+        if supervisor is not None:
+            supervisor.start()
+        while not stop.wait(SUPERVISE_EVERY_SECONDS):
+            if supervisor is not None:
+                supervisor.poll()
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         daemon.stop()
     return 0

@@ -212,12 +212,17 @@ def _migration_lock(conn: sa.Connection) -> Iterator[None]:
         conn.commit()
 
 
-def open_store(settings: Settings, *, isolate_migration: bool = False) -> Repository:
+migrate_to_head = migrate  # open_store's ``migrate`` flag shadows the function's name
+
+
+def open_store(settings: Settings, *, isolate_migration: bool = False,
+               migrate: bool = True) -> Repository:
     """Create the state dir, open and migrate the database, and return a Repository.
 
     ``isolate_migration`` (the daemon) runs an upgrade, when one is due, in a child
     process (healer.store.upgrade) so alembic never stays resident; an in-memory SQLite
-    database cannot be shared with a child and is always migrated here.
+    database cannot be shared with a child and is always migrated here. ``migrate=False``
+    (``healer serve`` under an agent): the schema must already be at head.
     """
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -225,12 +230,15 @@ def open_store(settings: Settings, *, isolate_migration: bool = False) -> Reposi
         raise StoreError(f"cannot create state dir {settings.state_dir}: {e}") from e
     engine = open_engine(settings.db_url, pool_size=settings.db_pool_size,
                          max_overflow=settings.db_max_overflow)
-    if isolate_migration and not _in_memory(engine):
+    if not migrate:
+        if not _in_memory(engine) and not at_head(engine):
+            raise StoreError("the database schema is not at head yet (the agent migrates it)")
+    elif isolate_migration and not _in_memory(engine):
         if not at_head(engine):
             from healer.store.upgrade import upgrade_in_child
 
             upgrade_in_child(engine.url.render_as_string(hide_password=False))
     else:
-        migrate(engine)
+        migrate_to_head(engine)
     log.info("store opened: url=%s host_id=%s", safe_url(settings.db_url), settings.host_id)
     return Repository(engine, settings.host_id)

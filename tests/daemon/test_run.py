@@ -50,7 +50,8 @@ def _until(check: object, timeout: float = 20.0) -> object:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path, subprocess.Popen[str]]]:
+def daemon(agent_tmp: Path) -> Iterator[tuple[str, dict[str, str], Path, subprocess.Popen[str]]]:
+    tmp_path = agent_tmp
     kmsg = tmp_path / "kmsg.txt"
     kmsg.write_text("")
     env = {**os.environ, "HEALER_STATE_DIR": str(tmp_path / "state"),
@@ -71,7 +72,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path, subproce
 
 
 def test_run_serves_host_metrics_opens_incidents_and_stops_on_sigterm(
-        daemon: tuple[str, dict[str, str], Path, subprocess.Popen[str]], tmp_path: Path) -> None:
+        daemon: tuple[str, dict[str, str], Path, subprocess.Popen[str]], agent_tmp: Path) -> None:
+    tmp_path = agent_tmp
     url, env, kmsg, proc = daemon
     _until(lambda: httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok")
 
@@ -100,3 +102,41 @@ def test_run_serves_host_metrics_opens_incidents_and_stops_on_sigterm(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert "healer stopped" in (tmp_path / "healer.log").read_text()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _listener_uid(port: int) -> int | None:
+    """The uid owning the TCP socket listening on ``port`` (from /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, uid = fields[1], fields[3], fields[7]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            return int(uid)
+    return None
+
+
+def test_the_agent_listens_on_no_port_and_restarts_its_web_side(
+        daemon: tuple[str, dict[str, str], Path, subprocess.Popen[str]], agent_tmp: Path) -> None:
+    url, env, _, proc = daemon
+    _until(lambda: httpx.get(f"{url}/healthz", timeout=2).json()["agent"] == "alive")
+    [serve] = _children(proc.pid)
+    port = int(env["HEALER_PORT"])
+    listener = _listener_uid(port)
+    assert listener is not None
+    if os.geteuid() == 0:  # the dashboard's socket belongs to the `healer` user, not root
+        import pwd
+
+        assert listener == pwd.getpwnam("healer").pw_uid
+        assert Path(f"/proc/{serve}/status").read_text().count("NoNewPrivs:\t1") == 1
+    os.kill(serve, signal.SIGKILL)  # the web side dies: the agent starts another
+    restarted = _until(lambda: [p for p in _children(proc.pid) if p != serve])
+    _until(lambda: httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert all(not Path(f"/proc/{p}").exists() for p in restarted)  # type: ignore[union-attr]
+    assert "unprivileged side exited" in (agent_tmp / "healer.log").read_text()

@@ -25,7 +25,8 @@ def _incidents(env: dict[str, str]) -> list[dict[str, object]]:
     return [i for i in json.loads(out.stdout) if i["playbook"] == "hung-task"]
 
 
-def test_daemon_on_postgresql_opens_incidents_the_cli_reads(pg_url: str, tmp_path: Path) -> None:
+def test_daemon_on_postgresql_opens_incidents_the_cli_reads(pg_url: str, agent_tmp: Path) -> None:
+    tmp_path = agent_tmp
     kmsg = tmp_path / "kmsg.txt"
     kmsg.write_text("")
     port = free_port()

@@ -32,8 +32,9 @@ TEST_RULES = {"groups": [{"name": "pipeline-test", "rules": [{
 
 
 @pytest.fixture
-def healer_agent(tmp_path: Path) -> Iterator[str]:
-    """A real ``healer run --mode observe`` confined to tmp_path; yields host:port."""
+def healer_agent(agent_tmp: Path) -> Iterator[str]:
+    """A real ``healer run --mode observe`` confined to a scratch dir; yields host:port."""
+    tmp_path = agent_tmp
     port = free_port()
     env = {**os.environ, "HEALER_STATE_DIR": str(tmp_path / "state"),
            "HEALER_PORT": str(port), "HEALER_KMSG_SOURCE": "none",

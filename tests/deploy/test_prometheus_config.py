@@ -100,7 +100,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     telemetry = Telemetry()
     monitor = Monitor(build_collectors(settings, telemetry, processes=False, cgroups=False))
     telemetry.host.update(monitor.sample().metrics)
-    text = generate_latest(telemetry.registry).decode()
+    text = (generate_latest(telemetry.serve_registry)
+            + generate_latest(telemetry.agent_registry)).decode()
     samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
                if line and not line.startswith("#")}
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}

@@ -82,6 +82,8 @@ def test_healthz_counts_the_lag_from_start_when_no_sample_ever_came(
 class FakeWindowLive:
     """A daemon whose first cycle never finished."""
 
+    separate_agent = False
+
     def latest(self) -> None:
         return None
 
@@ -89,6 +91,9 @@ class FakeWindowLive:
         return []
 
     def llm_status(self) -> None:
+        return None
+
+    def agent(self) -> None:
         return None
 
 

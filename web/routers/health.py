@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from healer.errors import StoreError
 from web.auth import requires
 from web.context import get_ctx
+from web.live import agent_state
 from web.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
@@ -19,9 +20,9 @@ DEGRADED_INTERVALS = 1.0
 ERROR_INTERVALS = 5.0
 
 
-def _status(database: str, lag: float | None, interval: float) -> Literal["ok", "degraded",
-                                                                           "error"]:
-    if database == "error" or (lag is not None and lag > ERROR_INTERVALS * interval):
+def _status(database: str, lag: float | None, interval: float, dead: bool
+            ) -> Literal["ok", "degraded", "error"]:
+    if database == "error" or dead or (lag is not None and lag > ERROR_INTERVALS * interval):
         return "error"
     if lag is not None and lag > DEGRADED_INTERVALS * interval:
         return "degraded"
@@ -38,17 +39,21 @@ def healthz(request: Request, response: Response) -> HealthOut:
     except StoreError:
         database = "error"
     age = lag = None
-    if ctx.live is not None:  # a dashboard apart from the daemon has no loop to judge
+    agent: Literal["alive", "dead"] | None = None
+    if ctx.live is not None:  # a dashboard apart from the agent has no loop to judge
         sample = ctx.live.latest()
         now = ctx.clock().timestamp()
         since = sample.ts if sample is not None else ctx.started.timestamp()
         age = max(0.0, now - sample.ts) if sample is not None else None
         lag = max(0.0, now - since - ctx.settings.interval_seconds)
-    status = _status(database, lag, ctx.settings.interval_seconds)
+        if ctx.live.separate_agent:
+            agent = agent_state(ctx.live.agent(), now, ctx.settings.interval_seconds,
+                                ctx.started.timestamp())
+    status = _status(database, lag, ctx.settings.interval_seconds, agent == "dead")
     if status == "error":
         response.status_code = 503
     return HealthOut(status=status, host_id=ctx.settings.host_id, database=database,
-                     last_sample_age_seconds=age, loop_lag_seconds=lag)
+                     last_sample_age_seconds=age, loop_lag_seconds=lag, agent=agent)
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -57,4 +62,8 @@ def metrics(request: Request) -> Response:
     ctx = get_ctx(request)
     if not ctx.settings.metrics_public:
         requires("viewer")(request)
-    return Response(generate_latest(ctx.telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(ctx.telemetry.serve_registry)
+    snapshot = ctx.live.agent() if ctx.live is not None else None
+    agent = (snapshot.agent_metrics.encode() if snapshot is not None
+             else generate_latest(ctx.telemetry.agent_registry))  # the loop runs in-process
+    return Response(body + agent, media_type=CONTENT_TYPE_LATEST)
