@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 
 from healer.act.engine import ChangeEngine
 from healer.act.registry import build_actuators
+from healer.act.seal import JournalSeal
 from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.base import DiagnoseContext
@@ -172,7 +173,8 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
     notifier = Notifier(settings, repo)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
-                                        notifier=notifier)
+                                        notifier=notifier,
+                                        seal=JournalSeal.open(repo, settings.key_dir))
     watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
     unknown = UnknownPath(load_noise(), SilenceCache(repo.active_silences),
                           new_per_hour=settings.unclassified_templates_per_hour)

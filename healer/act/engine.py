@@ -37,6 +37,7 @@ from healer.act.executor import (
 from healer.act.gate import Gate, Mode
 from healer.act.limits import converge_for, max_per_incident_for
 from healer.act.persist import DropIn
+from healer.act.seal import JournalSeal
 from healer.errors import ActuatorError, HealerError
 from healer.logs import kv
 from healer.models import (
@@ -96,9 +97,12 @@ class ChangeEngine:
                  clock: Callable[[], datetime] = _utcnow, notifier: ActionNotifier | None = None,
                  approval_ttl_seconds: float = 3600.0, dropin: DropIn | None = None,
                  root: bool | None = None, checkpoint: Callable[[str], None] = _noop,
-                 drift_every_cycles: int = DRIFT_EVERY_CYCLES, slos: tuple[Slo, ...] = ()
-                 ) -> None:
+                 drift_every_cycles: int = DRIFT_EVERY_CYCLES, slos: tuple[Slo, ...] = (),
+                 seal: JournalSeal | None = None) -> None:
         self.repo, self.actuators, self.clock = repo, actuators, clock
+        # Only rows this agent sealed are acted on (healer.act.seal); the daemon and root's
+        # CLI pass the persistent key, anything else gets a key that dies with it.
+        self.seal = seal or JournalSeal.ephemeral(repo)
         self.slos = slos  # the operator's SLOs, for playbooks that verify on them
         root = os.geteuid() == 0 if root is None else root
         if not root:
@@ -115,6 +119,9 @@ class ChangeEngine:
         )
         self.converger = Converger(repo, actuators, policy, propose=self.propose,
                                    escalate=self.executor.escalate)
+        self.seal.report = lambda record, why: self.executor.escalate(
+            record, f"journal row {record.id} failed its seal check ({why}): not acted on; "
+                    "check the database, then `healer journal adopt` if the rows are genuine")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, repo: Repository, actuators: ActuatorRegistry,
@@ -224,15 +231,21 @@ class ChangeEngine:
             changed += self.check_drift()
         return changed
 
+    def _sealed(self, records: list[ActionRecord]) -> list[ActionRecord]:
+        """The records this agent may act on: sealed by it (the rest are reported)."""
+        return [r for r in records if self.seal.trusted(r)]
+
     def _advance(self) -> list[ActionRecord]:
         changed: list[ActionRecord] = []
         applied = 0
-        for record in reversed(self.repo.list_actions(states=(S.APPROVED,), limit=1000)):
+        for record in reversed(self._sealed(self.repo.list_actions(states=(S.APPROVED,),
+                                                                   limit=1000))):
             moved = self._apply(record, applied)
             if moved is not None:
                 changed.append(moved)
                 applied += moved.state in LIVE_STATES or moved.state == S.ROLLED_BACK
-        for record in reversed(self.repo.list_actions(states=(S.VERIFYING,), limit=1000)):
+        for record in reversed(self._sealed(self.repo.list_actions(states=(S.VERIFYING,),
+                                                                   limit=1000))):
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
@@ -255,7 +268,7 @@ class ChangeEngine:
             if target in seen or record.action.kind in MESSAGE_KINDS:
                 continue
             seen.add(target)
-            if record.state != S.VERIFIED:
+            if record.state != S.VERIFIED or not self.seal.trusted(record):
                 continue
             moved = self._drifted(record)
             if moved is not None:
@@ -284,6 +297,8 @@ class ChangeEngine:
         users = users_by_id(self.repo) if pending else {}
         out = []
         for record, votes in pending:
+            if not self.seal.trusted(record):
+                continue
             outcome = decide(record, tally(votes, users))
             if outcome is None:
                 continue
@@ -295,7 +310,7 @@ class ChangeEngine:
     def _expire(self, now: datetime) -> list[ActionRecord]:
         out = []
         for record in self.repo.list_actions(states=(S.AWAITING_APPROVAL,), limit=1000):
-            if now - record.created_at < self.approval_ttl:
+            if now - record.created_at < self.approval_ttl or not self.seal.trusted(record):
                 continue
             moved = self.executor.move(record, S.EXPIRED, (S.AWAITING_APPROVAL,),
                                        f"no decision within {self.approval_ttl}")
@@ -348,12 +363,13 @@ class ChangeEngine:
         """Restore every change a crash left unverified; safe to run repeatedly."""
         out: list[ActionRecord] = []
         now = self.clock()
-        for record in reversed(self.repo.list_actions(states=(S.APPLYING, S.VERIFYING),
-                                                      limit=1000)):
+        for record in reversed(self._sealed(self.repo.list_actions(
+                states=(S.APPLYING, S.VERIFYING), limit=1000))):
             moved = self._reconcile(record, now)
             if moved is not None:
                 out.append(moved)
-        out += self.converger.resume(self.repo.list_actions(states=(S.VERIFIED,), limit=1000))
+        out += self.converger.resume(self._sealed(self.repo.list_actions(states=(S.VERIFIED,),
+                                                                         limit=1000)))
         log.info(kv(msg="reconciled journal after start", finished=len(out)))
         return out
 
@@ -376,11 +392,20 @@ class ChangeEngine:
         return ex.restore(record, "crash recovery: not verified before the restart",
                           judged=False)
 
-    def rollback(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
-        """Restore one change's original value (operator command); raises HealerError."""
+    def _operator_record(self, action_id: int) -> ActionRecord:
+        """The journal row an operator command acts on: it must exist and be sealed."""
         record = self.repo.get_action(action_id)
         if record is None:
             raise HealerError(f"action {action_id} not found")
+        why = self.seal.problem(record)
+        if why is not None:
+            raise HealerError(f"action {action_id} failed its seal check ({why}): not acted "
+                              "on; `healer journal adopt` if the journal is genuine")
+        return record
+
+    def rollback(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
+        """Restore one change's original value (operator command); raises HealerError."""
+        record = self._operator_record(action_id)
         if record.state not in LIVE_STATES:
             raise HealerError(f"action {action_id} is {record.state.value}: nothing to roll back")
         newer = [r for r in self.repo.list_actions(states=LIVE_STATES, limit=1000)
@@ -417,9 +442,7 @@ class ChangeEngine:
 
     def persist(self, action_id: int, actor: str = LOCAL_ADMIN) -> ActionRecord:
         """Write a verified host sysctl into the drop-in file (an operator's decision)."""
-        record = self.repo.get_action(action_id)
-        if record is None:
-            raise HealerError(f"action {action_id} not found")
+        record = self._operator_record(action_id)
         action = record.action
         if not isinstance(action, SysctlWrite) or action.scope != "host":
             raise HealerError(f"action {action_id}: only host-scope sysctls can be persisted")

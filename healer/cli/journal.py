@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from healer.act.engine import LOCAL_ADMIN, ChangeEngine
+from healer.act.seal import JournalSeal
 from healer.cli.common import print_json, row_id, settings_from_args
 from healer.errors import ConfigError, HealerError
 from healer.models import ActionRecord, ActionState, Incident, IncidentStatus
@@ -59,6 +60,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("id", type=row_id)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_persist)
+    p = subparsers.add_parser("journal", help="the sealed action journal (local root)")
+    jsub = p.add_subparsers(dest="journal_command", metavar="COMMAND", required=True)
+    a = jsub.add_parser("adopt", help="seal every journal row again under the current key, "
+                                      "after checking them (a lost key, a restored backup)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_journal_adopt)
 
 
 def _repo(args: argparse.Namespace) -> tuple[Settings, Repository]:
@@ -148,7 +155,8 @@ def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
     with contextlib.suppress(HealerError):
         gpu = build_gpu_backend(settings)
     return ChangeEngine.from_settings(settings, repo=repo,
-                                      actuators=build_actuators(settings, gpu=gpu))
+                                      actuators=build_actuators(settings, gpu=gpu),
+                                      seal=JournalSeal.open(repo, settings.key_dir))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -179,4 +187,15 @@ def cmd_persist(args: argparse.Namespace) -> int:
         print_json(record_json(record) | {"persisted_to": str(settings.sysctl_dropin)})
     else:
         print(f"action {args.id}: persisted to {settings.sysctl_dropin}")
+    return 0
+
+
+def cmd_journal_adopt(args: argparse.Namespace) -> int:
+    """Vouch for the journal as it is: every row is sealed again under the current key."""
+    settings, repo = _repo(args)
+    count = JournalSeal.open(repo, settings.key_dir).adopt(LOCAL_ADMIN)
+    if args.json:
+        print_json({"adopted": count})
+    else:
+        print(f"journal adopted: {count} row(s) sealed under {settings.key_dir}")
     return 0

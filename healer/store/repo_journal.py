@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from guardrails.actions import action_to_dict, parse_action
 from guardrails.decision import Decision
@@ -25,7 +26,8 @@ from healer.models import (
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repo_base import RepoBase, _short
 from healer.store.rows import HistoryEntry, IncidentActivity
-from healer.store.tables import ActionTable, IncidentTable
+from healer.store.seal import SEALED_FIELDS, Sealer
+from healer.store.tables import ActionTable, IncidentTable, JournalLogTable
 
 # Fields a transition may set besides the state (the actuator's read-backs and verdicts).
 TRANSITION_FIELDS = frozenset({"original", "applied", "deadline", "verification", "decision"})
@@ -89,8 +91,19 @@ def _stored(value: Any) -> Any:
     return value
 
 
+def _sealed_values(row: ActionTable) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in SEALED_FIELDS}
+
+
 class JournalRepo(RepoBase):
-    """Incident and action-journal methods of the Repository."""
+    """Incident and action-journal methods of the Repository.
+
+    ``sealer`` (set by the root agent and root CLI, which hold the journal key) seals every
+    journal write; ``on_sealed(seq)`` runs after each sealed commit (the high-water mark).
+    """
+
+    sealer: Sealer | None = None
+    on_sealed: Callable[[int], None] | None = None
 
     # -- incidents ---------------------------------------------------------------------
     def open_incident(self, incident: Incident) -> Incident:
@@ -201,9 +214,12 @@ class JournalRepo(RepoBase):
         with self._tx() as s:
             s.add(row)
             s.flush()
+            seq = self._seal(s, row)
             detail = {"to": record.state.value, "verdict": record.decision.verdict}
             self._audit(s, "healer", "action.added", f"action:{row.id}", detail)
-            return _record(row)
+            added = _record(row)
+        self._sealed(seq)
+        return added
 
     def transition(
         self,
@@ -253,7 +269,89 @@ class JournalRepo(RepoBase):
             self._audit(s, actor, "action.transition", f"action:{id}", detail)
             row = s.get(ActionTable, id, populate_existing=True)
             assert row is not None
-            return _record(row)
+            seq = self._seal(s, row)
+            moved = _record(row)
+        self._sealed(seq)
+        return moved
+
+    # -- the seal (healer.store.seal) -----------------------------------------------------
+    def _seal(self, s: Session, row: ActionTable) -> int | None:
+        """Seal this version of ``row`` with the next sequence number, in the same
+        transaction as the write; None when this process holds no journal key."""
+        if self.sealer is None:
+            return None
+        s.flush()
+        last = s.scalar(sa.select(sa.func.max(JournalLogTable.seq))
+                        .where(JournalLogTable.host_id == self.host_id))
+        seq = int(last or 0) + 1
+        row.seq = seq
+        row.mac = self.sealer.row_mac(_sealed_values(row), seq)
+        s.add(JournalLogTable(host_id=self.host_id, seq=seq, action_id=row.id, row_mac=row.mac,
+                              mac=self.sealer.log_mac(seq, row.id, row.mac)))
+        s.flush()
+        return seq
+
+    def _sealed(self, seq: int | None) -> None:
+        if seq is not None and self.on_sealed is not None:
+            self.on_sealed(seq)  # after the commit: the high-water mark never runs ahead
+
+    def seal_problem(self, action_id: int) -> str | None:
+        """Why journal row ``action_id`` is not to be trusted; None when it is sealed by this
+        host's key, is the version its newest log entry sealed, and nothing replaced it."""
+        if self.sealer is None:
+            return "no journal key in this process"
+        with self._tx(write=False) as s:
+            row = s.get(ActionTable, action_id)
+            if row is None or row.host_id != self.host_id:
+                return "no such row of this host"
+            if row.seq is None or row.mac is None:
+                return "the row carries no seal"
+            if not self.sealer.row_ok(_sealed_values(row), row.seq, row.mac):
+                return "the row's seal does not match its fields (changed or forged)"
+            newest = s.scalars(
+                sa.select(JournalLogTable)
+                .where(JournalLogTable.host_id == self.host_id,
+                       JournalLogTable.action_id == action_id)
+                .order_by(JournalLogTable.seq.desc()).limit(1)).first()
+        if newest is None or not self.sealer.log_ok(newest.seq, newest.action_id,
+                                                    newest.row_mac, newest.mac):
+            return "no sealed log entry for the row"
+        if newest.seq != row.seq or newest.row_mac != row.mac:
+            return f"an older version of the row (write {row.seq}; newest is {newest.seq})"
+        return None
+
+    def journal_extent(self) -> tuple[int, int]:
+        """(entries, highest seq) of this host's journal log: equal when nothing is missing."""
+        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(JournalLogTable.seq), 0)
+                      ).where(JournalLogTable.host_id == self.host_id)
+        with self._tx(write=False) as s:
+            count, top = s.execute(q).one()
+        return int(count), int(top)
+
+    def journal_entries(self, after: int) -> list[tuple[int, int, str, str]]:
+        """Log entries (seq, action_id, row_mac, mac) above ``after``, oldest first."""
+        q = (sa.select(JournalLogTable.seq, JournalLogTable.action_id, JournalLogTable.row_mac,
+                       JournalLogTable.mac)
+             .where(JournalLogTable.host_id == self.host_id, JournalLogTable.seq > after)
+             .order_by(JournalLogTable.seq))
+        with self._tx(write=False) as s:
+            return [(int(a), int(b), str(c), str(d)) for a, b, c, d in s.execute(q)]
+
+    def reseal_all(self, *, unsealed_only: bool) -> int:
+        """Seal rows again under the current key, oldest first (the first start after the
+        seal came, or ``healer journal adopt``); returns how many were sealed."""
+        assert self.sealer is not None
+        q = sa.select(ActionTable).where(ActionTable.host_id == self.host_id)
+        if unsealed_only:
+            q = q.where(ActionTable.seq.is_(None))
+        sealed = 0
+        with self._tx() as s:
+            for row in s.scalars(q.order_by(ActionTable.id)):
+                seq = self._seal(s, row)
+                sealed += 1
+        if sealed:
+            self._sealed(seq)
+        return sealed
 
     def get_action(self, id: int) -> ActionRecord | None:
         """One journal record by id."""

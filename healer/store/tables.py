@@ -140,6 +140,23 @@ class ActionTable(Base):
     verification: Mapped[dict[str, Any] | None]
     approvals_needed: Mapped[int]
     rationale: Mapped[str] = mapped_column(sa.Text)
+    # The journal write that sealed this version, and its HMAC (healer.store.seal); None
+    # on a row nobody sealed (written before the seal existed, or forged).
+    seq: Mapped[int | None]
+    mac: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class JournalLogTable(Base):
+    """Every sealed journal write, numbered per host: which row version each ``seq``
+    sealed. Append-only; a gap or a missing tail means a write was deleted."""
+
+    __tablename__ = "journal_log"
+    __table_args__ = (sa.Index("ix_journal_log_action", "host_id", "action_id", "seq"),)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    action_id: Mapped[int]
+    row_mac: Mapped[str] = mapped_column(sa.String(64))
+    mac: Mapped[str] = mapped_column(sa.String(64))
 
 
 class ApprovalTable(Base):

@@ -17,11 +17,13 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from guardrails import load_policy
 from guardrails.actions import SysctlWrite
 from healer.act.base import ActuatorRegistry
 from healer.act.engine import ChangeEngine
+from healer.act.seal import JournalSeal
 from healer.act.sysctl import SysctlActuator
 from healer.models import ActionRecord, ActionState, Proposal
 from healer.store.engine import migrate, open_engine
@@ -74,7 +76,8 @@ def main() -> int:
     window = Window()
     sysctl = SysctlActuator()
     engine = ChangeEngine(repo, ActuatorRegistry([sysctl]), load_policy(args.policy),
-                          window=window, root=True, checkpoint=checkpoint)
+                          window=window, root=True, checkpoint=checkpoint,
+                          seal=JournalSeal.open(repo, Path(args.db).parent / "agent"))
     action = SysctlWrite(scope=f"netns:{args.netns}", key="net.core.somaxconn", value="0")
 
     def live() -> str | None:

@@ -10,6 +10,7 @@ from guardrails.actions import SysctlWrite
 from healer.act.base import ActuatorRegistry
 from healer.act.engine import ChangeEngine
 from healer.act.persist import DropIn
+from healer.act.seal import JournalSeal
 from healer.act.sysctl import SysctlActuator
 from healer.models import ActionRecord, Proposal
 from healer.store.repository import Repository
@@ -45,7 +46,10 @@ class Notes:
 
 def make_engine(repo: Repository, clock: Clock, window: Window, tmp: Path,
                 notes: Notes | None = None, **kw: object) -> ChangeEngine:
+    """An engine as the daemon builds it; engines made with the same ``tmp`` share the
+    journal key (a restart), as the daemon's do across restarts."""
     kw.setdefault("root", True)
+    kw.setdefault("seal", JournalSeal.open(repo, tmp / "agent"))
     return ChangeEngine(repo, ActuatorRegistry([SysctlActuator()]), load_policy(),
                         window=window, clock=clock, notifier=notes,
                         dropin=DropIn(tmp / "90-healer.conf"), **kw)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from guardrails.decision import Decision
 from healer.act.base import ActuatorRegistry, require_allow, require_original
 from healer.act.engine import ChangeEngine
 from healer.act.persist import DropIn
+from healer.act.seal import JournalSeal
 from healer.detect import IncidentTracker
 from healer.detect.detector import DetectEvent
 from healer.diagnose.schedule import rediagnosis_due
@@ -126,7 +127,7 @@ def start(repo: Repository, clock: Clock, world: World, doctor: Doctor,
     window = MetricWindow(3600, 1.0)
     engine = ChangeEngine(repo, ActuatorRegistry([world]), load_policy(), window=window,
                           clock=clock, notifier=Quiet(), dropin=DropIn(tmp / "90-healer.conf"),
-                          root=True)
+                          root=True, seal=JournalSeal.open(repo, tmp / "agent"))
     engine.reconcile_on_start()
     tracker = IncidentTracker(repo.host_id, clock=lambda: clock.now.timestamp(), sink=repo)
     return Pipeline(monitor=world, window=window, detector=world,  # type: ignore[arg-type]

@@ -30,7 +30,8 @@ def test_daemon_on_postgresql_opens_incidents_the_cli_reads(pg_url: str, agent_t
     kmsg = tmp_path / "kmsg.txt"
     kmsg.write_text("")
     port = free_port()
-    env = {**os.environ, "HEALER_DATABASE_URL": pg_url, "HEALER_STATE_DIR": str(tmp_path),
+    env = {**os.environ, "HEALER_DATABASE_URL": pg_url,
+           "HEALER_STATE_DIR": str(tmp_path / "state"),
            "HEALER_PORT": str(port), "HEALER_KMSG_SOURCE": str(kmsg),
            "HEALER_GPU_BACKEND": "none", "HEALER_MODE": "observe",
            "HEALER_INTERVAL_SECONDS": "0.25"}
@@ -53,7 +54,7 @@ def test_daemon_on_postgresql_opens_incidents_the_cli_reads(pg_url: str, agent_t
             assert time.monotonic() < deadline, (tmp_path / "healer.log").read_text()[-2000:]
             time.sleep(0.3)
         assert found[0]["status"] == "open" and found[0]["scope"] == "host"
-        assert not (tmp_path / "healer.db").exists()  # nothing went to a SQLite file
+        assert not (tmp_path / "state" / "healer.db").exists()  # nothing went to SQLite
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -29,7 +29,7 @@ def _llm(settings: Settings, retry: RetryPolicy, **kw: Any) -> tuple[LLMDiagnose
 
 
 def _metric(tel: Telemetry, name: str, labels: dict[str, str] | None = None) -> float:
-    return tel.registry.get_sample_value(name, labels or {}) or 0.0
+    return tel.serve_registry.get_sample_value(name, labels or {}) or 0.0
 
 
 def _outside_blocks(body: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ def test_file_source_counts_gap_as_lost_and_malformed(tmp_path: Path) -> None:
     part = _collector(ODD, tmp_path, telemetry=tel).collect()
     assert part.metrics == {"kmsg.lines_total": 6.0, "kmsg.lost_total": 3.0,
                             "kmsg.malformed_total": 4.0}
-    assert tel.registry.get_sample_value("healer_kmsg_lost_total") == 3.0
+    assert tel.agent_registry.get_sample_value("healer_kmsg_lost_total") == 3.0
     assert all(r.wall_ts is not None for r in part.kmsg)
 
 

@@ -11,7 +11,7 @@ from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
-from tests.web.helpers import Clock, FakeWindow, load_samples
+from tests.web.helpers import Clock, FakeWindow, agent_seal, load_samples
 from web import WindowLive, create_app
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -32,7 +32,11 @@ def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def repo(settings: Settings) -> Repository:
-    return open_store(settings)
+    """The store as the agent holds it: journal rows the tests add are sealed, as the
+    agent's are, so its engine (``helpers.decide_votes``) may act on them."""
+    repo = open_store(settings)
+    agent_seal(repo, settings.key_dir)
+    return repo
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from guardrails.actions import parse_action
 from guardrails.decision import Decision
 from healer.act.base import ActuatorRegistry
 from healer.act.engine import ChangeEngine
+from healer.act.seal import JournalSeal
 from healer.models import ActionRecord, ActionState, Evidence, Incident, Sample
 from healer.store.credentials import hash_password, hash_token, new_token
 from healer.store.repository import Repository
@@ -85,9 +87,19 @@ def service_bearer(repo: Repository, name: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+_SEALS: weakref.WeakKeyDictionary[Repository, JournalSeal] = weakref.WeakKeyDictionary()
+
+
+def agent_seal(repo: Repository, key_dir: Path) -> JournalSeal:
+    """Hold the journal key for ``repo`` as the root agent does (one per test)."""
+    seal = _SEALS[repo] = JournalSeal.open(repo, key_dir)
+    return seal
+
+
 def decide_votes(repo: Repository) -> list[ActionRecord]:
     """What the root agent's engine does each cycle with recorded votes."""
-    engine = ChangeEngine(repo, ActuatorRegistry([]), load_policy(), root=True)
+    engine = ChangeEngine(repo, ActuatorRegistry([]), load_policy(), root=True,
+                          seal=_SEALS.get(repo))
     return engine.decide_votes()
 
 

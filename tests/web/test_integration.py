@@ -21,7 +21,14 @@ from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.telemetry import Telemetry
 from tests.web.conftest import SLACK_SECRET
-from tests.web.helpers import Clock, add_user, decide_votes, make_proposal, serve
+from tests.web.helpers import (
+    Clock,
+    add_user,
+    agent_seal,
+    decide_votes,
+    make_proposal,
+    serve,
+)
 from tests.web.slack_helpers import signed_headers
 from web import create_app
 
@@ -63,6 +70,7 @@ def test_approval_request_reaches_hooks_and_a_signed_slack_click_approves(
                         slack_webhook_url=f"{url}/slack", webhook_url=f"{url}/hook",
                         webhook_secret=HOOK_SECRET, slack_signing_secret=SLACK_SECRET)
     repo = open_store(settings)
+    agent_seal(repo, settings.key_dir)  # the agent writes (and seals) the proposal
     add_user(repo, "alice", "approver", slack="U42")
     clock = Clock()
     record = make_proposal(repo, clock(), approval="approve")

@@ -6,7 +6,7 @@ line. A silence marks one such template harmless until it expires.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-04
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
