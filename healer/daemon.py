@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -22,9 +23,11 @@ from healer.act.registry import build_actuators
 from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.base import DiagnoseContext
-from healer.diagnose.cache import RepositoryKV
-from healer.diagnose.chain import ChainDiagnoser
-from healer.diagnose.factory import build_diagnoser
+from healer.diagnose.evidence import host_context
+from healer.diagnose.factory import build_llm, llm_limits
+from healer.diagnose.llm import LLMDiagnoser
+from healer.diagnose.pending import diagnose_pending
+from healer.diagnose.playbook import PlaybookDiagnoser
 from healer.diagnose.tools import ToolBox
 from healer.logs import kv
 from healer.models import Incident
@@ -64,7 +67,7 @@ class Daemon:
     pipeline: Pipeline
     deliverer: OutboxDeliverer
     scheduler: BackgroundScheduler
-    diagnoser: ChainDiagnoser
+    llm: LLMDiagnoser | None
     _last_start: float = 0.0
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -143,8 +146,17 @@ def diagnose_context_factory(settings: Settings, library: Library,
         metric=lambda name: window.series(name, TOOL_SERIES_SECONDS),
     )
 
+    release = settings.procfs_root / "sys" / "kernel" / "osrelease"
+
     def context_for(incident: Incident) -> DiagnoseContext:
-        return DiagnoseContext(playbook=library.get(incident.playbook), tools=tools)
+        sample = window.latest()
+        try:
+            kernel = release.read_text()[:100]
+        except OSError:
+            kernel = None
+        host = host_context(sample.metrics if sample else {}, sample.gpus if sample else (),
+                            kernel)
+        return DiagnoseContext(playbook=library.get(incident.playbook), tools=tools, host=host)
 
     return context_for
 
@@ -172,15 +184,18 @@ def build_daemon(settings: Settings) -> Daemon:
                         read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup,
                         cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None,
                         unknown=unknown)
-    diagnoser = build_diagnoser(settings, telemetry, kv=RepositoryKV(repo))
+    context_for = diagnose_context_factory(settings, library, window)
+    llm = build_llm(settings, telemetry) if settings.llm_enabled else None
     pipeline = Pipeline(
         monitor=monitor, window=window, detector=detector,
         tracker=IncidentTracker(settings.host_id, sink=repo),
-        diagnoser=diagnoser,
-        context_for=diagnose_context_factory(settings, library, window),
+        diagnoser=PlaybookDiagnoser(), context_for=context_for,
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
         rediagnose_seconds=settings.rediagnose_seconds,
+        llm_job=None if llm is None else partial(
+            diagnose_pending, repo, llm, library, limits=llm_limits(settings),
+            context_for=context_for, telemetry=telemetry),
     )
     deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
     scheduler = BackgroundScheduler(timezone=UTC)
-    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler, diagnoser)
+    return Daemon(settings, repo, telemetry, pipeline, deliverer, scheduler, llm)

@@ -3,9 +3,14 @@
     monitor -> detect -> diagnose -> guard -> act -> verify -> keep | roll back -> notify
 
 ``Pipeline.cycle`` runs once per sampling interval on the scheduler's thread. Slow work
-(an LLM diagnosis) runs on a small pool and its result is taken up on a later cycle, so
-sampling stays on schedule; everything that changes the system happens on the cycle
-thread, through the change engine, which re-checks the guard at apply time.
+runs on a small pool and its result is taken up on a later cycle, so sampling stays on
+schedule; everything that changes the system happens on the cycle thread, through the
+change engine, which re-checks the guard at apply time.
+
+Diagnosis comes in two halves: the playbook's, for every incident; and, when an LLM is
+configured, the LLM job (``healer.diagnose.pending``), which answers unclassified incidents
+and gives second opinions through the store. Each cycle takes up its stored answers: they
+join the playbook's diagnosis (never replace it) and the LLM's proposals go to the engine.
 
 An incident is diagnosed when it opens or reopens, and again while it keeps firing once
 its change was rolled back (a regression, or commit-confirmed recovery after a restart) and
@@ -27,6 +32,7 @@ from datetime import datetime
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
 from healer.diagnose.base import DiagnoseContext, Diagnoser
+from healer.diagnose.pending import rejoin, take_up_answers
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
 from healer.logs import kv
 from healer.models import Diagnosis, Incident, Sample
@@ -39,6 +45,8 @@ from healer.window import MetricWindow
 from playbooks.loader import Library
 
 log = logging.getLogger("healer.pipeline")
+LLM_EVERY_SECONDS = 30.0  # the LLM job runs at least this often (retries), and on each opening
+
 
 @dataclass
 class Pipeline:
@@ -60,6 +68,9 @@ class Pipeline:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="diagnose")
     )
     rediagnose_seconds: float = REDIAGNOSE_SECONDS
+    llm_job: Callable[[], object] | None = None  # diagnose_pending, bound; None: no LLM
+    _llm_run: Future[object] | None = None
+    _llm_last: float | None = None  # monotonic time of the last start
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
     _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
     _started: datetime | None = None
@@ -77,6 +88,7 @@ class Pipeline:
         for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
             self._on_incident(change)
         self._take_diagnoses()  # diagnose -> guard (proposals enter the journal)
+        self._consult_llm()
         self.engine.step()  # act -> verify -> keep | roll back
         self.telemetry.cycle_seconds.observe(time.perf_counter() - started)
         return sample
@@ -92,6 +104,7 @@ class Pipeline:
             return
         if change.kind in ("opened", "reopened"):
             self._diagnose(incident)
+            self._llm_last = None  # the LLM job runs this cycle
         elif change.kind == "updated" and self._rediagnose(incident):
             log.info(kv(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
                         id=incident.id))
@@ -134,13 +147,30 @@ class Pipeline:
             except Exception:  # a diagnoser bug must not stop the loop
                 log.exception(kv(msg="diagnosis failed", incident=incident_id))
                 continue
-            self.repo.set_diagnosis(incident_id, diagnosis)
+            self.repo.set_diagnosis(incident_id, rejoin(self.repo, incident_id, diagnosis))
             log.info(kv(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
                         source=diagnosis.source, confidence=diagnosis.confidence,
                         proposals=len(diagnosis.proposals)))
             playbook = self.library.get(incident.playbook)
             for proposal in diagnosis.proposals:
                 self.engine.propose(incident, proposal, playbook)
+
+    def _consult_llm(self) -> None:
+        """Take up the LLM's stored answers; start its job when due and not running."""
+        if self.llm_job is None:
+            return
+        take_up_answers(self.repo, self.library, self.engine.propose)
+        run = self._llm_run
+        if run is not None:
+            if not run.done():
+                return
+            self._llm_run = None
+            if run.exception() is not None:  # a store or LLM-path bug: the loop goes on
+                log.error(kv(msg="llm job failed", error=run.exception()))
+        now = time.monotonic()
+        if self._llm_last is None or now - self._llm_last >= LLM_EVERY_SECONDS:
+            self._llm_last = now
+            self._llm_run = self.pool.submit(self.llm_job)
 
     def close(self) -> None:
         """Cancel diagnoses not yet started (one already running is abandoned, not awaited)

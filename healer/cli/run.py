@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port)
     setup_logging(settings.log_level)
     daemon = build_daemon(settings)
-    llm = daemon.diagnoser.status if daemon.settings.llm_enabled else None
+    llm = daemon.llm.status if daemon.llm is not None else None
     live = WindowLive(daemon.pipeline.window, llm=llm)
     app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry, live=live)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
