@@ -269,8 +269,9 @@ def take_up_answers(repo: Repository, library: Library, propose: Propose,
         repo.set_diagnosis(incident.id, combined)
         log.info(kv(msg=f"llm answer taken up: {answer.root_cause}", incident=incident.id,
                     source=combined.source, failure=failure))
-        playbook = library.get(incident.playbook)
-        for proposal in llm_proposals(combined):
-            propose(incident, proposal, playbook)
+        if incident.status == IncidentStatus.OPEN:  # a resolved incident needs no change
+            playbook = library.get(incident.playbook)
+            for proposal in llm_proposals(combined):
+                propose(incident, proposal, playbook)
         taken += 1
     return taken

@@ -308,3 +308,20 @@ def test_while_the_breaker_is_open_the_job_asks_nothing(
     run = _run(repo, _llm(settings, no_sleep, breaker=breaker))
     assert (run.asked, run.failed, run.waiting) == (0, 0, 0)
     assert llm_server.requests == [] and repo.untaken_llm_answers() == []
+
+
+def test_an_answer_about_a_resolved_incident_is_shown_but_proposes_nothing(
+        repo: Repository) -> None:
+    incident = _unclassified(repo)
+    assert incident.id is not None
+    answer = {"root_cause": "drv-firmware-error", "explanation": "e", "confidence": 0.6,
+              "proposals": [SYSCTL | {"provenance": "llm"}]}
+    repo.add_llm_answer(incident.id, "m", "v", answer=answer, failure=None, cached=False)
+    current = repo.get_incident(incident.id)
+    assert current is not None
+    repo.update_incident(current.model_copy(update={"status": IncidentStatus.RESOLVED}))
+    journal = Journal()
+    assert take_up_answers(repo, LIBRARY, journal) == 1 and journal.proposed == []
+    stored = repo.get_incident(incident.id)
+    assert stored is not None and stored.diagnosis is not None
+    assert stored.diagnosis.root_cause == "drv-firmware-error"
