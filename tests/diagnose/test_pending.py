@@ -122,19 +122,25 @@ def test_a_corrupt_cache_entry_is_asked_again(
 def test_one_call_in_flight_per_fingerprint_across_processes(
         llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy, db_url: str,
         clock: FakeClock) -> None:
-    # Two processes: each its own engine, repository and LLM client; one slow answer.
+    # Two processes: each its own engine, repository and LLM client; one slow answer, so
+    # the second one looks while the first is asking.
+    patient = settings.model_copy(update={"llm_timeout_seconds": 10.0})
     repos = [Repository(open_engine(db_url), HOST, clock=clock) for _ in range(2)]
     _unclassified(repos[0])
-    llm_server.push(Reply.slow(0.3))
-    llm_server.state.mode = "unknown"
+    llm_server.push(Reply.slow(1.0))
+    start = threading.Barrier(2)
     runs: list[Any] = []
-    threads = [threading.Thread(target=lambda r=r: runs.append(_run(r, _llm(settings,
-                                                                            no_sleep))))
-               for r in repos]
+
+    def process(repo: Repository) -> None:
+        llm = _llm(patient, no_sleep)
+        start.wait()
+        runs.append(_run(repo, llm))
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in repos]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(15)
     assert sorted((r.asked, r.busy) for r in runs) == [(0, 1), (1, 0)]
     assert len(llm_server.requests) == 1
 
