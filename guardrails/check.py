@@ -54,7 +54,9 @@ _ACTION_TYPES = (
     Escalate,
 )
 # Notify and escalate change nothing: they only tell a human. Scope confinement, rate
-# limits, blast radius, provenance and mode caps do not hold them back.
+# limits, blast radius, provenance and mode caps do not hold them back, with one exception:
+# a message the LLM wrote outside the playbook's remedies is untrusted text (it may carry
+# what an attacker put in a kernel line), so a person reads it before it is sent.
 _MESSAGES = (Notify, Escalate)
 _MODE_RANK = {"observe": 0, "advise": 1, "auto": 2}
 _REASON_MAX = 400  # reasons may quote untrusted input; keep them bounded
@@ -131,6 +133,10 @@ def _check(action: Any, ctx: CheckContext, policy: Policy) -> Decision:
             acc.deny(reason, rule)
         _caps(action, ctx, policy, acc)
         _provenance(action, ctx, policy, acc)
+    elif ctx.provenance == "llm" and not ctx.in_playbook:
+        acc.require_class(policy.provenance.llm_outside_playbook,
+                          "a message the LLM wrote outside the playbook's remedies: a person "
+                          "reads it first", "V-outside-playbook")
     return _verdict(action, ctx, policy, acc)
 
 

@@ -25,14 +25,10 @@ from healer.act.registry import build_actuators
 from healer.act.seal import JournalSeal
 from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
-from healer.diagnose.base import DiagnoseContext
-from healer.diagnose.cache import RepositoryKV
-from healer.diagnose.chain import ChainDiagnoser
-from healer.diagnose.factory import build_diagnoser
-from healer.diagnose.tools import ToolBox
+from healer.diagnose.context import playbook_context
+from healer.diagnose.playbook import PlaybookDiagnoser
 from healer.live import LivePublisher, prepare_runtime_dir
 from healer.logs import kv
-from healer.models import Incident
 from healer.monitor.gpu import build_gpu_backend
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
@@ -43,15 +39,13 @@ from healer.store.engine import open_store
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from healer.window import MetricWindow
-from playbooks.loader import Library, load_library
+from playbooks.loader import load_library
 from playbooks.noise import load_noise
 
 log = logging.getLogger("healer.daemon")
 
 PRUNE_EVERY_SECONDS = 600.0  # retention pruning
 PRUNE_FIRST_AFTER_SECONDS = 30.0  # not during start-up's busiest seconds
-TOOL_KMSG_SECONDS = 900.0  # the kernel-log span the LLM's grep_kmsg tool searches
-TOOL_SERIES_SECONDS = 3600.0  # the metric span the LLM's metric_window tool summarises
 
 
 def utcnow() -> datetime:
@@ -67,7 +61,6 @@ class Daemon:
     telemetry: Telemetry
     pipeline: Pipeline
     scheduler: BackgroundScheduler
-    diagnoser: ChainDiagnoser
     publisher: LivePublisher | None = None  # None: nobody reads the live file (tests)
     _last_start: float = 0.0
     _lag: float = 0.0
@@ -133,28 +126,6 @@ def effective_settings(settings: Settings) -> Settings:
     return settings
 
 
-def diagnose_context_factory(settings: Settings, library: Library,
-                             window: MetricWindow) -> Callable[[Incident], DiagnoseContext]:
-    """What a diagnoser may see of this host: the playbook and read-only tools."""
-
-    def latest_gpus() -> tuple[object, ...]:
-        sample = window.latest()
-        return sample.gpus if sample else ()
-
-    tools = ToolBox(
-        procfs_root=settings.procfs_root, sysfs_root=settings.sysfs_root,
-        kmsg=lambda: [r.message for r in window.kmsg(TOOL_KMSG_SECONDS)],
-        processes=lambda: window.processes() or (),
-        gpus=latest_gpus,  # type: ignore[arg-type]
-        metric=lambda name: window.series(name, TOOL_SERIES_SECONDS),
-    )
-
-    def context_for(incident: Incident) -> DiagnoseContext:
-        return DiagnoseContext(playbook=library.get(incident.playbook), tools=tools)
-
-    return context_for
-
-
 def build_daemon(settings: Settings, *, publish_group: int | None = None,
                  publish: bool = True) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``.
@@ -183,14 +154,15 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
                         read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup,
                         cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None,
                         unknown=unknown)
-    diagnoser = build_diagnoser(settings, telemetry, kv=RepositoryKV(repo))
     pipeline = Pipeline(
         monitor=monitor, window=window, detector=detector,
         tracker=IncidentTracker(settings.host_id, sink=repo),
-        diagnoser=diagnoser,
-        context_for=diagnose_context_factory(settings, library, window),
+        diagnoser=PlaybookDiagnoser(), context_for=playbook_context(library),
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
         rediagnose_seconds=settings.rediagnose_seconds,
+        # The LLM runs in healer serve; the agent takes up its stored answers and re-checks
+        # every proposal with the guard (healer.diagnose.pending.take_up_answers).
+        take_llm_answers=settings.llm_enabled,
     )
     scheduler = BackgroundScheduler(timezone=UTC)
     publisher = None
@@ -198,4 +170,4 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
         prepare_runtime_dir(settings.live_dir, publish_group)
         publisher = LivePublisher(settings.live_dir, interval_seconds=settings.interval_seconds,
                                   mode=settings.mode, group=publish_group)
-    return Daemon(settings, repo, telemetry, pipeline, scheduler, diagnoser, publisher)
+    return Daemon(settings, repo, telemetry, pipeline, scheduler, publisher)

@@ -129,6 +129,11 @@ class LiveReader:
                 self._on_sample(snapshot.sample)
         return fresh
 
+    @property
+    def window(self) -> MetricWindow:
+        """The samples read since this process started (the LLM's tools read them)."""
+        return self._window
+
     def agent(self) -> LiveSnapshot | None:
         """The agent's last published snapshot (heartbeat, lag, its own metrics)."""
         with self._lock:

@@ -159,12 +159,31 @@ class Proposal(_Frozen):
     in_playbook: bool = False
 
 
+class Opinion(_Frozen):
+    """The LLM's answer beside a playbook's diagnosis (a second opinion), or why it gave none.
+
+    Shown next to the diagnosis, never instead of it; its proposals are the LLM's and wait
+    for a person unless it agrees with the playbook and picks one of the playbook's remedies.
+    """
+
+    root_cause: str  # a playbook id, the LLM's own slug, or "unknown"
+    explanation: str = ""
+    confidence: float = Field(ge=0.0, le=1.0, default=0.0)
+    agrees: bool = False  # the same root cause as the diagnosis beside it
+    model: str = ""
+    failure: str | None = None  # why the LLM gave no answer (a reason label)
+    proposals: tuple[Proposal, ...] = ()
+
+
 class Diagnosis(_Frozen):
-    root_cause: str  # a known playbook id, or "unknown"
+    # A playbook id; the LLM's own short slug when no playbook matched (source "llm");
+    # or "unknown".
+    root_cause: str
     explanation: str = ""
     confidence: float = Field(ge=0.0, le=1.0, default=0.0)
     source: Literal["playbook", "llm"] = "playbook"
     proposals: tuple[Proposal, ...] = ()
+    second_opinion: Opinion | None = None
 
 
 class ActionState(enum.StrEnum):

@@ -3,9 +3,15 @@
     monitor -> detect -> diagnose -> guard -> act -> verify -> keep | roll back -> notify
 
 ``Pipeline.cycle`` runs once per sampling interval on the scheduler's thread. Slow work
-(an LLM diagnosis) runs on a small pool and its result is taken up on a later cycle, so
-sampling stays on schedule; everything that changes the system happens on the cycle
-thread, through the change engine, which re-checks the guard at apply time.
+runs on a small pool and its result is taken up on a later cycle, so sampling stays on
+schedule; everything that changes the system happens on the cycle thread, through the
+change engine, which re-checks the guard at apply time.
+
+Diagnosis comes in two halves: the playbook's, here, for every incident; and, when an LLM
+is configured, the LLM job (``healer.diagnose.pending``), which runs in the unprivileged
+``healer serve`` and answers unclassified incidents and gives second opinions through the
+store. Each cycle takes up its stored answers: they join the playbook's diagnosis (never
+replace it), and every LLM proposal goes to the engine's guard like any other.
 
 An incident is diagnosed when it opens or reopens, and again while it keeps firing once
 its change was rolled back (a regression, or commit-confirmed recovery after a restart) and
@@ -27,6 +33,7 @@ from datetime import datetime
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
 from healer.diagnose.base import DiagnoseContext, Diagnoser
+from healer.diagnose.pending import rejoin, take_up_answers
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
 from healer.logs import kv
 from healer.models import Diagnosis, Incident, Sample
@@ -39,6 +46,7 @@ from healer.window import MetricWindow
 from playbooks.loader import Library
 
 log = logging.getLogger("healer.pipeline")
+
 
 @dataclass
 class Pipeline:
@@ -60,6 +68,8 @@ class Pipeline:
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="diagnose")
     )
     rediagnose_seconds: float = REDIAGNOSE_SECONDS
+    # With an LLM configured, healer serve stores its answers; the agent takes them up.
+    take_llm_answers: bool = False
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
     _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
     _started: datetime | None = None
@@ -76,6 +86,7 @@ class Pipeline:
         for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
             self._on_incident(change)
         self._take_diagnoses()  # diagnose -> guard (proposals enter the journal)
+        self._consult_llm()
         self.engine.step()  # act -> verify -> keep | roll back
         self.telemetry.cycle_seconds.observe(time.perf_counter() - started)
         return sample
@@ -133,13 +144,18 @@ class Pipeline:
             except Exception:  # a diagnoser bug must not stop the loop
                 log.exception(kv(msg="diagnosis failed", incident=incident_id))
                 continue
-            self.repo.set_diagnosis(incident_id, diagnosis)
+            self.repo.set_diagnosis(incident_id, rejoin(self.repo, incident_id, diagnosis))
             log.info(kv(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
                         source=diagnosis.source, confidence=diagnosis.confidence,
                         proposals=len(diagnosis.proposals)))
             playbook = self.library.get(incident.playbook)
             for proposal in diagnosis.proposals:
                 self.engine.propose(incident, proposal, playbook)
+
+    def _consult_llm(self) -> None:
+        """Take up the LLM's stored answers: every proposal is guarded here, as any other."""
+        if self.take_llm_answers:
+            take_up_answers(self.repo, self.library, self.engine.propose)
 
     def close(self) -> None:
         """Cancel diagnoses not yet started (one already running is abandoned, not awaited)

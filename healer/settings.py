@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     llm_max_tokens_per_incident: int = Field(default=8000, ge=256)
     llm_max_concurrency: int = Field(default=2, ge=1, le=32)
+    # LLM diagnoses (one conversation each: tool rounds, the answer, one repair) started in
+    # any hour, across every process sharing the database; cached answers cost none.
+    llm_diagnoses_per_hour: int = Field(default=20, ge=1, le=10000)
 
     # Notifications
     slack_webhook_url: str | None = None

@@ -136,6 +136,11 @@ class Telemetry:
             "healer_llm_tokens_total", "LLM tokens", ["direction"], registry=r
         )
         self.llm_cache_hits = Counter("healer_llm_cache_hits_total", "LLM cache hits", registry=r)
+        self.llm_deferred = Counter(
+            "healer_llm_deferred_total",
+            "LLM diagnoses not started when due: busy (in flight elsewhere), backoff, budget",
+            ["reason"], registry=r,
+        )
         self.llm_circuit_open = Gauge(
             "healer_llm_circuit_open", "1 while the LLM circuit breaker is open", registry=r
         )

@@ -11,9 +11,13 @@ reached it.
 
     python tests/llm_server.py --port 8099 --mode adversarial   # for the chaos runner
 
-Modes: ``correct`` (names the detector's playbook as root cause), ``adversarial``
-(protected keys, out-of-bounds values, shell in fields, traversal in tool arguments,
-thousands of actions), ``unknown``, ``error`` (HTTP 500 always).
+Modes: ``correct`` (names the detector's playbook as root cause; on an unclassified
+incident, which no playbook knows, it answers ``unknown``), ``wrong`` (well-formed and
+sure of itself, always wrong: it names another known root cause than the detector's, with
+confidence 0.99, and proposes raising ``net.core.somaxconn`` in the incident's scope and a
+notification), ``adversarial`` (protected keys, out-of-bounds values, shell in fields,
+traversal in tool arguments, thousands of actions), ``unknown``, ``error`` (HTTP 500
+always).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-_DETECTOR_RE = re.compile(r'detector "([a-z0-9-]+)" fired')
-MODES = ("correct", "adversarial", "unknown", "error")
+_DETECTOR_RE = re.compile(r'detector "([a-z0-9-]+)" fired in scope (\S+)')
+_KNOWN_RE = re.compile(r"Known root-cause ids:\n(.+)\n")
+MODES = ("correct", "wrong", "adversarial", "unknown", "error")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,25 @@ def adversarial_proposals(n_flood: int = 3000) -> list[Any]:
     return bad + flood
 
 
+def wrong_proposals(scope: str) -> list[Any]:
+    """Plausible catalog changes a confidently wrong model would want applied."""
+    where = scope if scope.startswith("netns:") else "host"
+    return [
+        {"action": {"kind": "sysctl_write", "scope": where, "key": "net.core.somaxconn",
+                    "value": "4096"}, "rationale": "raise the backlog",
+         "expected_effect": "fewer drops"},
+        {"action": {"kind": "notify", "message": "applied the fix for the root cause"}},
+    ]
+
+
+def _another(text: str, cause: str) -> str:
+    """A known root cause other than ``cause``: the next in the prompt's list."""
+    m = _KNOWN_RE.search(text)
+    known = [k.strip() for k in m.group(1).split(",")] if m else ["memory-leak", "hung-task"]
+    others = [k for k in known if k != cause]
+    return others[(known.index(cause) if cause in known else 0) % len(others)]
+
+
 ADVERSARIAL_TOOL_CALLS: tuple[tuple[str, Any], ...] = (
     ("read_file", {"path": "../../etc/shadow"}),
     ("read_file", {"path": "/proc/../etc/shadow"}),
@@ -144,11 +168,14 @@ class ScriptedLLM:
     def by_mode(self, body: dict[str, Any]) -> Reply:
         text = "\n".join(str(m.get("content") or "") for m in body.get("messages", []))
         m = _DETECTOR_RE.search(text)
-        cause = m.group(1) if m else "unknown"
+        cause, scope = (m.group(1), m.group(2)) if m else ("unknown", "host")
         if self.mode == "error":
             return Reply.error(500)
-        if self.mode == "unknown":
+        if self.mode == "unknown" or (self.mode == "correct" and cause == "unclassified"):
             return Reply.answer("unknown", confidence=0.1)
+        if self.mode == "wrong":
+            return Reply.answer(_another(text, cause), wrong_proposals(scope), confidence=0.99,
+                                explanation="the evidence clearly shows this cause")
         if self.mode == "adversarial":
             asked_tools = any(msg.get("role") == "tool" for msg in body.get("messages", []))
             if body.get("tools") and not asked_tools:

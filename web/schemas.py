@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from guardrails.actions import Action
 from guardrails.decision import Decision
-from healer.models import ActionRecord, Diagnosis, Incident, Sample, Verification
+from healer.models import ActionRecord, Diagnosis, Incident, Opinion, Sample, Verification
 from healer.store.rows import ApprovalRow, AuditRow
 
 # Row ids are 64-bit in every database healer supports; a larger number can name no row
@@ -42,16 +42,36 @@ UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 _Timestamps = _Out
 
 
+class OpinionOut(_Out):
+    """The LLM's answer beside a playbook's diagnosis; its proposals are action records."""
+
+    root_cause: str
+    confidence: float
+    explanation: str
+    agrees: bool
+    model: str
+    failure: str | None
+
+    @classmethod
+    def of(cls, o: Opinion) -> OpinionOut:
+        return cls(root_cause=o.root_cause, confidence=o.confidence, explanation=o.explanation,
+                   agrees=o.agrees, model=o.model, failure=o.failure)
+
+
 class DiagnosisOut(_Out):
+    # A playbook id; with source "llm", the LLM's answer where no playbook matched: a
+    # playbook id or its own short slug.
     root_cause: str
     source: Literal["playbook", "llm"]
     confidence: float
     explanation: str
+    second_opinion: OpinionOut | None = None
 
     @classmethod
     def of(cls, d: Diagnosis) -> DiagnosisOut:
+        opinion = OpinionOut.of(d.second_opinion) if d.second_opinion else None
         return cls(root_cause=d.root_cause, source=d.source, confidence=d.confidence,
-                   explanation=d.explanation)
+                   explanation=d.explanation, second_opinion=opinion)
 
 
 class IncidentOut(_Timestamps):

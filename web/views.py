@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from guardrails.actions import Action
-from healer.models import ActionRecord, Incident, Sample, Stop
+from healer.models import ActionRecord, Incident, Opinion, Sample, Stop
 from healer.store.repository import Repository
 from web.approvals import record_status
 from web.charts import verification_chart
@@ -142,7 +142,7 @@ def convergences(records: list[ActionRecord]) -> list[ConvergenceView]:
 @dataclass
 class TimelineEntry:
     at: datetime
-    kind: str  # detection | evidence | diagnosis | action | transition | resolved
+    kind: str  # detection | evidence | diagnosis | opinion | action | transition | resolved
     title: str
     details: list[tuple[str, str]] = field(default_factory=list)
     record: ActionRecord | None = None
@@ -169,6 +169,18 @@ def _action_entries(repo: Repository, incident: Incident, latest: Sample | None,
     return entries
 
 
+def _opinion_entry(incident: Incident, o: Opinion) -> TimelineEntry:
+    """The LLM's second opinion, beside the diagnosis it never replaces."""
+    if o.failure:
+        title = f"Second opinion: none (the LLM gave no answer: {o.failure})"
+    else:
+        stance = "agrees" if o.agrees else "disagrees; the playbook's diagnosis stands"
+        title = (f"Second opinion (LLM {o.model}): {o.root_cause}, confidence "
+                 f"{o.confidence:.0%} ({stance})")
+    details = [("explanation", o.explanation)] if o.explanation and not o.failure else []
+    return TimelineEntry(utc(incident.first_seen), "opinion", title, details)
+
+
 def incident_timeline(repo: Repository, incident: Incident, latest: Sample | None, ttl: float,
                       now: datetime) -> list[TimelineEntry]:
     """Detection, evidence, diagnosis, proposals and state changes, oldest first."""
@@ -191,9 +203,11 @@ def incident_timeline(repo: Repository, incident: Incident, latest: Sample | Non
             utc(incident.first_seen), "diagnosis",
             f"Diagnosis: {diag.root_cause} ({diag.source}, confidence {diag.confidence:.0%})",
             [("explanation", diag.explanation)] if diag.explanation else []))
+        if diag.second_opinion is not None:
+            entries.append(_opinion_entry(incident, diag.second_opinion))
     entries += _action_entries(repo, incident, latest, ttl, now)
     if incident.status.value == "resolved":
         entries.append(TimelineEntry(utc(incident.last_seen), "resolved", "Resolved"))
-    order = {"detection": 0, "evidence": 1, "diagnosis": 2}
-    entries.sort(key=lambda e: (e.at, order.get(e.kind, 3)))
+    order = {"detection": 0, "evidence": 1, "diagnosis": 2, "opinion": 3}
+    entries.sort(key=lambda e: (e.at, order.get(e.kind, 4)))
     return entries

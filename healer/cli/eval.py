@@ -47,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
 def _print_text(report: dict[str, Any]) -> None:
     for r in report["results"]:
         mark = "ok  " if r["correct"] else "MISS"
-        print(f"{mark} {r['id']:<34} expected={r['expected']:<28} got={r['root_cause']:<28} "
-              f"proposals={r['proposals']} allowed={r['allowed']}")
+        llm = f" llm={r['llm_root_cause']}" if r["llm_root_cause"] else ""
+        print(f"{mark} {r['group']:<7} {r['id']:<34} expected={r['expected']:<28} "
+              f"got={r['root_cause']:<28} proposals={r['proposals']} "
+              f"allowed={r['allowed']}{llm}")
     print()
+    covered, unknown = report["covered"], report["unknown"]
+    print(f"{'covered':<22} {covered['cases']} cases, top-1 {covered['top1_accuracy']}")
+    print(f"{'unknown':<22} {unknown['cases']} cases, top-1 {unknown['top1_accuracy']} "
+          f"(playbook answered unknown: {unknown['playbook_unknown']})")
     for key in ("diagnoser", "cases", "top1_accuracy", "proposals", "allowed_share",
-                "unsafe_proposals", "unsafe_applied", "latency_p50_seconds",
-                "latency_p95_seconds", "tokens_per_incident", "llm_failures"):
+                "llm_proposals", "llm_allowed", "unsafe_proposals", "unsafe_applied",
+                "latency_p50_seconds", "latency_p95_seconds", "tokens_per_incident",
+                "llm_failures"):
         print(f"{key:<22} {report[key]}")

@@ -77,9 +77,12 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     """The ARCHITECTURE.md incident shape (evidence left out)."""
     data = incident.model_dump(mode="json", exclude={"evidence"})
     diag = incident.diagnosis
+    opinion = None if diag is None or diag.second_opinion is None else \
+        diag.second_opinion.model_dump(mode="json", exclude={"proposals"})
     data["diagnosis"] = None if diag is None else {
         "root_cause": diag.root_cause, "source": diag.source,
         "confidence": diag.confidence, "explanation": diag.explanation,
+        "second_opinion": opinion,  # the LLM's proposals are action records
     }
     return data
 

@@ -1,7 +1,8 @@
 """``healer serve``: the unprivileged side of healer.
 
 Everything that parses what the network sends runs here, never in the root agent: the
-dashboard and the JSON API, Slack interactions, and notification delivery. It reads the
+dashboard and the JSON API, Slack interactions, notification delivery, and the LLM
+client (its answers are stored; the agent guards every proposal in them). It reads the
 agent's live file for ``/metrics``, ``/healthz``, ``/api/v1/snapshot`` and the live charts,
 and shares only the database with it: votes, silences and sessions go in, and the agent
 re-checks everything it acts on.
@@ -18,6 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from healer.cli.common import settings_from_args
@@ -26,10 +31,14 @@ from healer.privsep import EXPECT_ENV, SETTINGS_ENV, enter_unprivileged
 if TYPE_CHECKING:  # the web stack loads only after the privilege checks
     import uvicorn
 
+    from healer.live import LiveReader
     from healer.settings import Settings
+    from healer.store.repository import Repository
+    from healer.telemetry import Telemetry
 
 TICK_S = 0.5  # uvicorn's own loop wakes every 0.1 s: 0.2 % of a core on an idle host
 NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: often enough for chat, apart from HTTP
+LLM_EVERY_SECONDS = 2.0  # the LLM job looks for incidents that want its answer
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,33 +64,64 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def serve(settings: Settings) -> int:
-    """Run the unprivileged side until SIGTERM/SIGINT; 0 after a clean stop."""
-    from datetime import UTC, datetime
+@dataclass
+class Serve:
+    """The unprivileged side, built from Settings: its store, metrics, the agent's live
+    view, and its periodic jobs; ``serve`` runs them and the web app."""
 
-    import uvicorn
-    from apscheduler.schedulers.background import BackgroundScheduler
+    settings: Settings
+    repo: Repository
+    telemetry: Telemetry
+    live: LiveReader
+    jobs: dict[str, tuple[Callable[[], object], float]]  # id -> (job, period in seconds)
 
+
+def build_serve(settings: Settings) -> Serve:
+    """Build every part of ``healer serve`` from settings; nothing runs yet."""
+    from healer.diagnose.context import llm_context
+    from healer.diagnose.factory import build_llm, llm_limits
+    from healer.diagnose.pending import diagnose_pending
     from healer.live import LIVE_FILE, LiveReader
     from healer.notify import OutboxDeliverer, build_channels
     from healer.store.engine import open_store
     from healer.telemetry import Telemetry
-    from web.app import create_app
+    from playbooks.loader import load_library
 
     repo = open_store(settings, migrate=False)  # the root agent migrates before it starts us
     telemetry = Telemetry()
+    llm = build_llm(settings, telemetry) if settings.llm_enabled else None
     live = LiveReader(settings.live_dir / LIVE_FILE, window_seconds=settings.window_seconds,
                       interval_seconds=settings.interval_seconds,
-                      on_sample=lambda sample: telemetry.host.update(sample.metrics))
+                      on_sample=lambda sample: telemetry.host.update(sample.metrics),
+                      llm=llm.status if llm is not None else None)
     deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
+    jobs: dict[str, tuple[Callable[[], object], float]] = {
+        "live": (live.poll, settings.interval_seconds / 2),
+        "notify": (lambda: deliverer.deliver_due(datetime.now(UTC)), NOTIFY_EVERY_SECONDS),
+    }
+    if llm is not None:
+        library = load_library(settings.playbooks_dir)
+        jobs["llm"] = (partial(diagnose_pending, repo, llm, library, limits=llm_limits(settings),
+                               telemetry=telemetry,
+                               context_for=llm_context(settings, library, live.window)),
+                       LLM_EVERY_SECONDS)
+    return Serve(settings, repo, telemetry, live, jobs)
+
+
+def serve(settings: Settings) -> int:
+    """Run the unprivileged side until SIGTERM/SIGINT; 0 after a clean stop."""
+    import uvicorn
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from web.app import create_app
+
+    parts = build_serve(settings)
     scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(live.poll, "interval", seconds=settings.interval_seconds / 2,
-                      id="live", max_instances=1, coalesce=True)
-    scheduler.add_job(lambda: deliverer.deliver_due(datetime.now(UTC)), "interval",
-                      seconds=NOTIFY_EVERY_SECONDS, id="notify", max_instances=1,
-                      coalesce=True)
-    live.poll()
-    app = create_app(settings, repo=repo, telemetry=telemetry, live=live)
+    for job_id, (job, seconds) in parts.jobs.items():
+        scheduler.add_job(job, "interval", seconds=seconds, id=job_id, max_instances=1,
+                          coalesce=True)
+    parts.live.poll()
+    app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                           log_level="warning", access_log=False))
     scheduler.start()

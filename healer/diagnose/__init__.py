@@ -1,1 +1,1 @@
-"""Diagnosis: playbooks first, an advisory LLM second (see ``factory.build_diagnoser``)."""
+"""Diagnosis: the playbook's answer always; an advisory LLM beside it (``pending``, ``opinion``)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from healer.diagnose.schema import LLMResult
 from healer.diagnose.tools import ToolBox
 from healer.models import Diagnosis, Incident
 
@@ -34,7 +35,9 @@ class DiagnoseContext:
 
     ``playbook`` is the ``playbooks`` model that fired (None when none did); ``facts``
     are the current values remedies are computed from (tunables, limits, peaks);
-    ``tools`` are the read-only investigation tools bound to this host's sources.
+    ``tools`` are the read-only investigation tools bound to this host's sources; ``host``
+    is the host's context (``evidence.host_context``) and ``related`` its other open
+    incidents, both shown to an LLM.
     """
 
     playbook: Any = None
@@ -42,6 +45,8 @@ class DiagnoseContext:
     tools: ToolBox | None = None
     clock: Callable[[], float] = time.time
     root_causes: tuple[str, ...] = KNOWN_ROOT_CAUSES
+    host: Mapping[str, str] = field(default_factory=dict)
+    related: tuple[str, ...] = ()
 
 
 @dataclass
@@ -57,7 +62,7 @@ class DiagnosisReport:
     latency_seconds: float = 0.0
     unsafe_proposals: int = 0  # made by the model and dropped: not catalog actions
     failure: str | None = None  # why the LLM gave no answer (reason label), if it did not
-    llm_root_cause: str | None = None
+    result: LLMResult | None = None  # the LLM's validated answer, when it gave one
 
 
 @runtime_checkable

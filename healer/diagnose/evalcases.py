@@ -34,12 +34,20 @@ class KmsgLine(BaseModel):
 
 
 class Case(BaseModel):
-    """One labelled case (unknown keys are errors, as in playbooks)."""
+    """One labelled case (unknown keys are errors, as in playbooks).
+
+    ``expected`` is the playbooks' answer (``unknown`` when none applies). A case with
+    ``llm_expected`` belongs to the unknown group: no playbook knows it, the playbook
+    diagnoser must answer ``unknown``, and the LLM is scored on naming one of these root
+    causes (known ids or slugs). Every other case is covered: the playbooks' answer is
+    the right one, and the LLM must not make it worse.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     expected: str
+    llm_expected: tuple[str, ...] = ()
     description: str = ""
     duration: int = Field(default=60, ge=2, le=900)
     net_scope: str = "host"
@@ -51,6 +59,11 @@ class Case(BaseModel):
     cgroup: dict[str, str] = Field(default_factory=dict)  # "<path>:<knob>" -> value
     facts: dict[str, float] = Field(default_factory=dict)
     current: dict[str, str] = Field(default_factory=dict)  # action key_name -> live value
+
+    @property
+    def group(self) -> str:
+        """``unknown`` (the LLM is scored) or ``covered`` (the playbooks are)."""
+        return "unknown" if self.llm_expected else "covered"
 
 
 def load_cases(directory: Path | None = None) -> list[Case]:
@@ -126,13 +139,13 @@ def cgroup_reader(case: Case) -> Any:
     return lambda path, knob: case.cgroup.get(f"{path}:{knob}")
 
 
-def incident_from(case: Case, playbook: str, scope: str, severity: str, count: int,
+def incident_from(playbook: str, scope: str, subject: str, severity: str, count: int,
                   evidence: Any, ts: float) -> Incident:
     """The incident the daemon would open from a detector event."""
     when = datetime.fromtimestamp(ts, UTC)
     return Incident(id=None, host_id="eval-host", playbook=playbook, scope=scope,
-                    severity=severity, count=count, first_seen=when, last_seen=when,
-                    evidence=evidence)
+                    subject=subject, severity=severity, count=count, first_seen=when,
+                    last_seen=when, evidence=evidence)
 
 
 def facts_for(case: Case, evidence_tunables: Mapping[str, str]) -> dict[str, Any]:

@@ -1,18 +1,16 @@
-"""The compact evidence bundle an LLM sees, its cache hash, and delimited data blocks.
+"""The compact evidence bundle an LLM sees, and delimited data blocks.
 
 Raw series never leave the host: each metric becomes a baseline median against the
 median of the last few points. Untrusted text (kernel-log lines, process names,
-captures, tool output) is only ever placed inside a ``data_block``.
+captures, the host's context, tool output) is only ever placed inside a ``data_block``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from guardrails import linear
 from healer.models import GpuState, Incident, ProcessInfo
@@ -23,7 +21,7 @@ _NOW_POINTS = 5  # median of the last 5 samples: robust to one outlier at 1 Hz
 MAX_KMSG = 20
 MAX_PROCS = 8
 MAX_LINE = 400
-_DIGITS = linear.compile(r"[0-9]+")
+MAX_RELATED = 10  # other open incidents named in the host's context
 _TS_PREFIX_RE = linear.compile(r"^\s*\[\s*[0-9.]+\]\s*")  # kernel text: RE2
 
 
@@ -52,6 +50,8 @@ class EvidenceBundle(BaseModel):
     processes: tuple[ProcessInfo, ...]
     gpus: tuple[GpuState, ...]
     captures: dict[str, str]
+    host: dict[str, str] = Field(default_factory=dict)  # kernel, size, load, GPUs
+    related: tuple[str, ...] = ()  # the host's other open incidents, "playbook scope [subject]"
 
 
 def summarize_series(name: str, points: Sequence[tuple[float, float]],
@@ -73,8 +73,10 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_LINE else text[:MAX_LINE] + "…"
 
 
-def build_bundle(incident: Incident) -> EvidenceBundle:
-    """Compact the incident's evidence: summaries, deduplicated lines, top processes."""
+def build_bundle(incident: Incident, host: Mapping[str, str] | None = None,
+                 related: Sequence[str] = ()) -> EvidenceBundle:
+    """Compact the incident's evidence: summaries, deduplicated lines, top processes, and
+    the host's context."""
     ev = incident.evidence
     split = incident.first_seen.timestamp()
     summaries = [summarize_series(n, pts, split) for n, pts in sorted(ev.metrics.items())]
@@ -91,25 +93,23 @@ def build_bundle(incident: Incident) -> EvidenceBundle:
         kmsg=tuple(kmsg[-MAX_KMSG:]), tunables=dict(ev.tunables),
         processes=tuple(procs[:MAX_PROCS]), gpus=ev.gpus,
         captures={k: _clip(v) for k, v in ev.captures.items()},
+        host={k: _clip(v) for k, v in (host or {}).items()},
+        related=tuple(_clip(r) for r in related[:MAX_RELATED]),
     )
 
 
-def _round(v: float | None) -> float | None:
-    return None if v is None else float(f"{v:.2g}")
-
-
-def evidence_hash(bundle: EvidenceBundle) -> str:
-    """A hash that a repeat of the same problem reproduces (values rounded to 2 digits)."""
-    canon = {
-        "playbook": bundle.playbook, "scope": bundle.scope,
-        "signals": sorted(bundle.signals),
-        "metrics": [(m.name, _round(m.baseline), _round(m.now)) for m in bundle.metrics],
-        "kmsg": sorted({_DIGITS.sub("#", k) for k in bundle.kmsg}),
-        "tunables": sorted(bundle.tunables.items()),
-        "procs": sorted({p.name for p in bundle.processes}),
-        "gpus": sorted((g.index, g.ok, g.throttle_reasons) for g in bundle.gpus),
-    }
-    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:32]
+def host_context(metrics: Mapping[str, float], gpus: Sequence[GpuState],
+                 kernel_release: str | None) -> dict[str, str]:
+    """What an LLM needs to know about the host an incident is on (from the latest sample)."""
+    out: dict[str, str] = {}
+    if kernel_release:
+        out["kernel"] = kernel_release.strip()
+    for name in ("cpu.count", "load.1m", "mem.total_bytes", "mem.available_bytes"):
+        if name in metrics:
+            out[name] = f"{metrics[name]:g}"
+    if gpus:
+        out["gpus"] = ", ".join(f"{g.index}:{g.name or '?'}" for g in gpus[:16])
+    return out
 
 
 def neutralise(text: str) -> str:

@@ -1,4 +1,5 @@
-"""The composition root of diagnosis: Settings + Telemetry -> a ``ChainDiagnoser``.
+"""The composition root of diagnosis: Settings + Telemetry -> the LLM diagnoser, the chain
+``healer eval`` measures, and the LLM job's limits.
 
 langchain and openai are imported here, and only when an LLM endpoint is configured.
 """
@@ -10,18 +11,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from healer.diagnose.breaker import CircuitBreaker
-from healer.diagnose.cache import DiagnosisCache, KVStore
 from healer.diagnose.chain import ChainDiagnoser
 from healer.diagnose.client import ChatTransport, LLMClient, RetryPolicy
 from healer.diagnose.llm import LLMDiagnoser
+from healer.diagnose.pending import LLMLimits
 from healer.diagnose.playbook import PlaybookDiagnoser
 from healer.settings import Settings
 from healer.telemetry import Telemetry
 
+MAX_STEPS = 6  # read-only tool rounds per conversation
 
-def build_llm(settings: Settings, telemetry: Telemetry, *, kv: KVStore | None = None,
+
+def build_llm(settings: Settings, telemetry: Telemetry, *,
               transport: ChatTransport | None = None, retry: RetryPolicy | None = None,
-              breaker: CircuitBreaker | None = None, max_steps: int = 6,
+              breaker: CircuitBreaker | None = None, max_steps: int = MAX_STEPS,
               extra_names: Sequence[str] = (),
               passwd_path: Path = Path("/etc/passwd")) -> LLMDiagnoser:
     """An ``LLMDiagnoser`` for the configured endpoint (langchain loaded here)."""
@@ -38,17 +41,26 @@ def build_llm(settings: Settings, telemetry: Telemetry, *, kv: KVStore | None = 
     )
     hostnames = {settings.host_id, socket.gethostname()}
     return LLMDiagnoser(
-        client, DiagnosisCache(durable=kv),
-        max_tokens_per_incident=settings.llm_max_tokens_per_incident,
+        client, max_tokens_per_incident=settings.llm_max_tokens_per_incident,
         hostnames=sorted(hostnames), extra_names=extra_names, max_steps=max_steps,
         passwd_path=passwd_path,
     )
 
 
-def build_diagnoser(settings: Settings, telemetry: Telemetry, *, kv: KVStore | None = None,
+def llm_limits(settings: Settings, retry: RetryPolicy | None = None,
+               max_steps: int = MAX_STEPS) -> LLMLimits:
+    """The LLM job's limits; a lease outlives the longest conversation its settings allow
+    (every request timing out on every retry, with the longest backoff between)."""
+    retry = retry or RetryPolicy()
+    per_request = retry.attempts * (settings.llm_timeout_seconds + retry.max_seconds)
+    return LLMLimits(diagnoses_per_hour=settings.llm_diagnoses_per_hour,
+                     claim_seconds=(max_steps + 3) * per_request)
+
+
+def build_diagnoser(settings: Settings, telemetry: Telemetry, *,
                     transport: ChatTransport | None = None,
                     retry: RetryPolicy | None = None) -> ChainDiagnoser:
-    """The daemon's diagnoser: playbooks always; the LLM when ``settings.llm_enabled``."""
-    llm = build_llm(settings, telemetry, kv=kv, transport=transport, retry=retry) \
+    """Playbooks always; the LLM beside them when ``settings.llm_enabled`` (``healer eval``)."""
+    llm = build_llm(settings, telemetry, transport=transport, retry=retry) \
         if settings.llm_enabled else None
     return ChainDiagnoser(PlaybookDiagnoser(), llm)

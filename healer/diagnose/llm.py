@@ -1,29 +1,30 @@
 """The LLM diagnoser: redacted evidence in, a validated diagnosis (or "unknown") out.
 
-One conversation per incident: the system and user prompts, up to ``max_steps``
-read-only tool calls, one repair retry for an answer that does not validate. Any
-failure (transport, breaker, refusal, garbage, token budget) yields ``unknown`` with
-the reason in the report; it never raises for a bad model.
+One conversation per call: the system and user prompts, up to ``max_steps`` read-only
+tool calls, one repair retry for an answer that does not validate, all within a token
+budget. Any failure (transport, breaker, refusal, garbage, token budget) yields
+``unknown`` with the reason in the report; it never raises for a bad model.
+
+It keeps no state between calls: caching, the one call in flight per fingerprint, the
+hourly budget and the tokens spent across retries live in the store
+(``healer.diagnose.pending``), so any process can run it.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from healer.diagnose.base import DiagnoseContext, DiagnosisReport, unknown
-from healer.diagnose.cache import DiagnosisCache, cache_key
 from healer.diagnose.client import ChatMessage, LLMClient, ToolCall
-from healer.diagnose.evidence import EvidenceBundle, build_bundle, data_block, evidence_hash
+from healer.diagnose.evidence import EvidenceBundle, build_bundle, data_block
 from healer.diagnose.redact import Redactor, read_passwd
 from healer.diagnose.schema import LLMDiagnosisOut, LLMResult, parse_answer, validate_proposals
-from healer.diagnose.templates import render, system_prompt, user_prompt
+from healer.diagnose.templates import PROMPT_VERSION, render, system_prompt, user_prompt
 from healer.diagnose.tools import ToolBox, openai_tool_specs
 from healer.errors import LLMError
 from healer.models import Diagnosis, Incident
@@ -41,7 +42,7 @@ class _Stop(Exception):
 class _Conversation:
     """Per-diagnosis bookkeeping."""
 
-    budget_key: str
+    budget: int  # tokens this conversation may spend
     redactor: Redactor
     tools: ToolBox | None
     calls: int = 0
@@ -54,52 +55,51 @@ class _Conversation:
 class LLMDiagnoser:
     """Asks an OpenAI-compatible endpoint, through ``LLMClient``, for a root cause."""
 
-    def __init__(self, client: LLMClient, cache: DiagnosisCache | None = None,
-                 max_tokens_per_incident: int = 8000, hostnames: Sequence[str] = (),
-                 passwd_path: Path = Path("/etc/passwd"), extra_names: Sequence[str] = (),
-                 max_steps: int = 6, reply_max_tokens: int = 1500) -> None:
+    def __init__(self, client: LLMClient, max_tokens_per_incident: int = 8000,
+                 hostnames: Sequence[str] = (), passwd_path: Path = Path("/etc/passwd"),
+                 extra_names: Sequence[str] = (), max_steps: int = 6,
+                 reply_max_tokens: int = 1500) -> None:
         self.client = client
-        self.cache = cache
         self.max_tokens_per_incident = max_tokens_per_incident
         self.hostnames = tuple(hostnames) or (socket.gethostname(),)
         self.passwd_path = passwd_path
         self.extra_names = tuple(extra_names)
         self.max_steps = max_steps
         self.reply_max_tokens = reply_max_tokens
-        self._spent: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def model(self) -> str:
+        """The model answers are cached under."""
+        return self.client.model
+
+    @property
+    def prompt_version(self) -> str:
+        """The prompts' digest answers are cached under."""
+        return PROMPT_VERSION
 
     def status(self) -> dict[str, object]:
-        """Breaker state for the UI and the health endpoint."""
-        return {"model": self.client.model, "breaker": self.client.breaker.snapshot()}
+        """The model and its breaker's state for the UI and the snapshot endpoint."""
+        return {"model": self.client.model, **self.client.breaker.snapshot()}
 
     def diagnose(self, incident: Incident, ctx: DiagnoseContext) -> Diagnosis:
         """The LLM's diagnosis, or ``unknown`` when it gave none."""
         return self.diagnose_detailed(incident, ctx).diagnosis
 
-    def diagnose_detailed(self, incident: Incident, ctx: DiagnoseContext) -> DiagnosisReport:
-        """Diagnose with the cost and the dropped proposals accounted."""
+    def diagnose_detailed(self, incident: Incident, ctx: DiagnoseContext,
+                          token_budget: int | None = None) -> DiagnosisReport:
+        """Diagnose with the cost and the dropped proposals accounted; ``token_budget``
+        (default ``max_tokens_per_incident``) bounds what this conversation spends."""
         started = time.perf_counter()
-        bundle = build_bundle(incident)
-        key = cache_key(incident.fingerprint, evidence_hash(bundle), self.client.model)
-        with self._key_lock(key):  # a storm of the same incident makes one call
-            cached = self.cache.get(key) if self.cache else None
-            if cached is not None:
-                self.client.telemetry.llm_cache_hits.inc()
-                report = _report(LLMResult.model_validate_json(cached))
-                report.cache_hit = True
-                return report
-            conv = self._start(incident, ctx, bundle)
-            try:
-                out = self._converse(conv, ctx)
-                result = self._result(out, conv)
-            except _Stop as stop:
-                return self._failed(conv, stop.reason, started)
-            except LLMError as exc:
-                return self._failed(conv, getattr(exc, "reason", "circuit_open"), started)
-            if self.cache is not None:
-                self.cache.put(key, result.model_dump_json())
+        bundle = build_bundle(incident, ctx.host, ctx.related)
+        budget = self.max_tokens_per_incident if token_budget is None else token_budget
+        conv = self._start(incident, ctx, bundle, budget)
+        try:
+            out = self._converse(conv)
+            result = self._result(out, conv)
+        except _Stop as stop:
+            return self._failed(conv, stop.reason, started)
+        except LLMError as exc:
+            return self._failed(conv, getattr(exc, "reason", "circuit_open"), started)
         report = _report(result)
         report.calls, report.tokens_in = conv.calls, conv.tokens_in
         report.tokens_out = conv.tokens_out
@@ -109,22 +109,14 @@ class LLMDiagnoser:
                  conv.calls)
         return report
 
-    def _key_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            if len(self._key_locks) > 1024:
-                self._key_locks = {k: v for k, v in self._key_locks.items() if v.locked()}
-            return self._key_locks.setdefault(key, threading.Lock())
-
-    def _start(self, incident: Incident, ctx: DiagnoseContext,
-               bundle: EvidenceBundle) -> _Conversation:
+    def _start(self, incident: Incident, ctx: DiagnoseContext, bundle: EvidenceBundle,
+               budget: int) -> _Conversation:
         users = {p.username for p in incident.evidence.processes if p.username}
         if ctx.tools is not None:
             users |= {p.username for p in ctx.tools.processes() if p.username}
         redactor = Redactor(hostnames=(*self.hostnames, incident.host_id), users=users,
                             names=self.extra_names, passwd_text=read_passwd(self.passwd_path))
-        conv = _Conversation(
-            budget_key=f"{incident.id}|{incident.fingerprint}|{incident.first_seen.isoformat()}",
-            redactor=redactor, tools=ctx.tools)
+        conv = _Conversation(budget=budget, redactor=redactor, tools=ctx.tools)
         conv.messages = [
             ChatMessage("system", system_prompt(ctx.root_causes, ctx.tools is not None,
                                                 self.max_steps)),
@@ -132,11 +124,11 @@ class LLMDiagnoser:
         ]
         return conv
 
-    def _converse(self, conv: _Conversation, ctx: DiagnoseContext) -> LLMDiagnosisOut:
+    def _converse(self, conv: _Conversation) -> LLMDiagnosisOut:
         specs = openai_tool_specs() if conv.tools is not None else None
         repaired = False
         for _ in range(self.max_steps + 3):  # tool rounds + the answer + one repair
-            remaining = self._remaining(conv.budget_key)
+            remaining = conv.budget - conv.tokens_in - conv.tokens_out
             if remaining <= 0:
                 raise _Stop("token_budget")
             tools = specs if conv.steps < self.max_steps else None
@@ -149,7 +141,7 @@ class LLMDiagnoser:
                 self._run_tools(conv, reply.content, reply.tool_calls)
                 continue
             try:
-                return parse_answer(reply.content, ctx.root_causes)
+                return parse_answer(reply.content)
             except ValueError as exc:
                 if repaired:
                     raise _Stop("invalid") from None
@@ -173,20 +165,11 @@ class LLMDiagnoser:
             limit = render("tool_limit", max_steps=self.max_steps)
             conv.messages.append(ChatMessage("user", limit))
 
-    def _remaining(self, budget_key: str) -> int:
-        with self._lock:
-            return self.max_tokens_per_incident - self._spent.get(budget_key, 0)
-
-    def _account(self, conv: _Conversation, tokens_in: int, tokens_out: int) -> None:
+    @staticmethod
+    def _account(conv: _Conversation, tokens_in: int, tokens_out: int) -> None:
         conv.calls += 1
         conv.tokens_in += tokens_in
         conv.tokens_out += tokens_out
-        with self._lock:
-            spent = self._spent.get(conv.budget_key, 0) + tokens_in + tokens_out
-            self._spent[conv.budget_key] = spent
-            self._spent.move_to_end(conv.budget_key)
-            while len(self._spent) > 4096:
-                self._spent.popitem(last=False)
 
     def _result(self, out: LLMDiagnosisOut, conv: _Conversation) -> LLMResult:
         proposals, unsafe, dropped = validate_proposals(out.proposals, conv.redactor)
@@ -211,4 +194,4 @@ def _report(result: LLMResult) -> DiagnosisReport:
     diagnosis = Diagnosis(root_cause=result.root_cause, explanation=result.explanation,
                           confidence=result.confidence, source="llm", proposals=result.proposals)
     return DiagnosisReport(diagnosis=diagnosis, llm_used=True, unsafe_proposals=result.unsafe,
-                           llm_root_cause=result.root_cause)
+                           result=result)

@@ -3,15 +3,20 @@
 The answer is parsed into ``LLMDiagnosisOut``; each raw proposal is validated with
 ``guardrails.actions.parse_action``. Anything that is not a catalog action is dropped
 and counted as unsafe: the model proposed something healer could never apply.
+
+A root cause is a known id, ``unknown``, or, where no playbook fits, the model's own short
+slug (``mlx5-firmware-command-error``): lowercase letters, digits and single hyphens, at
+most ``MAX_SLUG`` characters. The text is the model's, so the check is a length bound
+first, then one RE2 match (linear time).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from guardrails import linear
 from guardrails.actions import parse_action
@@ -19,7 +24,26 @@ from healer.diagnose.redact import Redactor
 from healer.models import Proposal
 
 MAX_PROPOSALS = 16
+MIN_SLUG, MAX_SLUG = 3, 48
 _FENCE_RE = linear.compile(r"(?s)^\s*```(?:json)?\s*(.*?)\s*```\s*$")  # LLM output: RE2
+_SLUG_RE = linear.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")  # LLM output: RE2, fullmatch
+# Names of incidents, not causes: an answer naming one says nothing.
+_NOT_CAUSES = frozenset({"unclassified", "none", "unknown-error"})
+
+
+def check_root_cause(value: str) -> str:
+    """``value`` when it is a well-formed root cause (a known id, a slug, or ``unknown``)."""
+    if not MIN_SLUG <= len(value) <= MAX_SLUG:
+        raise ValueError(f"root_cause must be {MIN_SLUG} to {MAX_SLUG} characters long")
+    if _SLUG_RE.fullmatch(value) is None:
+        raise ValueError("root_cause must be a known id, 'unknown', or a short slug of "
+                         "lowercase letters, digits and single hyphens")
+    if value in _NOT_CAUSES:
+        raise ValueError(f"{value!r} is not a root cause: name the cause or answer 'unknown'")
+    return value
+
+
+RootCause = Annotated[str, AfterValidator(check_root_cause)]
 
 
 class LLMDiagnosisOut(BaseModel):
@@ -27,34 +51,28 @@ class LLMDiagnosisOut(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    root_cause: str = Field(max_length=64)
+    root_cause: RootCause
     explanation: str = Field(default="", max_length=4000)
     confidence: float = Field(ge=0.0, le=1.0)
     proposals: list[Any] = Field(default_factory=list)
 
-    @field_validator("root_cause")
-    @classmethod
-    def _known(cls, v: str, info: ValidationInfo) -> str:
-        allowed = (info.context or {}).get("root_causes")
-        if allowed is not None and v != "unknown" and v not in allowed:
-            raise ValueError(f"root_cause must be one of the known ids or 'unknown', not {v!r}")
-        return v
-
 
 class LLMResult(BaseModel):
-    """A validated LLM answer, unredacted; what the cache stores."""
+    """A validated LLM answer, unredacted: what the store keeps (the cache and the answer
+    records). Whoever reads one back validates it again: the root cause's form, and every
+    proposal as a catalog action."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    root_cause: str
-    explanation: str
-    confidence: float
-    proposals: tuple[Proposal, ...] = ()
-    unsafe: int = 0
-    dropped: int = 0
+    root_cause: RootCause
+    explanation: str = Field(max_length=4000)
+    confidence: float = Field(ge=0.0, le=1.0)
+    proposals: tuple[Proposal, ...] = Field(default=(), max_length=MAX_PROPOSALS)
+    unsafe: int = Field(default=0, ge=0)
+    dropped: int = Field(default=0, ge=0)
 
 
-def parse_answer(content: str, root_causes: Sequence[str]) -> LLMDiagnosisOut:
+def parse_answer(content: str) -> LLMDiagnosisOut:
     """Parse the reply text; raises ``ValueError`` with a short, model-readable message."""
     m = _FENCE_RE.match(content)
     text = m.group(1) if m else content.strip()
@@ -65,7 +83,7 @@ def parse_answer(content: str, root_causes: Sequence[str]) -> LLMDiagnosisOut:
     if not isinstance(data, dict):
         raise ValueError("the answer must be a JSON object")
     try:
-        return LLMDiagnosisOut.model_validate(data, context={"root_causes": set(root_causes)})
+        return LLMDiagnosisOut.model_validate(data)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                     for e in exc.errors(include_url=False, include_input=False)[:3]]

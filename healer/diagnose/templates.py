@@ -1,8 +1,13 @@
-"""Prompt rendering: the templates under ``prompts/`` filled from a redacted bundle."""
+"""Prompt rendering: the templates under ``prompts/`` filled from a redacted bundle.
+
+``PROMPT_VERSION`` is a digest of the templates' text: an LLM's answer is cached under it
+(with the incident's fingerprint and the model), so changing a prompt asks again.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +21,19 @@ from healer.diagnose.evidence import (
     format_processes,
 )
 from healer.diagnose.redact import Redactor
+from healer.diagnose.schema import MAX_SLUG, MIN_SLUG
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+def _digest(directory: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(directory.glob("*.j2")):
+        h.update(path.name.encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return h.hexdigest()[:16]
+
+
+PROMPT_VERSION = _digest(PROMPTS_DIR)
 
 
 @functools.cache
@@ -38,7 +54,8 @@ def render(name: str, **values: Any) -> str:
 
 def system_prompt(root_causes: Sequence[str], tools: bool, max_steps: int) -> str:
     """The system prompt: rules, root-cause ids, catalog, answer format."""
-    return render("system", root_causes=list(root_causes), tools=tools, max_steps=max_steps)
+    return render("system", root_causes=list(root_causes), tools=tools, max_steps=max_steps,
+                  min_slug=MIN_SLUG, max_slug=MAX_SLUG)
 
 
 def user_prompt(bundle: EvidenceBundle, redactor: Redactor) -> str:
@@ -60,6 +77,11 @@ def user_prompt(bundle: EvidenceBundle, redactor: Redactor) -> str:
     if bundle.gpus:
         text = format_gpus(bundle.gpus)
         blocks.append({"title": "GPU state", "text": data_block("gpus", r(text))})
+    if bundle.host or bundle.related:
+        lines = [f"{k} = {v}" for k, v in sorted(bundle.host.items())]
+        lines += [f"also open: {incident}" for incident in bundle.related]
+        blocks.append({"title": "The host's context",
+                       "text": data_block("host", r("\n".join(lines)))})
     return render(
         "user",
         playbook=bundle.playbook,

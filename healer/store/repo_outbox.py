@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from healer.store.repo_base import RepoBase
+from healer.store.repo_base import RepoBase, _insert
 from healer.store.rows import OutboxRow
 from healer.store.tables import KvTable, OutboxTable
 
@@ -133,3 +133,37 @@ class OutboxRepo(RepoBase):
                     KvTable.key == key,
                 )
             )
+
+    # -- leases: a kv row held by one holder until it expires ----------------------------
+    def kv_claim(self, namespace: str, key: str, holder: str, ttl_seconds: float) -> bool:
+        """Take ``key`` for ``holder`` unless another holder has it unexpired; True if taken.
+
+        One statement (INSERT ... ON CONFLICT DO UPDATE ... WHERE expired, RETURNING), so
+        of several processes racing for one key exactly one wins, on SQLite and PostgreSQL
+        alike; an expired lease (its holder died) is taken over.
+        """
+        now = self.now()
+        row = {"host_id": self.host_id, "namespace": namespace, "key": key, "value": holder,
+               "expires_at": now + timedelta(seconds=ttl_seconds), "updated_at": now}
+        with self._tx() as s:
+            stmt = _insert(s, KvTable.__table__)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["host_id", "namespace", "key"],
+                set_={c: stmt.excluded[c] for c in ("value", "expires_at", "updated_at")},
+                where=sa.and_(KvTable.expires_at.is_not(None), KvTable.expires_at <= now))
+            return s.execute(stmt.returning(KvTable.key), row).first() is not None
+
+    def kv_release(self, namespace: str, key: str, holder: str) -> None:
+        """Give up ``key`` if ``holder`` still holds it (a lease taken over is left alone)."""
+        with self._tx() as s:
+            s.execute(sa.delete(KvTable).where(
+                KvTable.host_id == self.host_id, KvTable.namespace == namespace,
+                KvTable.key == key, KvTable.value == holder))
+
+    def kv_live(self, namespace: str) -> list[str]:
+        """The keys of ``namespace`` that have not expired."""
+        q = sa.select(KvTable.key).where(
+            KvTable.host_id == self.host_id, KvTable.namespace == namespace,
+            sa.or_(KvTable.expires_at.is_(None), KvTable.expires_at > self.now()))
+        with self._tx(write=False) as s:
+            return list(s.scalars(q))

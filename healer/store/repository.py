@@ -10,6 +10,7 @@ from __future__ import annotations
 from healer.store.repo_base import Clock, utcnow
 from healer.store.repo_credentials import CredentialsRepo
 from healer.store.repo_journal import JournalRepo
+from healer.store.repo_llm import LLMRepo
 from healer.store.repo_outbox import OutboxRepo
 from healer.store.repo_people import PeopleRepo
 from healer.store.repo_samples import SamplesRepo
@@ -17,7 +18,7 @@ from healer.store.repo_silences import SilencesRepo
 
 
 class Repository(JournalRepo, PeopleRepo, CredentialsRepo, OutboxRepo, SamplesRepo,
-                 SilencesRepo):
+                 SilencesRepo, LLMRepo):
     """``Repository(engine, host_id, clock=utcnow)``: the store's whole API."""
 
 

@@ -121,3 +121,20 @@ class SilenceRow(_Row):
     def active(self, now: datetime) -> bool:
         """True until it expires."""
         return now < self.expires_at
+
+
+class LLMAnswerRow(_Row):
+    """What an LLM answered about one incident (``answer``: the stored ``LLMResult`` JSON,
+    untrusted until validated again; None with ``failure`` when it gave none)."""
+
+    id: int
+    incident_id: int
+    model: str
+    prompt_version: str
+    answer: dict[str, Any] | None
+    failure: str | None
+    cached: bool
+    calls: int
+    tokens: int
+    created_at: datetime
+    taken_at: datetime | None

@@ -285,3 +285,31 @@ class KvTable(Base):
     value: Mapped[str] = mapped_column(sa.Text)
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+
+
+class LlmAnswerTable(Base):
+    """What an LLM answered about one incident, for one model and prompt version.
+
+    Written by whichever process asked (healer.diagnose.pending); ``taken_at`` is set when
+    the root agent took it up, re-checking every proposal against the playbook and the
+    guard. ``answer`` is the validated answer (``LLMResult``), null when the LLM gave none
+    (``failure`` says why).
+    """
+
+    __tablename__ = "llm_answers"
+    __table_args__ = (
+        sa.UniqueConstraint("incident_id", "model", "prompt_version"),
+        sa.Index("ix_llm_answers_host_taken", "host_id", "taken_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id"))
+    model: Mapped[str]
+    prompt_version: Mapped[str] = mapped_column(sa.String(64))
+    answer: Mapped[dict[str, Any] | None]
+    failure: Mapped[str | None] = mapped_column(sa.String(64))
+    cached: Mapped[bool]  # from the cache: no call was made for this incident
+    calls: Mapped[int]  # requests the conversation made
+    tokens: Mapped[int]
+    created_at: Mapped[datetime]
+    taken_at: Mapped[datetime | None]

@@ -11,7 +11,7 @@ import pytest
 from guardrails.actions import SysctlWrite
 from guardrails.decision import Decision
 from healer.cli.main import main
-from healer.models import ActionRecord, ActionState, Incident
+from healer.models import ActionRecord, ActionState, Diagnosis, Incident, Opinion
 from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.store.repository import Repository
@@ -103,6 +103,24 @@ def test_actions_and_incidents_print_the_documented_json(
     [inc] = json.loads(capsys.readouterr().out)
     assert inc["playbook"] == "listen-backlog-too-small" and inc["diagnosis"] is None
     assert "evidence" not in inc
+
+
+def test_incidents_json_shows_the_llms_second_opinion_beside_the_diagnosis(
+        repo: Repository, capsys: pytest.CaptureFixture[str]) -> None:
+    now = datetime.now(UTC)
+    incident = repo.open_incident(Incident(host_id="cli-host", playbook="hung-task",
+                                           scope="host", first_seen=now, last_seen=now))
+    assert incident.id is not None
+    repo.set_diagnosis(incident.id, Diagnosis(
+        root_cause="hung-task", confidence=0.7,
+        second_opinion=Opinion(root_cause="nfs-server-unreachable", confidence=0.6,
+                               explanation="the task waits on NFS", model="m")))
+    assert main(["incidents", "--json"]) == 0
+    [inc] = json.loads(capsys.readouterr().out)
+    assert inc["diagnosis"]["root_cause"] == "hung-task"
+    assert inc["diagnosis"]["second_opinion"] == {
+        "root_cause": "nfs-server-unreachable", "confidence": 0.6,
+        "explanation": "the task waits on NFS", "agrees": False, "model": "m", "failure": None}
 
 
 def test_rollback_of_an_unknown_or_unapplied_action_fails_cleanly(

@@ -62,8 +62,11 @@ def test_llm_failure_leaves_the_playbook_answer_standing(
     llm_server.reset(mode="error")
     chain = _chain(settings, no_sleep)
     ctx = _ctx(confidence=0.3)
-    assert chain.diagnose(make_incident(), ctx) == PlaybookDiagnoser().diagnose(make_incident(),
-                                                                                ctx)
+    d = chain.diagnose(make_incident(), ctx)
+    base = PlaybookDiagnoser().diagnose(make_incident(), ctx)
+    assert d.model_copy(update={"second_opinion": None}) == base
+    assert d.second_opinion is not None and d.second_opinion.failure == "server"
+    assert d.second_opinion.proposals == ()
     assert len(llm_server.requests) == 3
 
 
@@ -72,6 +75,7 @@ def test_llm_unknown_leaves_the_playbook_answer_standing(
     llm_server.reset(mode="unknown")
     d = _chain(settings, no_sleep).diagnose(make_incident(), _ctx(second_opinion=True))
     assert d.source == "playbook" and d.root_cause == "cgroup-memory-limit-too-low"
+    assert d.second_opinion is not None and d.second_opinion.root_cause == "unknown"
 
 
 def test_second_opinion_never_overrides_a_confident_playbook(
@@ -80,27 +84,46 @@ def test_second_opinion_never_overrides_a_confident_playbook(
     llm_server.push(Reply.answer("memory-leak", [RAISE, notify], confidence=0.99))
     d = _chain(settings, no_sleep).diagnose(make_incident(), _ctx(second_opinion=True))
     assert d.root_cause == "cgroup-memory-limit-too-low" and d.source == "playbook"
-    assert "suggests memory-leak" in d.explanation
-    llm_props = [p for p in d.proposals if p.provenance == "llm"]
-    assert [p.action.kind for p in llm_props] == ["notify"] and not llm_props[0].in_playbook
+    assert all(p.provenance == "playbook" for p in d.proposals)
+    opinion = d.second_opinion
+    assert opinion is not None and opinion.root_cause == "memory-leak" and not opinion.agrees
+    assert {p.action.kind for p in opinion.proposals} == {"cgroup_limit", "notify"}
+    assert all(p.provenance == "llm" and not p.in_playbook for p in opinion.proposals)
 
 
-def test_without_confident_playbook_the_llm_answers_and_proposals_are_tagged(
+def test_a_sure_but_disagreeing_llm_never_replaces_an_unsure_playbook(
+        llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
+    same = dict(RAISE, action={**RAISE["action"], "value": "157286400"})  # the playbook's own
+    llm_server.push(Reply.answer("memory-leak", [same], confidence=1.0))
+    d = _chain(settings, no_sleep).diagnose(make_incident(), _ctx(confidence=0.3))
+    assert (d.root_cause, d.source, d.confidence) == ("cgroup-memory-limit-too-low",
+                                                      "playbook", 0.3)
+    assert d.second_opinion is not None and d.second_opinion.root_cause == "memory-leak"
+    # Even the playbook's own remedy, proposed by a disagreeing LLM, waits for a person.
+    [p] = d.second_opinion.proposals
+    assert (p.provenance, p.in_playbook) == ("llm", False)
+
+
+def test_an_agreeing_llm_may_pick_the_playbooks_remedies_and_nothing_else(
         llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
     notify = {"action": {"kind": "notify", "message": "raise it"}}
     same = dict(RAISE, action={**RAISE["action"], "value": "157286400"})
-    llm_server.push(Reply.answer("memory-leak", [same, notify]))
+    llm_server.push(Reply.answer("cgroup-memory-limit-too-low", [same, notify]))
     d = _chain(settings, no_sleep).diagnose(make_incident(), _ctx(confidence=0.3))
-    assert (d.root_cause, d.source) == ("memory-leak", "llm")
-    tags = {p.action.kind: (p.provenance, p.in_playbook) for p in d.proposals}
+    assert d.second_opinion is not None and d.second_opinion.agrees
+    tags = {p.action.kind: (p.provenance, p.in_playbook) for p in d.second_opinion.proposals}
     assert tags == {"cgroup_limit": ("llm", True), "notify": ("llm", False)}
 
 
-def test_no_playbook_asks_the_llm(
+def test_without_a_playbook_the_llm_names_its_own_root_cause(
         llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
-    llm_server.push(Reply.answer("memory-leak"))
-    d = _chain(settings, no_sleep).diagnose(make_incident(playbook="unknown"), DiagnoseContext())
-    assert d.source == "llm" and len(llm_server.requests) == 1
+    llm_server.push(Reply.answer("mlx5-firmware-command-failure", [RAISE], confidence=0.7,
+                                 explanation="the NIC firmware rejected CREATE_MKEY"))
+    incident = make_incident(playbook="unclassified", scope="host")
+    d = _chain(settings, no_sleep).diagnose(incident, DiagnoseContext())
+    assert (d.root_cause, d.source) == ("mlx5-firmware-command-failure", "llm")
+    assert d.second_opinion is None and len(llm_server.requests) == 1
+    assert [(p.provenance, p.in_playbook) for p in d.proposals] == [("llm", False)]
 
 
 def test_playbook_path_never_imports_langchain() -> None:

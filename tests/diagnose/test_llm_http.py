@@ -7,10 +7,13 @@ import re
 import time
 from typing import Any
 
+import pytest
+
 from healer.diagnose.base import DiagnoseContext
 from healer.diagnose.client import RetryPolicy
 from healer.diagnose.factory import build_llm
 from healer.diagnose.llm import LLMDiagnoser
+from healer.diagnose.schema import check_root_cause, parse_answer
 from healer.diagnose.tools import ToolBox
 from healer.settings import Settings
 from healer.telemetry import Telemetry
@@ -89,10 +92,10 @@ def test_malformed_json_is_repaired_with_one_retry(
 def test_second_invalid_answer_gives_unknown(
         llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
     llm, tel = _llm(settings, no_sleep)
-    llm_server.push(Reply.answer("disk-on-fire"), Reply.text("I think it is memory."))
+    llm_server.push(Reply.answer("Disk on fire!"), Reply.text("I think it is memory."))
     report = llm.diagnose_detailed(make_incident(), DiagnoseContext())
     assert report.diagnosis.root_cause == "unknown" and report.failure == "invalid"
-    assert "known ids" in llm_server.requests[1]["messages"][-1]["content"]
+    assert "short slug" in llm_server.requests[1]["messages"][-1]["content"]
     assert len(llm_server.requests) == 2
     assert _metric(tel, "healer_llm_failures_total", {"reason": "invalid"}) == 1
 
@@ -179,3 +182,39 @@ def test_token_cap_per_incident_stops_calling(
     assert report.failure == "token_budget" and len(llm_server.requests) == 1
     assert report.tokens_in == 290 and report.tokens_out == 20
     assert _metric(tel, "healer_llm_failures_total", {"reason": "token_budget"}) == 1
+
+
+def test_a_root_cause_outside_the_known_ids_is_a_slug_with_its_explanation(
+        llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
+    llm, _ = _llm(settings, no_sleep)
+    llm_server.push(Reply.answer("nic-firmware-command-failure", [RAISE], confidence=0.7,
+                                 explanation="the firmware rejects CREATE_MKEY"))
+    d = llm.diagnose(make_incident(playbook="unclassified"), DiagnoseContext())
+    assert (d.root_cause, d.explanation) == ("nic-firmware-command-failure",
+                                             "the firmware rejects CREATE_MKEY")
+    system = llm_server.requests[0]["messages"][0]["content"]
+    assert "name it with a new short id" in system and "listen-backlog-too-small" in system
+    user = llm_server.requests[0]["messages"][1]["content"]
+    assert "No playbook knows these kernel-log lines" in user
+
+
+@pytest.mark.parametrize("slug", [
+    "Disk-on-fire", "disk_on_fire", "disk--fire", "-disk", "disk-", "a" * 49, "ab", "",
+    "disk on fire", "unclassified", "disk\nfire", "déjà-vu", "1disk",
+])
+def test_malformed_root_causes_are_refused(slug: str) -> None:
+    with pytest.raises(ValueError):
+        check_root_cause(slug)
+
+
+@pytest.mark.parametrize("slug", ["unknown", "memory-leak", "x25-link", "a" * 48])
+def test_well_formed_root_causes_are_accepted(slug: str) -> None:
+    assert check_root_cause(slug) == slug
+
+
+def test_root_cause_checks_stay_linear_on_hostile_answers() -> None:
+    hostile = json.dumps({"root_cause": "a-" * 500_000 + "!", "confidence": 0.5})
+    started = time.perf_counter()
+    with pytest.raises(ValueError):
+        parse_answer(hostile)
+    assert time.perf_counter() - started < 1.0

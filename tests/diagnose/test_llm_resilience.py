@@ -1,4 +1,7 @@
-"""Circuit breaker, cache, concurrency cap and the adversarial model, over real HTTP."""
+"""Circuit breaker, concurrency cap and the adversarial model, over real HTTP.
+
+The cache, the one call in flight per fingerprint and the hourly budget are the store's:
+tests/diagnose/test_pending.py."""
 
 from __future__ import annotations
 
@@ -11,14 +14,13 @@ from typing import Any
 from guardrails import CheckContext, check, load_policy
 from healer.diagnose.base import DiagnoseContext
 from healer.diagnose.breaker import CircuitBreaker
-from healer.diagnose.cache import DiagnosisCache
 from healer.diagnose.client import ChatMessage, ChatReply, LLMClient, RetryPolicy
 from healer.diagnose.tools import ToolBox
 from healer.settings import Settings
 from healer.telemetry import Telemetry
 from tests.diagnose.conftest import FIXTURES, make_incident
 from tests.diagnose.test_llm_http import _llm, _metric
-from tests.llm_server import LLMServer, Reply
+from tests.llm_server import LLMServer
 
 
 class FakeClock:
@@ -43,69 +45,13 @@ def test_circuit_breaker_opens_and_no_request_reaches_the_server_while_open(
     second = llm.diagnose_detailed(make_incident(incident_id=2), DiagnoseContext())
     assert second.failure == "circuit_open" and second.diagnosis.root_cause == "unknown"
     assert len(llm_server.requests) == 3  # nothing reached the server
-    assert llm.status()["breaker"]["state"] == "open"  # type: ignore[index]
+    assert llm.status()["state"] == "open"
     clock.t += 61  # cool-down over: one trial call, which succeeds and closes the circuit
     llm_server.reset(mode="correct")
     third = llm.diagnose_detailed(make_incident(incident_id=3), DiagnoseContext())
     assert third.diagnosis.root_cause == "cgroup-memory-limit-too-low"
     assert len(llm_server.requests) == 1
     assert breaker.state == "closed" and _metric(tel, "healer_llm_circuit_open") == 0
-
-
-def test_repeat_of_same_incident_and_evidence_costs_no_new_request(
-        llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
-    llm, tel = _llm(settings, no_sleep)
-    first = llm.diagnose_detailed(make_incident(incident_id=1), DiagnoseContext())
-    again = llm.diagnose_detailed(make_incident(incident_id=7), DiagnoseContext())
-    assert again.cache_hit and not first.cache_hit
-    assert again.diagnosis == first.diagnosis
-    assert len(llm_server.requests) == 1 and _metric(tel, "healer_llm_cache_hits_total") == 1
-    other = make_incident(playbook="memory-leak")
-    llm.diagnose(other, DiagnoseContext())
-    assert len(llm_server.requests) == 2  # another fingerprint asks again
-
-
-def test_durable_cache_survives_a_new_diagnoser(
-        llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
-    store: dict[str, str] = {}
-
-    class DictKV:
-        def get(self, key: str) -> str | None:
-            return store.get(key)
-
-        def put(self, key: str, value: str, ttl_seconds: float) -> None:
-            store[key] = value
-
-    first, _ = _llm(settings, no_sleep, kv=DictKV())
-    first.diagnose(make_incident(), DiagnoseContext())
-    restarted, _ = _llm(settings, no_sleep, kv=DictKV())
-    assert restarted.diagnose_detailed(make_incident(), DiagnoseContext()).cache_hit
-    assert len(llm_server.requests) == 1 and len(store) == 1
-
-
-def test_cache_entries_expire() -> None:
-    clock = FakeClock()
-    cache = DiagnosisCache(maxsize=2, ttl_seconds=10, clock=clock)
-    cache.put("a", "1")
-    cache.put("b", "2")
-    cache.put("c", "3")
-    assert cache.get("a") is None and cache.get("c") == "3"  # LRU evicted the oldest
-    clock.t += 11
-    assert cache.get("c") is None
-
-
-def test_storm_of_the_same_incident_makes_one_call(
-        llm_server: LLMServer, settings: Settings, no_sleep: RetryPolicy) -> None:
-    llm, _ = _llm(settings, no_sleep)
-    llm_server.push(Reply.slow(0.2))  # holds the first caller while the others queue
-    threads = [threading.Thread(target=llm.diagnose, args=(make_incident(incident_id=i),
-                                                           DiagnoseContext()))
-               for i in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    assert len(llm_server.requests) == 1
 
 
 class _SlowTransport:

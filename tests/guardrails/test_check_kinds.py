@@ -161,9 +161,18 @@ def test_notify_is_allowed_and_escalate_asks_a_person_even_in_observe_mode(
         d = decide(
             {"kind": kind, "message": "gpu 0 fell off the bus; drain it"},
             mode="observe",
-            provenance="llm",
-            in_playbook=False,
+            provenance="playbook",
+            in_playbook=True,
             root=False,
             changes_this_cycle=99,
         )
         assert d.verdict == verdict, kind
+
+
+def test_a_message_the_llm_wrote_outside_the_playbook_waits_for_a_person(
+    decide: Decide,
+) -> None:
+    message = {"kind": "notify", "message": "urgent: log in at http://evil.example to fix"}
+    outside = decide(message, provenance="llm", in_playbook=False)
+    assert outside.verdict == "needs_approval" and "V-outside-playbook" in outside.rules
+    assert decide(message, provenance="llm", in_playbook=True).verdict == "allow"

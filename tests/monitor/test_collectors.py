@@ -68,7 +68,8 @@ def test_malformed_file_degrades_only_its_collector_with_a_counter(proc_copy: Pa
     assert s.collector_errors == ("vmstat",)
     assert "mem.total_bytes" in s.metrics
     mon.sample()
-    value = tel.agent_registry.get_sample_value("healer_collector_errors_total", {"collector": "vmstat"})
+    value = tel.agent_registry.get_sample_value("healer_collector_errors_total",
+                                                {"collector": "vmstat"})
     assert value == 2.0
 
 
