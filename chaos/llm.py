@@ -12,8 +12,11 @@ from chaos.sandbox import Sandbox, free_port
 
 
 def llm_server_script() -> Path:
-    """Where the repository keeps the test LLM server."""
-    return Path(__file__).resolve().parents[1] / "tests" / "llm_server.py"
+    """Where the repository keeps the test LLM server: beside this package in a checkout,
+    else in the checkout the suite runs from (an installed copy carries no tests)."""
+    beside = Path(__file__).resolve().parents[1] / "tests" / "llm_server.py"
+    here = Path.cwd() / "tests" / "llm_server.py"
+    return beside if beside.is_file() or not here.is_file() else here
 
 
 def start_llm_server(sb: Sandbox, mode: str, timeout: float = 20.0) -> str:

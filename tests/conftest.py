@@ -10,6 +10,7 @@ packages they fail under CI and skip elsewhere.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -126,3 +127,32 @@ def agent_tmp() -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+PACKAGES = ("healer", "web", "guardrails", "playbooks", "chaos")
+
+
+def _installed_copy_is_stale(repo: Path) -> str | None:
+    """As root, ``make`` installs the project (not editable) for the unprivileged side, which
+    imports that copy; a test run against a checkout that differs from it would test two
+    versions at once. The first file that differs, or None."""
+    import sysconfig
+
+    for package in PACKAGES:
+        installed = Path(sysconfig.get_paths()["purelib"]) / package
+        if not installed.is_dir():
+            continue  # an editable install (or none): the checkout is the copy
+        for source in (repo / package).rglob("*"):
+            if source.suffix not in (".py", ".yaml", ".j2", ".css", ".js") or not source.is_file():
+                continue
+            copy = installed / source.relative_to(repo / package)
+            if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+                return str(source.relative_to(repo))
+    return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    if os.geteuid() == 0 and (stale := _installed_copy_is_stale(repo)) is not None:
+        pytest.exit(f"the installed copy of healer is older than the checkout ({stale}): "
+                    "run `make code` (make test does)", returncode=2)
