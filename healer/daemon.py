@@ -26,9 +26,9 @@ from healer.diagnose.cache import RepositoryKV
 from healer.diagnose.chain import ChainDiagnoser
 from healer.diagnose.factory import build_diagnoser
 from healer.diagnose.tools import ToolBox
+from healer.host.gpu import build_gpu_backend
 from healer.logs import kv
 from healer.models import Incident
-from healer.monitor.gpu import build_gpu_backend
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
 from healer.notify import Notifier, OutboxDeliverer, build_channels

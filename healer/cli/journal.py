@@ -141,7 +141,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
     from healer.act.registry import build_actuators
-    from healer.monitor.gpu import build_gpu_backend
+    from healer.host.gpu import build_gpu_backend
 
     gpu = None
     # Without a usable GPU backend, GPU changes cannot be rolled back from here.

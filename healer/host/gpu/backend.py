@@ -1,7 +1,7 @@
 """The GPU backend protocol, shared by NVML and the simulated device, plus decoders.
 
 Readers return ``GpuState`` with unprefixed metric names (``temperature_celsius``);
-the collector prefixes them as ``gpu.<index>.<name>``. Setters exist for the
+the collector (``healer.monitor.gpu``) prefixes them as ``gpu.<index>.<name>``. Setters exist for the
 actuators; they raise ``GpuError`` when the device refuses.
 """
 
