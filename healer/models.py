@@ -11,6 +11,7 @@ record's place in a convergence (``Step``).
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -224,6 +225,10 @@ SLACK_REJECT_ACTION = "healer_reject"
 # -- verification: what a change is judged on, and what was concluded -------------------------
 Direction = Literal["down", "up", "to_zero", "below", "above"]
 SloOp = Literal["<=", "<", ">=", ">"]
+_SLO_METRIC = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
+# Operator config text (Settings.slo_metrics), not untrusted input: Python re.
+_SLO_RE = re.compile(rf"^\s*({_SLO_METRIC})\s*(<=|>=|<|>)\s*({_SLO_METRIC}"
+                     r"|-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*$")
 # fixed: the symptom is gone for the verify window (keep). insufficient: it continues at the
 # same rate or lower and no guard regressed (keep; a convergence steps again). regressed: a
 # guard got worse beyond its noise, or the symptom got worse than before (roll back).
@@ -266,6 +271,16 @@ class Slo(_Frozen):
     def __str__(self) -> str:
         rhs = self.objective_metric if self.objective_metric else f"{self.objective:g}"
         return f"{self.metric}{self.op}{rhs}"
+
+    @classmethod
+    def parse(cls, text: str) -> Slo:
+        """``metric<=0.05`` or ``metric<=other.metric``; ValueError on anything else."""
+        m = _SLO_RE.match(text)
+        if m is None:
+            raise ValueError(f"not an SLO (metric <=|<|>=|> number-or-metric): {text!r}")
+        metric, op, rhs = m.groups()
+        rhs_field = "objective_metric" if rhs[0].isalpha() else "objective"
+        return cls.model_validate({"metric": metric, "op": op, rhs_field: rhs})
 
 
 class GuardSpec(_Frozen):
