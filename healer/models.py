@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardrails import linear
 from guardrails.actions import Action
 from guardrails.decision import Decision, Provenance
+from healer.errors import ConfigError
 from playbooks.schema import Converge
 
 
@@ -146,6 +147,38 @@ class Incident(_Frozen):
         """playbook|scope, plus |subject when there is one (unique among open incidents)."""
         base = f"{self.playbook}|{self.scope}"
         return f"{base}|{self.subject}" if self.subject else base
+
+
+def split_fingerprint(fingerprint: str) -> tuple[str, str, str]:
+    """``playbook|scope|subject`` (``Incident.fingerprint``) into its parts; a subject may
+    hold ``|`` itself (a template), a playbook id and a scope never do."""
+    playbook, _, rest = fingerprint.partition("|")
+    scope, _, subject = rest.partition("|")
+    return playbook, scope, subject
+
+
+class SilenceRefused(ConfigError):
+    """The silence asked for is malformed or would cover a known failure."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("silence", problem)
+
+
+class SilenceRequest(_Frozen):
+    """A silence to store: validated, with the template it covers."""
+
+    template: str
+    comment: str
+    expires_at: datetime
+
+
+class SilenceCheck(Protocol):
+    """Checks a silence asked for by template or by an unclassified incident against the
+    playbook library (``healer.detect.silences.silence_check``); raises SilenceRefused."""
+
+    def __call__(self, *, comment: str, now: datetime, template: str | None = None,
+                 incident: Incident | None = None, duration: timedelta | None = None,
+                 expires_at: datetime | None = None) -> SilenceRequest: ...
 
 
 class Proposal(_Frozen):

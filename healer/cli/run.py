@@ -67,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from healer.daemon import build_daemon
+    from healer.detect.silences import silence_check
     from web.app import create_app
     from web.live import WindowLive
 
@@ -75,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     daemon = build_daemon(settings)
     llm = daemon.diagnoser.status if daemon.settings.llm_enabled else None
     live = WindowLive(daemon.pipeline.window, llm=llm)
-    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry, live=live)
+    app = create_app(daemon.settings, repo=daemon.repo, telemetry=daemon.telemetry, live=live,
+                     silence_check=silence_check(daemon.pipeline.library.playbooks))
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                           log_level="warning", access_log=False))
     daemon.start()

@@ -21,5 +21,5 @@ def test_a_bad_failure_word_names_the_file_and_the_key(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_noise_file_is_a_playbook_error(tmp_path: Path) -> None:
-    with pytest.raises(PlaybookError, match="noise: .*missing.yaml"):
+    with pytest.raises(PlaybookError, match=r"noise: .*missing\.yaml"):
         load_noise(tmp_path / "missing.yaml")

@@ -21,7 +21,7 @@ from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.telemetry import Telemetry
 from tests.web.conftest import SLACK_SECRET
-from tests.web.helpers import Clock, add_user, decide_votes, make_proposal, serve
+from tests.web.helpers import SILENCE_CHECK, Clock, add_user, decide_votes, make_proposal, serve
 from tests.web.slack_helpers import signed_headers
 from web import create_app
 
@@ -66,7 +66,8 @@ def test_approval_request_reaches_hooks_and_a_signed_slack_click_approves(
     add_user(repo, "alice", "approver", slack="U42")
     clock = Clock()
     record = make_proposal(repo, clock(), approval="approve")
-    app = create_app(settings, repo=repo, telemetry=Telemetry(), clock=clock)
+    app = create_app(settings, repo=repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, clock=clock)
     with serve(app) as base, httpx.Client(base_url=base, timeout=5) as http:
         assert http.get("/healthz").status_code == 200
         Notifier(settings, repo).approval_needed(record)
