@@ -22,12 +22,14 @@ run: $(STAMP)
 	$(BIN)/healer run
 
 test: $(STAMP) system-deps
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 	$(BIN)/healer chaos suite --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
