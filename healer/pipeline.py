@@ -32,6 +32,7 @@ from healer.logs import kv
 from healer.models import Diagnosis, Incident, Sample
 from healer.monitor.registry import Monitor
 from healer.notify import Notifier
+from healer.recorder import RawRecorder
 from healer.store.repository import Repository
 from healer.store.rollup import RollupAccumulator
 from healer.telemetry import Telemetry
@@ -63,9 +64,11 @@ class Pipeline:
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
     _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
     _started: datetime | None = None
+    raw: RawRecorder = field(init=False)  # full resolution around incidents
 
     def __post_init__(self) -> None:
         self._started = self.engine.clock()
+        self.raw = RawRecorder(self.repo, self.window, self.library, self.engine.slos)
 
     def cycle(self) -> Sample:
         """Take one sample and move every incident and action one step forward."""
@@ -76,6 +79,8 @@ class Pipeline:
         self.repo.add_rollups(self.rollups.add(sample))
         for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
             self._on_incident(change)
+            self.raw.incident(change.kind, change.incident, sample.ts)
+        self.raw.add(sample)
         self._take_diagnoses()  # diagnose -> guard (proposals enter the journal)
         self.engine.step()  # act -> verify -> keep | roll back
         self.telemetry.cycle_seconds.observe(time.perf_counter() - started)
@@ -144,6 +149,7 @@ class Pipeline:
 
     def close(self) -> None:
         """Cancel diagnoses not yet started (one already running is abandoned, not awaited)
-        and persist the partial rollup minute."""
+        and persist the partial rollup minute and the buffered raw samples."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.repo.add_rollups(self.rollups.flush())
+        self.raw.flush()
