@@ -42,6 +42,7 @@ from web.routers import (
     silences,
     slack,
     snapshot,
+    targets,
 )
 from web.security import LoginThrottle, Signer, load_or_create_key, parse_networks
 
@@ -121,7 +122,7 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
                   description="healer's dashboard API: incidents, the action journal, approvals.")
     app.state.ctx = ctx
     for module in (health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
-                   approvals_pages, journal_pages, silences):
+                   approvals_pages, journal_pages, silences, targets):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "users",  # user add|remove|passwd|role|list, token create|list|revoke
     "silences",  # silence add, list, remove
+    "targets",  # target list, resume
 )
 
 

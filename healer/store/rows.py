@@ -121,3 +121,11 @@ class SilenceRow(_Row):
     def active(self, now: datetime) -> bool:
         """True until it expires."""
         return now < self.expires_at
+
+
+class PausedTargetRow(_Row):
+    """A target automation stood down on (admin drift), until a person resumes it."""
+
+    target: str
+    reason: str
+    at: datetime
