@@ -29,7 +29,7 @@ from healer.detect import Detector, IncidentChange, IncidentTracker
 from healer.diagnose.base import DiagnoseContext, Diagnoser
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
 from healer.logs import kv
-from healer.models import Diagnosis, Incident, Sample
+from healer.models import Diagnosis, Incident, IncidentStatus, Sample
 from healer.monitor.registry import Monitor
 from healer.notify import Notifier
 from healer.recorder import RawRecorder
@@ -69,6 +69,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         self._started = self.engine.clock()
         self.raw = RawRecorder(self.repo, self.window, self.library, self.engine.slos)
+        self._count_open()
 
     def cycle(self) -> Sample:
         """Take one sample and move every incident and action one step forward."""
@@ -93,6 +94,7 @@ class Pipeline:
             log.info(kv(msg=f"incident {change.kind}: {incident.playbook}", scope=incident.scope,
                         id=incident.id, count=incident.count))
             self.notifier.incident(change.kind, incident)
+            self._count_open()
         if incident.id is None:
             return
         if change.kind in ("opened", "reopened"):
@@ -103,6 +105,10 @@ class Pipeline:
             self._diagnose(incident)
         elif change.kind == "resolved":
             self._diagnosed.pop(incident.id, None)
+
+    def _count_open(self) -> None:
+        """``healer_open_incidents``: the store's count, which survives restarts."""
+        self.telemetry.open_incidents.set(self.repo.count_incidents(IncidentStatus.OPEN))
 
     def _rediagnose(self, incident: Incident) -> bool:
         assert incident.id is not None

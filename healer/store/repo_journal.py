@@ -165,6 +165,13 @@ class JournalRepo(RepoBase):
             rows = s.scalars(q.order_by(IncidentTable.id.desc()).limit(limit))
             return [_incident(r) for r in rows]
 
+    def count_incidents(self, status: IncidentStatus) -> int:
+        """How many of this host's incidents are in ``status``."""
+        q = sa.select(sa.func.count(IncidentTable.id)).where(
+            IncidentTable.host_id == self.host_id, IncidentTable.status == status.value)
+        with self._tx(write=False) as s:
+            return int(s.scalar(q) or 0)
+
     def set_diagnosis(self, incident_id: int, diagnosis: Diagnosis) -> None:
         """Attach (or replace) the diagnosis of an incident."""
         with self._tx() as s:
