@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -271,7 +271,7 @@ class Converger:
             found = [self.repo.get_action(i) for i in stop.steps[-1:]]
             records = [r for r in found if r is not None]
         else:
-            records = self.repo.list_actions(incident_id=escalation.incident_id, limit=200)
+            records = list(self.repo.iter_actions(incident_id=escalation.incident_id))
         newest: dict[str, ActionRecord] = {}
         for r in records:  # newest first
             newest.setdefault(r.action.target, r)
@@ -282,11 +282,11 @@ class Converger:
         """Kept as insufficient, and still its target's newest change."""
         if record.state != S.VERIFIED or record.verdict != "insufficient" or record.id is None:
             return False
-        later = self.repo.list_actions(incident_id=record.incident_id, limit=200)
-        return not any(r.action.target == record.action.target and (r.id or 0) > record.id
-                       for r in later)
+        newest = next(self.repo.iter_actions(incident_id=record.incident_id,
+                                             target=record.action.target), None)
+        return newest is not None and newest.id == record.id
 
-    def resume(self, verified: list[ActionRecord]) -> list[ActionRecord]:
+    def resume(self, verified: Iterable[ActionRecord]) -> list[ActionRecord]:
         """After a restart, finish what a crash cut short: a kept insufficient step whose
         next step never went out, and an approved "continue" not yet acted on.
         ``verified``: verified records, newest first."""

@@ -153,9 +153,9 @@ class ChangeEngine:
         ``stop``: on the escalation that says a convergence stopped.
         """
         action = proposal.action
-        for open_record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
-            if open_record.action.target == action.target:
-                return open_record
+        open_record = next(self.repo.iter_actions(states=OPEN_STATES, target=action.target), None)
+        if open_record is not None:
+            return open_record
         now = self.clock()
         spec = spec_for(verify, incident, action, self.slos)
         playbook = verify if isinstance(verify, Playbook) else None
@@ -197,9 +197,8 @@ class ChangeEngine:
         """A deny once ``limit`` changes of this target were applied for the incident."""
         if limit is None or incident is None or incident.id is None:
             return None
-        done = [r for r in self.repo.list_actions(states=APPLIED_STATES,
-                                                  incident_id=incident.id, limit=1000)
-                if r.action.target == action.target]
+        done = list(self.repo.iter_actions(states=APPLIED_STATES, incident_id=incident.id,
+                                           target=action.target))
         if len(done) < limit:
             return None
         ids = ", ".join(str(r.id) for r in done)
@@ -227,12 +226,12 @@ class ChangeEngine:
     def _advance(self) -> list[ActionRecord]:
         changed: list[ActionRecord] = []
         applied = 0
-        for record in reversed(self.repo.list_actions(states=(S.APPROVED,), limit=1000)):
+        for record in self.repo.iter_actions(states=(S.APPROVED,), oldest_first=True):
             moved = self._apply(record, applied)
             if moved is not None:
                 changed.append(moved)
                 applied += moved.state in LIVE_STATES or moved.state == S.ROLLED_BACK
-        for record in reversed(self.repo.list_actions(states=(S.VERIFYING,), limit=1000)):
+        for record in self.repo.iter_actions(states=(S.VERIFYING,), oldest_first=True):
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
@@ -250,7 +249,7 @@ class ChangeEngine:
         """
         out: list[ActionRecord] = []
         seen: set[str] = set()
-        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):  # newest first
+        for record in self.repo.iter_actions(states=LIVE_STATES):  # newest first
             target = record.action.target
             if target in seen or record.action.kind in MESSAGE_KINDS:
                 continue
@@ -294,9 +293,8 @@ class ChangeEngine:
 
     def _expire(self, now: datetime) -> list[ActionRecord]:
         out = []
-        for record in self.repo.list_actions(states=(S.AWAITING_APPROVAL,), limit=1000):
-            if now - record.created_at < self.approval_ttl:
-                continue
+        for record in self.repo.iter_actions(states=(S.AWAITING_APPROVAL,),
+                                             created_before=now - self.approval_ttl):
             moved = self.executor.move(record, S.EXPIRED, (S.AWAITING_APPROVAL,),
                                        f"no decision within {self.approval_ttl}")
             if moved is not None:
@@ -348,12 +346,12 @@ class ChangeEngine:
         """Restore every change a crash left unverified; safe to run repeatedly."""
         out: list[ActionRecord] = []
         now = self.clock()
-        for record in reversed(self.repo.list_actions(states=(S.APPLYING, S.VERIFYING),
-                                                      limit=1000)):
+        for record in self.repo.iter_actions(states=(S.APPLYING, S.VERIFYING),
+                                             oldest_first=True):
             moved = self._reconcile(record, now)
             if moved is not None:
                 out.append(moved)
-        out += self.converger.resume(self.repo.list_actions(states=(S.VERIFIED,), limit=1000))
+        out += self.converger.resume(self.repo.iter_actions(states=(S.VERIFIED,)))
         log.info(kv(msg="reconciled journal after start", finished=len(out)))
         return out
 
@@ -383,8 +381,8 @@ class ChangeEngine:
             raise HealerError(f"action {action_id} not found")
         if record.state not in LIVE_STATES:
             raise HealerError(f"action {action_id} is {record.state.value}: nothing to roll back")
-        newer = [r for r in self.repo.list_actions(states=LIVE_STATES, limit=1000)
-                 if r.action.target == record.action.target and (r.id or 0) > action_id]
+        newer = [r for r in self.repo.iter_actions(states=LIVE_STATES, target=record.action.target)
+                 if (r.id or 0) > action_id]
         if newer:
             raise HealerError(f"action {newer[-1].id} changed {record.action.target} later: "
                               "roll that back first")
@@ -400,7 +398,7 @@ class ChangeEngine:
     def rollback_all(self, actor: str = LOCAL_ADMIN) -> list[ActionRecord]:
         """Roll back every change that is in place, newest first."""
         out = []
-        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):
+        for record in self.repo.iter_actions(states=LIVE_STATES):
             assert record.id is not None
             try:
                 out.append(self.rollback(record.id, actor))
@@ -443,9 +441,9 @@ class ChangeEngine:
     def watched_pids(self) -> set[int]:
         """Pids the process scan must keep: open incidents' ``pid:<n>`` scopes and the
         targets of open (proposed through verifying) actions; two indexed reads."""
-        scopes = [i.scope for i in self.repo.list_incidents(IncidentStatus.OPEN, limit=1000)]
+        scopes = [i.scope for i in self.repo.iter_incidents(IncidentStatus.OPEN)]
         pids: set[int] = set()
-        for record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
+        for record in self.repo.iter_actions(states=OPEN_STATES):
             scopes.append(record.action.scope)
             pid = getattr(record.action, "pid", None)  # ProcessRlimit, ProcessNice
             if isinstance(pid, int):

@@ -157,7 +157,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     engine = _engine(settings, repo)
     if args.all:
         records = engine.rollback_all(LOCAL_ADMIN)
-        left = repo.list_actions(states=(S.APPLYING, S.VERIFYING, S.VERIFIED))
+        left = list(repo.iter_actions(states=(S.APPLYING, S.VERIFYING, S.VERIFIED)))
     else:
         records, left = [engine.rollback(args.id, LOCAL_ADMIN)], []
     if args.json:
