@@ -238,16 +238,6 @@ TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     ),
     ActionState.VERIFIED: frozenset({ActionState.ROLLED_BACK, ActionState.SUPERSEDED}),
 }
-TERMINAL_STATES = frozenset(
-    {
-        ActionState.DENIED,
-        ActionState.REJECTED,
-        ActionState.EXPIRED,
-        ActionState.ROLLED_BACK,
-        ActionState.ROLLBACK_FAILED,
-        ActionState.SUPERSEDED,
-    }
-)
 
 # Slack Block Kit action_id prefixes of the Approve/Reject buttons (the suffix is the action
 # id): notify draws the buttons, the web's /slack/interactions reads them back.

@@ -130,10 +130,6 @@ class Notifier:
                    "applied": record.applied, "verdict": record.decision.verdict}
         return self.emit(ev, f"action:{record.id}", payload, severity)
 
-    def approval_needed(self, record: ActionRecord) -> int:
-        """Queue an approval request with the dashboard link (and Slack buttons)."""
-        return self.action(Event.APPROVAL_NEEDED, record)
-
     def escalation(self, subject: str, message: str, *, incident_id: int | None = None,
                    action_id: int | None = None) -> int:
         """Queue an escalation: healer will not act, a person must."""

@@ -70,7 +70,7 @@ def test_approval_request_reaches_hooks_and_a_signed_slack_click_approves(
                      silence_check=SILENCE_CHECK, clock=clock)
     with serve(app) as base, httpx.Client(base_url=base, timeout=5) as http:
         assert http.get("/healthz").status_code == 200
-        Notifier(settings, repo).approval_needed(record)
+        Notifier(settings, repo).action("approval_needed", record)
         with httpx.Client(timeout=2) as hooks:
             report = OutboxDeliverer(repo, build_channels(settings, hooks)).deliver_due()
         assert report.delivered == 3  # log, slack, webhook
