@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from healer.act.engine import LOCAL_ADMIN
 from healer.cli.main import main
-from healer.settings import Settings
-from healer.store.engine import open_store
 from healer.store.repository import Repository
 
 TARGET = "sysctl_write:netns:chaos-1:net.core.somaxconn"
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repository:
-    monkeypatch.setenv("HEALER_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("HEALER_HOST_ID", "cli-host")
-    return open_store(Settings(state_dir=tmp_path / "state", host_id="cli-host"))
 
 
 def test_resume_lists_then_resumes_a_paused_target(repo: Repository,

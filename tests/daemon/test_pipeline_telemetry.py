@@ -9,7 +9,6 @@ from typing import Any
 from healer.detect.detector import DetectEvent
 from healer.models import Evidence, Sample
 from healer.pipeline import Pipeline
-from healer.store.engine import migrate, open_engine
 from healer.store.repository import Repository
 from tests.act.conftest import Clock
 from tests.act.test_rediagnose import PLAYBOOK, SCOPE, Doctor, World, run, start
@@ -27,11 +26,8 @@ def open_incidents(p: Pipeline) -> float | None:
     return p.telemetry.registry.get_sample_value("healer_open_incidents")
 
 
-def test_open_incidents_gauge_counts_the_stores_open_incidents(tmp_path: Path) -> None:
-    clock = Clock()
-    engine = open_engine(f"sqlite:///{tmp_path / 'healer.db'}")
-    migrate(engine)
-    repo = Repository(engine, "test-host", clock=clock)
+def test_open_incidents_gauge_counts_the_stores_open_incidents(
+        repo: Repository, clock: Clock, tmp_path: Path) -> None:
     world, doctor = Clearing(clock), Doctor()
     p = start(repo, clock, world, doctor, tmp_path)
     run(p, clock, 5)

@@ -12,11 +12,8 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
-import pytest
-
 from healer.models import Evidence, Incident, Sample
 from healer.recorder import AFTER_SECONDS, BEFORE_SECONDS, FLUSH_SECONDS, RawRecorder
-from healer.store.engine import migrate, open_engine
 from healer.store.repository import Repository
 from healer.window import MetricWindow
 from playbooks.loader import load_library
@@ -39,13 +36,6 @@ class CountingRepo:
     def add_raw_samples(self, samples: Sequence[Sample]) -> None:
         self.writes += 1
         self.repo.add_raw_samples(samples)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Repository:
-    engine = open_engine(f"sqlite:///{tmp_path / 'healer.db'}")
-    migrate(engine)
-    return Repository(engine, "test-host")
 
 
 def sample(t: float) -> Sample:
@@ -105,11 +95,7 @@ def test_a_playbook_without_a_verify_block_records_its_evidence_series(
 
 
 def test_the_pipeline_records_an_incidents_metrics_while_it_is_open(
-        tmp_path: Path) -> None:
-    clock = Clock()
-    engine = open_engine(f"sqlite:///{tmp_path / 'healer.db'}")
-    migrate(engine)
-    repo = Repository(engine, "test-host", clock=clock)
+        repo: Repository, clock: Clock, tmp_path: Path) -> None:
     world, doctor = World(clock), Doctor()
     p = start(repo, clock, world, doctor, tmp_path)
     run(p, clock, 30)
