@@ -27,7 +27,7 @@ from healer.diagnose.chain import ChainDiagnoser
 from healer.diagnose.factory import build_diagnoser
 from healer.diagnose.tools import ToolBox
 from healer.host.gpu import build_gpu_backend
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import Incident
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
@@ -82,8 +82,8 @@ class Daemon:
                                next_run_time=utcnow() + timedelta(
                                    seconds=PRUNE_FIRST_AFTER_SECONDS))
         self.scheduler.start()
-        log.info(kv(msg="healer started", mode=s.mode, interval=s.interval_seconds,
-                    host_id=s.host_id, web=f"http://{s.host}:{s.port}"))
+        log.info(logfmt(msg="healer started", mode=s.mode, interval=s.interval_seconds,
+                        host_id=s.host_id, web=f"http://{s.host}:{s.port}"))
 
     def stop(self) -> None:
         """Stop the jobs and flush what is buffered; idempotent."""
@@ -92,7 +92,7 @@ class Daemon:
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
         self.pipeline.close()
-        log.info(kv(msg="healer stopped"))
+        log.info(logfmt(msg="healer stopped"))
 
     def _cycle(self) -> None:
         start = time.monotonic()
@@ -116,13 +116,13 @@ def _guarded(job: str, fn: Callable[[], object]) -> None:
     try:
         fn()
     except Exception:
-        log.exception(kv(msg="job failed", job=job))
+        log.exception(logfmt(msg="job failed", job=job))
 
 
 def effective_settings(settings: Settings) -> Settings:
     """Cap the mode at ``advise`` without root: healer can read but not write the kernel."""
     if os.geteuid() != 0 and settings.mode == "auto":
-        log.warning(kv(msg="not root: mode capped at advise; actuators report not permitted"))
+        log.warning(logfmt(msg="not root: mode capped at advise; actuators report not permitted"))
         return settings.model_copy(update={"mode": "advise"})
     return settings
 

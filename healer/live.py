@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import LiveSnapshot, Sample
 
 log = logging.getLogger("healer.live")
@@ -59,7 +59,7 @@ class LivePublisher:
             self._replace(snapshot.model_dump_json().encode())
         except OSError as exc:
             if not self._failing:  # once per outage, not once a second
-                log.error(kv(msg="cannot publish live data", path=self.path, error=exc))
+                log.error(logfmt(msg="cannot publish live data", path=self.path, error=exc))
             self._failing = True
             return
         self._failing = False

@@ -28,7 +28,7 @@ from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
 from healer.diagnose.base import DiagnoseContext, Diagnoser
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import Diagnosis, Incident, IncidentStatus, Sample
 from healer.monitor.registry import Monitor
 from healer.notify import Notifier
@@ -91,8 +91,8 @@ class Pipeline:
         incident = change.incident
         self.telemetry.incidents.labels(incident.playbook, change.kind).inc()
         if change.kind in ("opened", "reopened", "resolved"):
-            log.info(kv(msg=f"incident {change.kind}: {incident.playbook}", scope=incident.scope,
-                        id=incident.id, count=incident.count))
+            log.info(logfmt(msg=f"incident {change.kind}: {incident.playbook}",
+                            scope=incident.scope, id=incident.id, count=incident.count))
             self.notifier.incident(change.kind, incident)
             self._count_open()
         if incident.id is None:
@@ -100,8 +100,8 @@ class Pipeline:
         if change.kind in ("opened", "reopened"):
             self._diagnose(incident)
         elif change.kind == "updated" and self._rediagnose(incident):
-            log.info(kv(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
-                        id=incident.id))
+            log.info(logfmt(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
+                            id=incident.id))
             self._diagnose(incident)
         elif change.kind == "resolved":
             self._diagnosed.pop(incident.id, None)
@@ -143,12 +143,12 @@ class Pipeline:
             try:
                 diagnosis = future.result()
             except Exception:  # a diagnoser bug must not stop the loop
-                log.exception(kv(msg="diagnosis failed", incident=incident_id))
+                log.exception(logfmt(msg="diagnosis failed", incident=incident_id))
                 continue
             self.repo.set_diagnosis(incident_id, diagnosis)
-            log.info(kv(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
-                        source=diagnosis.source, confidence=diagnosis.confidence,
-                        proposals=len(diagnosis.proposals)))
+            log.info(logfmt(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
+                            source=diagnosis.source, confidence=diagnosis.confidence,
+                            proposals=len(diagnosis.proposals)))
             playbook = self.library.get(incident.playbook)
             for proposal in diagnosis.proposals:
                 self.engine.propose(incident, proposal, playbook)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from healer.errors import HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import Incident, Sample, Slo
 from healer.verify.labels import spec_for
 from playbooks.loader import Library
@@ -128,4 +128,4 @@ class RawRecorder:
         try:
             self._sink.add_raw_samples(samples)
         except HealerError as exc:
-            log.warning(kv(msg="raw samples not stored", samples=len(samples), error=exc))
+            log.warning(logfmt(msg="raw samples not stored", samples=len(samples), error=exc))

@@ -38,7 +38,7 @@ from healer.act.gate import Gate, Mode
 from healer.act.limits import converge_for, max_per_incident_for
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError, HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import (
     ActionRecord,
     ActionState,
@@ -102,7 +102,8 @@ class ChangeEngine:
         self.slos = slos  # the operator's SLOs, for playbooks that verify on them
         root = os.geteuid() == 0 if root is None else root
         if not root:
-            log.warning(kv(msg="not root: actuators report not permitted; mode capped at advise"))
+            log.warning(logfmt(
+                msg="not root: actuators report not permitted; mode capped at advise"))
         self.gate = Gate(repo, policy, mode=mode, confine=confine, root=root, telemetry=telemetry)
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
         self.drift_every, self._cycles = max(1, drift_every_cycles), 0
@@ -265,7 +266,7 @@ class ChangeEngine:
         try:
             live = self.executor.actuators.for_action(record.action).read(record.action)
         except ActuatorError as exc:
-            log.info(kv(msg="drift check: cannot read", id=record.id, error=exc))
+            log.info(logfmt(msg="drift check: cannot read", id=record.id, error=exc))
             return None
         if live is None:
             return self.executor.move(record, S.SUPERSEDED, (S.VERIFIED,), "target vanished")
@@ -352,7 +353,7 @@ class ChangeEngine:
             if moved is not None:
                 out.append(moved)
         out += self.converger.resume(self.repo.iter_actions(states=(S.VERIFIED,)))
-        log.info(kv(msg="reconciled journal after start", finished=len(out)))
+        log.info(logfmt(msg="reconciled journal after start", finished=len(out)))
         return out
 
     def _reconcile(self, record: ActionRecord, now: datetime) -> ActionRecord | None:
@@ -403,7 +404,7 @@ class ChangeEngine:
             try:
                 out.append(self.rollback(record.id, actor))
             except HealerError as exc:
-                log.error(kv(msg="rollback failed", id=record.id, error=exc))
+                log.error(logfmt(msg="rollback failed", id=record.id, error=exc))
         return out
 
     def _read_quietly(self, record: ActionRecord) -> str | None:
@@ -435,7 +436,8 @@ class ChangeEngine:
             raise HealerError(f"cannot write {dropin.path}: {exc}") from exc
         self.repo.add_audit(actor, "action.persisted", f"action:{action_id}",
                             {"file": str(dropin.path), "key": action.key, "value": record.applied})
-        log.info(kv(msg=f"persisted {action.key} = {record.applied}", file=dropin.path, by=actor))
+        log.info(logfmt(msg=f"persisted {action.key} = {record.applied}", file=dropin.path,
+                        by=actor))
         return record
 
     def watched_pids(self) -> set[int]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from healer.errors import HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionRecord, Incident
 from healer.notify.channels import configured_channels
 from healer.notify.events import DEFAULT_SEVERITY, Event
@@ -76,8 +76,8 @@ class Notifier:
                 if self._repo.enqueue_notification(channel, ev.value, message, key):
                     queued += 1
             except HealerError as exc:  # a store hiccup must not stop the loop
-                log.error(kv(msg="notification not queued", channel=channel, event=ev.value,
-                             subject=subject, error=exc))
+                log.error(logfmt(msg="notification not queued", channel=channel, event=ev.value,
+                                 subject=subject, error=exc))
         return queued
 
     def _message(self, event: Event, subject: str, payload: Mapping[str, Any], severity: str,

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Resp
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import Incident, SilenceRefused, split_fingerprint
 from healer.store.errors import NotFound
 from healer.store.rows import SilenceRow
@@ -97,8 +97,8 @@ def _add(request: Request, who: Principal, body: SilenceIn) -> SilenceRow:
     except SilenceRefused as exc:
         raise HTTPException(422, exc.problem) from None
     row = ctx.repo.add_silence(req.template, req.comment, who.name, req.expires_at)
-    log.info(kv(msg="silence added", id=row.id, user=who.name, via=who.via,
-                until=row.expires_at.isoformat()))
+    log.info(logfmt(msg="silence added", id=row.id, user=who.name, via=who.via,
+                    until=row.expires_at.isoformat()))
     return row
 
 
@@ -125,7 +125,7 @@ def remove_silence(request: Request, who: Approver,
         get_ctx(request).repo.remove_silence(silence_id, who.name)
     except NotFound:
         raise HTTPException(404, f"no silence {silence_id}") from None
-    log.info(kv(msg="silence removed", id=silence_id, user=who.name, via=who.via))
+    log.info(logfmt(msg="silence removed", id=silence_id, user=who.name, via=who.via))
     return Response(status_code=204)
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.store.errors import NotFound
 from healer.store.rows import PausedTargetRow
 from web.auth import Principal, mutates, requires
@@ -52,7 +52,7 @@ class ResumeIn(BaseModel):
 
 def _resume(request: Request, who: Principal, target: str) -> None:
     get_ctx(request).repo.resume_target(target, who.name)  # NotFound: not paused
-    log.info(kv(msg="target resumed", target=target, user=who.name, via=who.via))
+    log.info(logfmt(msg="target resumed", target=target, user=who.name, via=who.via))
 
 
 @router.get("/api/v1/targets/paused", response_model=list[PausedTargetOut])
