@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from healer.monitor.gpu.collector import GpuCollector
-from healer.monitor.gpu.nvml import NvmlBackend
+from healer.host.gpu.nvml import NvmlBackend
+from healer.monitor.gpu import GpuCollector
 
 # nvidia-smi field -> (healer metric, scale to healer's unit, tolerance)
 SMI_FIELDS = {

@@ -9,7 +9,6 @@ from typing import Any
 APPLIED_STATES = frozenset(
     {"applying", "verifying", "verified", "rolled_back", "rollback_failed", "superseded"}
 )
-DISRUPTIVE_KINDS = frozenset({"gpu_locked_clocks", "gpu_compute_mode"})
 DEFAULT_OUTCOME_ORDER = ("rolled_back", "verified", "escalated")
 
 # The action's own "new value" field per kind (catalog: guardrails/actions.py).

@@ -50,7 +50,6 @@ CGROUP_KNOBS: dict[str, str | None] = {
     "cpu.shares": "cpu.shares",
 }
 
-RLIMIT_RESOURCES = ("nofile", "nproc", "memlock", "core", "stack")
 COMPUTE_MODES = ("default", "exclusive_process", "prohibited")
 TIMESLICE_LEVELS = ("default", "short", "medium", "long")
 

@@ -27,12 +27,12 @@ from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.context import playbook_context
 from healer.diagnose.playbook import PlaybookDiagnoser
+from healer.host.gpu import build_gpu_backend
 from healer.live import LivePublisher, prepare_runtime_dir
-from healer.logs import kv
-from healer.monitor.gpu import build_gpu_backend
+from healer.logs import logfmt
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
-from healer.notify import Notifier
+from healer.notify.notifier import Notifier
 from healer.pipeline import Pipeline
 from healer.settings import Settings
 from healer.store.engine import open_store
@@ -78,8 +78,8 @@ class Daemon:
                                next_run_time=utcnow() + timedelta(
                                    seconds=PRUNE_FIRST_AFTER_SECONDS))
         self.scheduler.start()
-        log.info(kv(msg="healer agent started", mode=s.mode, interval=s.interval_seconds,
-                    host_id=s.host_id))
+        log.info(logfmt(msg="healer agent started", mode=s.mode, interval=s.interval_seconds,
+                        host_id=s.host_id))
 
     def stop(self) -> None:
         """Stop the jobs and flush what is buffered; idempotent."""
@@ -88,7 +88,7 @@ class Daemon:
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
         self.pipeline.close()
-        log.info(kv(msg="healer stopped"))
+        log.info(logfmt(msg="healer stopped"))
 
     def _cycle(self) -> None:
         start = time.monotonic()
@@ -115,13 +115,13 @@ def _guarded(job: str, fn: Callable[[], object]) -> None:
     try:
         fn()
     except Exception:
-        log.exception(kv(msg="job failed", job=job))
+        log.exception(logfmt(msg="job failed", job=job))
 
 
 def effective_settings(settings: Settings) -> Settings:
     """Cap the mode at ``advise`` without root: healer can read but not write the kernel."""
     if os.geteuid() != 0 and settings.mode == "auto":
-        log.warning(kv(msg="not root: mode capped at advise; actuators report not permitted"))
+        log.warning(logfmt(msg="not root: mode capped at advise; actuators report not permitted"))
         return settings.model_copy(update={"mode": "advise"})
     return settings
 

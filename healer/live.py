@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import LiveSnapshot, Sample
 from healer.window import MetricWindow
 
@@ -63,7 +63,7 @@ class LivePublisher:
             self._replace(snapshot.model_dump_json().encode())
         except OSError as exc:
             if not self._failing:  # once per outage, not once a second
-                log.error(kv(msg="cannot publish live data", path=self.path, error=exc))
+                log.error(logfmt(msg="cannot publish live data", path=self.path, error=exc))
             self._failing = True
             return
         self._failing = False
@@ -117,7 +117,7 @@ class LiveReader:
         try:
             snapshot = LiveSnapshot.model_validate_json(raw)
         except ValueError as exc:
-            log.error(kv(msg="unreadable live file", path=self.path, error=str(exc)[:200]))
+            log.error(logfmt(msg="unreadable live file", path=self.path, error=str(exc)[:200]))
             return False
         with self._lock:
             self._mtime_ns = st.st_mtime_ns

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 
-def kv(**fields: Any) -> str:
+def logfmt(**fields: Any) -> str:
     """Render fields as ``k=v`` pairs; values with spaces or quotes are quoted."""
     parts = []
     for key, value in fields.items():

@@ -11,14 +11,16 @@ record's place in a convergence (``Step``).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any, Literal
+import re
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardrails import linear
 from guardrails.actions import Action
 from guardrails.decision import Decision, Provenance
+from healer.errors import ConfigError
 from playbooks.schema import Converge
 
 
@@ -147,6 +149,38 @@ class Incident(_Frozen):
         return f"{base}|{self.subject}" if self.subject else base
 
 
+def split_fingerprint(fingerprint: str) -> tuple[str, str, str]:
+    """``playbook|scope|subject`` (``Incident.fingerprint``) into its parts; a subject may
+    hold ``|`` itself (a template), a playbook id and a scope never do."""
+    playbook, _, rest = fingerprint.partition("|")
+    scope, _, subject = rest.partition("|")
+    return playbook, scope, subject
+
+
+class SilenceRefused(ConfigError):
+    """The silence asked for is malformed or would cover a known failure."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("silence", problem)
+
+
+class SilenceRequest(_Frozen):
+    """A silence to store: validated, with the template it covers."""
+
+    template: str
+    comment: str
+    expires_at: datetime
+
+
+class SilenceCheck(Protocol):
+    """Checks a silence asked for by template or by an unclassified incident against the
+    playbook library (``healer.detect.silences.silence_check``); raises SilenceRefused."""
+
+    def __call__(self, *, comment: str, now: datetime, template: str | None = None,
+                 incident: Incident | None = None, duration: timedelta | None = None,
+                 expires_at: datetime | None = None) -> SilenceRequest: ...
+
+
 class Proposal(_Frozen):
     """An action with where it came from and what it should do to the metrics."""
 
@@ -223,16 +257,6 @@ TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     ),
     ActionState.VERIFIED: frozenset({ActionState.ROLLED_BACK, ActionState.SUPERSEDED}),
 }
-TERMINAL_STATES = frozenset(
-    {
-        ActionState.DENIED,
-        ActionState.REJECTED,
-        ActionState.EXPIRED,
-        ActionState.ROLLED_BACK,
-        ActionState.ROLLBACK_FAILED,
-        ActionState.SUPERSEDED,
-    }
-)
 
 # Slack Block Kit action_id prefixes of the Approve/Reject buttons (the suffix is the action
 # id): notify draws the buttons, the web's /slack/interactions reads them back.
@@ -243,6 +267,10 @@ SLACK_REJECT_ACTION = "healer_reject"
 # -- verification: what a change is judged on, and what was concluded -------------------------
 Direction = Literal["down", "up", "to_zero", "below", "above"]
 SloOp = Literal["<=", "<", ">=", ">"]
+_SLO_METRIC = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
+# Operator config text (Settings.slo_metrics), not untrusted input: Python re.
+_SLO_RE = re.compile(rf"^\s*({_SLO_METRIC})\s*(<=|>=|<|>)\s*({_SLO_METRIC}"
+                     r"|-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*$")
 # fixed: the symptom is gone for the verify window (keep). insufficient: it continues at the
 # same rate or lower and no guard regressed (keep; a convergence steps again). regressed: a
 # guard got worse beyond its noise, or the symptom got worse than before (roll back).
@@ -285,6 +313,16 @@ class Slo(_Frozen):
     def __str__(self) -> str:
         rhs = self.objective_metric if self.objective_metric else f"{self.objective:g}"
         return f"{self.metric}{self.op}{rhs}"
+
+    @classmethod
+    def parse(cls, text: str) -> Slo:
+        """``metric<=0.05`` or ``metric<=other.metric``; ValueError on anything else."""
+        m = _SLO_RE.match(text)
+        if m is None:
+            raise ValueError(f"not an SLO (metric <=|<|>=|> number-or-metric): {text!r}")
+        metric, op, rhs = m.groups()
+        rhs_field = "objective_metric" if rhs[0].isalpha() else "objective"
+        return cls.model_validate({"metric": metric, "op": op, rhs_field: rhs})
 
 
 class GuardSpec(_Frozen):

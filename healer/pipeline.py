@@ -32,13 +32,14 @@ from datetime import datetime
 
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
+from healer.diagnose.answers import rejoin, take_up_answers
 from healer.diagnose.base import DiagnoseContext, Diagnoser
-from healer.diagnose.pending import rejoin, take_up_answers
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
-from healer.logs import kv
-from healer.models import Diagnosis, Incident, Sample
+from healer.logs import logfmt
+from healer.models import Diagnosis, Incident, IncidentStatus, Sample
 from healer.monitor.registry import Monitor
-from healer.notify import Notifier
+from healer.notify.notifier import Notifier
+from healer.recorder import RawRecorder
 from healer.store.repository import Repository
 from healer.store.rollup import RollupAccumulator
 from healer.telemetry import Telemetry
@@ -73,9 +74,12 @@ class Pipeline:
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
     _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
     _started: datetime | None = None
+    raw: RawRecorder = field(init=False)  # full resolution around incidents
 
     def __post_init__(self) -> None:
         self._started = self.engine.clock()
+        self.raw = RawRecorder(self.repo, self.window, self.library, self.engine.slos)
+        self._count_open()
 
     def cycle(self) -> Sample:
         """Take one sample and move every incident and action one step forward."""
@@ -85,6 +89,8 @@ class Pipeline:
         self.repo.add_rollups(self.rollups.add(sample))
         for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
             self._on_incident(change)
+            self.raw.incident(change.kind, change.incident, sample.ts)
+        self.raw.add(sample)
         self._take_diagnoses()  # diagnose -> guard (proposals enter the journal)
         self._consult_llm()
         self.engine.step()  # act -> verify -> keep | roll back
@@ -95,19 +101,24 @@ class Pipeline:
         incident = change.incident
         self.telemetry.incidents.labels(incident.playbook, change.kind).inc()
         if change.kind in ("opened", "reopened", "resolved"):
-            log.info(kv(msg=f"incident {change.kind}: {incident.playbook}", scope=incident.scope,
-                        id=incident.id, count=incident.count))
+            log.info(logfmt(msg=f"incident {change.kind}: {incident.playbook}",
+                            scope=incident.scope, id=incident.id, count=incident.count))
             self.notifier.incident(change.kind, incident)
+            self._count_open()
         if incident.id is None:
             return
         if change.kind in ("opened", "reopened"):
             self._diagnose(incident)
         elif change.kind == "updated" and self._rediagnose(incident):
-            log.info(kv(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
-                        id=incident.id))
+            log.info(logfmt(msg=f"diagnosing again: {incident.playbook}", scope=incident.scope,
+                            id=incident.id))
             self._diagnose(incident)
         elif change.kind == "resolved":
             self._diagnosed.pop(incident.id, None)
+
+    def _count_open(self) -> None:
+        """``healer_open_incidents``: the store's count, which survives restarts."""
+        self.telemetry.open_incidents.set(self.repo.count_incidents(IncidentStatus.OPEN))
 
     def _rediagnose(self, incident: Incident) -> bool:
         assert incident.id is not None
@@ -142,12 +153,12 @@ class Pipeline:
             try:
                 diagnosis = future.result()
             except Exception:  # a diagnoser bug must not stop the loop
-                log.exception(kv(msg="diagnosis failed", incident=incident_id))
+                log.exception(logfmt(msg="diagnosis failed", incident=incident_id))
                 continue
             self.repo.set_diagnosis(incident_id, rejoin(self.repo, incident_id, diagnosis))
-            log.info(kv(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
-                        source=diagnosis.source, confidence=diagnosis.confidence,
-                        proposals=len(diagnosis.proposals)))
+            log.info(logfmt(msg=f"diagnosed: {diagnosis.root_cause}", incident=incident_id,
+                            source=diagnosis.source, confidence=diagnosis.confidence,
+                            proposals=len(diagnosis.proposals)))
             playbook = self.library.get(incident.playbook)
             for proposal in diagnosis.proposals:
                 self.engine.propose(incident, proposal, playbook)
@@ -159,6 +170,7 @@ class Pipeline:
 
     def close(self) -> None:
         """Cancel diagnoses not yet started (one already running is abandoned, not awaited)
-        and persist the partial rollup minute."""
+        and persist the partial rollup minute and the buffered raw samples."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.repo.add_rollups(self.rollups.flush())
+        self.raw.flush()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from healer.errors import ConfigError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.settings import Settings
 
 log = logging.getLogger("healer.privsep")
@@ -154,7 +154,7 @@ class Supervisor:
         self._child = self._start()
         self._started_at = self._clock()
         self._restart_at = None
-        log.info(kv(msg="unprivileged side started", pid=self._child.pid))
+        log.info(logfmt(msg="unprivileged side started", pid=self._child.pid))
 
     def poll(self) -> None:
         """Notice an exit and restart after the backoff; call it periodically."""
@@ -168,8 +168,8 @@ class Supervisor:
                     self._backoff = self._min
                 return
             self._restart_at = now + self._backoff
-            log.error(kv(msg="unprivileged side exited", code=code,
-                         restart_in=f"{self._backoff:g}s"))
+            log.error(logfmt(msg="unprivileged side exited", code=code,
+                             restart_in=f"{self._backoff:g}s"))
             self._backoff = min(self._max, self._backoff * 2)
             self._child = None
         if self._restart_at is not None and now >= self._restart_at:
@@ -187,7 +187,7 @@ class Supervisor:
             try:
                 return child.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.error(kv(msg="unprivileged side ignored SIGTERM; killing", pid=child.pid))
+                log.error(logfmt(msg="unprivileged side ignored SIGTERM; killing", pid=child.pid))
                 child.kill()
         return child.wait()
 

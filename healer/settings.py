@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from guardrails.policy import DEFAULT_COOLDOWN_SECONDS
 from healer.errors import ConfigError
+from healer.models import Slo
 
 Mode = Literal["observe", "advise", "auto"]
 GpuBackend = Literal["auto", "nvml", "simulated", "none"]
@@ -158,10 +159,8 @@ class Settings(BaseSettings):
     @field_validator("slo_metrics")
     @classmethod
     def _slo_metrics(cls, v: list[str]) -> list[str]:
-        from healer.verify.slo import parse_slo  # lazy: settings is imported first
-
         for text in v:
-            parse_slo(text)  # ValueError names the bad entry
+            Slo.parse(text)  # ValueError names the bad entry
         return v
 
     @model_validator(mode="after")

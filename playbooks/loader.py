@@ -13,14 +13,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from healer.errors import ConfigError
+from playbooks.errors import PlaybookError
 from playbooks.schema import Kmsg, Playbook
 
 DEFAULT_DIR = Path(__file__).parent / "library"
 Loc = tuple[str | int, ...]
 
 
-class LibraryError(ConfigError):
+class LibraryError(PlaybookError):
     """The library did not load; ``errors`` lists every problem as ``file:line: key: problem``."""
 
     def __init__(self, errors: list[str]) -> None:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from guardrails import linear
-from healer.errors import ConfigError
+from playbooks.errors import PlaybookError
 
 DEFAULT_FILE = Path(__file__).parent / "noise.yaml"
 
@@ -72,15 +72,15 @@ class Noise(_Model):
 
 
 def load_noise(path: Path | None = None) -> Noise:
-    """Load and validate the noise file; one ``ConfigError`` line naming file and key."""
+    """Load and validate the noise file; one ``PlaybookError`` line naming file and key."""
     source = path or DEFAULT_FILE
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
         return Noise.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError("noise", f"{source}: {exc}") from exc
+        raise PlaybookError("noise", f"{source}: {exc}") from exc
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError("noise", f"{source}: {key}: {msg}") from exc
+        raise PlaybookError("noise", f"{source}: {key}: {msg}") from exc

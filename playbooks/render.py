@@ -3,28 +3,39 @@
 Numbers come from the operator table (``playbooks.operators``); text fields are
 ``{label}`` templates over the incident's captures and scope. Captured kernel-log text is
 untrusted: it reaches an action only through the catalog's validators, and a remedy that
-does not render or validate is skipped with a reason, never raised.
+does not render or validate is skipped with a reason, never raised. What a remedy may read
+arrives as ``RemedyInputs`` (the daemon flattens an incident's evidence into them), so this
+package knows nothing of the daemon's models.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from guardrails import linear
 from guardrails.actions import Action, parse_action
-from healer.models import Evidence
 from playbooks.operators import EvalContext, ExprError, fill_template
 from playbooks.schema import INT_FIELDS, NUMERIC_FIELDS, Playbook, Remedy
 
 log = logging.getLogger("playbooks.render")
 # Captures are untrusted kernel text: RE2.
 _CONTROL_RE = linear.compile(r"[\x00-\x1f\x7f]")
-_NUMBER_RE = linear.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
 _STRING_VALUE_KINDS = ("sysctl_write", "cgroup_limit")
+
+
+@dataclass(frozen=True)
+class RemedyInputs:
+    """What a remedy may read about one incident: numbers by name (``process.num_fds``,
+    ``net.core.somaxconn``, ``gpu.0.power_limit_watts``), metric series, and text labels
+    for ``{label}`` templates (captures are untrusted kernel text)."""
+
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    series: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,46 +53,6 @@ def scope_labels(scope: str) -> dict[str, str]:
     if rest and kind in ("cgroup", "pid", "gpu", "netns"):
         labels[kind] = rest
     return labels
-
-
-_PROCESS_FACTS = ("pid", "num_fds", "nofile_soft", "nofile_hard", "cpu_percent", "rss_bytes")
-
-
-def numeric_facts(evidence: Evidence, facts: Mapping[str, str | float],
-                  scope: str = "host") -> dict[str, float]:
-    """Every number a remedy may read: metrics' latest values, tunables, GPU state, the
-    scoped process (``process.num_fds`` ...), then the caller's facts."""
-    out: dict[str, float] = {}
-    pid = scope_labels(scope).get("pid")
-    for proc in evidence.processes:
-        if str(proc.pid) == pid:
-            for name in _PROCESS_FACTS:
-                value = getattr(proc, name)
-                if value is not None:
-                    out[f"process.{name}"] = float(value)
-    for name, points in evidence.metrics.items():
-        if points:
-            out[name] = points[-1][1]
-    for gpu in evidence.gpus:
-        for name, value in gpu.metrics.items():
-            out[f"gpu.{gpu.index}.{name}"] = value
-    out.update(evidence.signals)
-    for source in (evidence.tunables, facts):
-        for key, raw in source.items():
-            value = _number(raw)
-            if value is not None:
-                out[key] = value
-    return out
-
-
-def _number(raw: str | float) -> float | None:
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, str):
-        text = raw.strip().split()[0] if raw.strip() else ""
-        if _NUMBER_RE.fullmatch(text):
-            return float(text)
-    return None
 
 
 def _text(template: str, labels: Mapping[str, str]) -> str:
@@ -110,11 +81,11 @@ def _render_one(remedy: Remedy, ctx: EvalContext, labels: Mapping[str, str], sco
 
 
 def render_remedies_detailed(
-    playbook: Playbook, evidence: Evidence, facts: Mapping[str, str | float], scope: str
+    playbook: Playbook, inputs: RemedyInputs, scope: str
 ) -> tuple[list[RenderedRemedy], list[str]]:
     """Render every remedy; returns the actions and one reason per skipped remedy."""
-    labels = {**{k: str(v) for k, v in facts.items()}, **evidence.captures, **scope_labels(scope)}
-    ctx = EvalContext(None, numeric_facts(evidence, facts, scope), evidence.metrics, labels)
+    labels = {**inputs.labels, **scope_labels(scope)}
+    ctx = EvalContext(None, inputs.numbers, inputs.series, labels)
     rendered: list[RenderedRemedy] = []
     skipped: list[str] = []
     for i, remedy in enumerate(playbook.remedies):
@@ -131,19 +102,9 @@ def render_remedies_detailed(
     return rendered, skipped
 
 
-def render_remedies(
-    playbook: Playbook, evidence: Evidence, facts: Mapping[str, str | float], scope: str
-) -> list[RenderedRemedy]:
+def render_remedies(playbook: Playbook, inputs: RemedyInputs, scope: str) -> list[RenderedRemedy]:
     """The playbook's remedies as catalog actions for this incident; bad ones are skipped."""
-    return render_remedies_detailed(playbook, evidence, facts, scope)[0]
-
-
-def resolve_metric(name: str, scope: str, captures: Mapping[str, str]) -> str | None:
-    """A playbook metric name with its ``{label}``s filled (for verify/guards); None if unknown."""
-    try:
-        return fill_template(name, {**captures, **scope_labels(scope)})
-    except ExprError:
-        return None
+    return render_remedies_detailed(playbook, inputs, scope)[0]
 
 
 def _first_line(exc: Exception) -> str:

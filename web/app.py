@@ -19,12 +19,12 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from healer.models import SilenceCheck
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.store.votes import VoteRefused
-from healer.telemetry import Telemetry
 from web.auth import AuthError, Principal, optional_principal, requires
-from web.context import AppContext
+from web.context import AppContext, Metrics
 from web.headers import SecurityHeaders
 from web.limits import BodyLimit
 from web.live import LiveState
@@ -42,6 +42,7 @@ from web.routers import (
     silences,
     slack,
     snapshot,
+    targets,
 )
 from web.security import LoginThrottle, Signer, load_or_create_key, parse_networks
 
@@ -105,12 +106,13 @@ def cookies_secure(settings: Settings) -> bool:
     return not (url.scheme == "http" and _loopback(url.hostname))
 
 
-def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
-               live: LiveState | None = None,
+def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
+               silence_check: SilenceCheck, live: LiveState | None = None,
                clock: Callable[[], datetime] = _utcnow) -> FastAPI:
     """Build the web app; reads (or makes) the signing key in ``settings.state_dir``."""
     ctx = AppContext(
-        settings=settings, repo=repo, telemetry=telemetry, live=live,
+        settings=settings, repo=repo, telemetry=telemetry, silence_check=silence_check,
+        live=live,
         signer=Signer(load_or_create_key(settings.state_dir), clock=lambda: clock().timestamp()),
         login_throttle=LoginThrottle(), templates=build_templates(), clock=clock,
         secure_cookies=cookies_secure(settings),
@@ -120,7 +122,7 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Telemetry,
                   description="healer's dashboard API: incidents, the action journal, approvals.")
     app.state.ctx = ctx
     for module in (health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
-                   approvals_pages, journal_pages, silences):
+                   approvals_pages, journal_pages, silences, targets):
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -6,13 +6,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import jinja2
 from fastapi import Request
+from prometheus_client import CollectorRegistry
 
+from healer.models import SilenceCheck
 from healer.settings import Settings
 from healer.store.repository import Repository
-from healer.telemetry import Telemetry
 from web.live import LiveState
 from web.security import LoginThrottle, Networks, Signer
 
@@ -20,11 +22,23 @@ from web.security import LoginThrottle, Networks, Signer
 HASH_SLOTS = 2
 
 
+class Metrics(Protocol):
+    """What ``/metrics`` exposes (``healer.telemetry.Telemetry``): this process's registry,
+    and the loop's, which the agent publishes and an in-process loop (tests) fills."""
+
+    @property
+    def serve_registry(self) -> CollectorRegistry: ...
+
+    @property
+    def agent_registry(self) -> CollectorRegistry: ...
+
+
 @dataclass
 class AppContext:
     settings: Settings
     repo: Repository
-    telemetry: Telemetry
+    telemetry: Metrics
+    silence_check: SilenceCheck  # checks a silence against the playbook library
     live: LiveState | None
     signer: Signer
     login_throttle: LoginThrottle

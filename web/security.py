@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from healer.logs import kv
+from healer.logs import logfmt
 
 log = logging.getLogger("healer.web")
 KEY_FILE = "web.key"
@@ -50,12 +50,12 @@ def load_or_create_key(state_dir: Path) -> bytes:
     except FileExistsError:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:  # someone loosened it: tighten rather than trust it silently
-            log.warning(kv(msg="web key file too open; set to 0600", path=path, mode=oct(mode)))
+            log.warning(logfmt(msg="web key file too open; set to 0600", path=path, mode=oct(mode)))
             path.chmod(0o600)
         return bytes.fromhex(path.read_text().strip())
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
-    log.info(kv(msg="web signing key created", path=path))
+    log.info(logfmt(msg="web signing key created", path=path))
     return bytes.fromhex(path.read_text().strip())
 
 

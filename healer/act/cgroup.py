@@ -16,9 +16,9 @@ from pathlib import Path
 from guardrails.actions import CGROUP_KNOBS, Action, CgroupLimit, check_cgroup_value
 from guardrails.decision import Decision
 from healer.act.base import require_allow, require_original, translate_os_error
-from healer.act.cgroupfs import V1_UNLIMITED_FLOOR, CgroupMounts, from_v1_value, parse_mountinfo
-from healer.act.cgroupfs import to_v1_value as _to_v1
 from healer.errors import ActuatorError
+from healer.host.cgroupfs import V1_UNLIMITED_FLOOR, CgroupMounts, from_v1_value, parse_mountinfo
+from healer.host.cgroupfs import to_v1_value as _to_v1
 from healer.models import ActionRecord
 
 V2_KNOBS = frozenset({"memory.max", "memory.high", "pids.max", "cpu.weight"})

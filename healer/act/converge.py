@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,7 +32,7 @@ from guardrails.bounds import parse_numbers, step_ceiling, subject, upper_bound
 from guardrails.policy import Rule
 from healer.act.base import ActuatorRegistry
 from healer.errors import ActuatorError, HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import (
     ActionRecord,
     ActionState,
@@ -167,7 +167,7 @@ class Converger:
                 return self.after_granted(record)
             nxt = self.after_kept(record)
         except (ActuatorError, HealerError, ValueError) as exc:
-            log.exception(kv(msg="convergence failed", id=record.id, error=exc))
+            log.exception(logfmt(msg="convergence failed", id=record.id, error=exc))
             return []
         return [nxt] if nxt is not None else []
 
@@ -188,7 +188,7 @@ class Converger:
         try:
             current, facts = self._live(action)
         except ActuatorError as exc:
-            log.info(kv(msg="convergence: cannot read", id=record.id, error=exc))
+            log.info(logfmt(msg="convergence: cannot read", id=record.id, error=exc))
             return self._stop(record, "unbounded", f"cannot read {action.target}: {exc}")
         if current is None:
             return self._stop(record, "unbounded", f"{action.target} is not one number")
@@ -208,8 +208,8 @@ class Converger:
             rationale=(f"convergence step {new.number} of at most {allowed}: step "
                        f"{step.number} (action {record.id}) was insufficient ({why}); "
                        f"sized {nxt.reason}")[:2000])
-        log.info(kv(msg=f"convergence step {new.number}: {action.target}", previous=record.id,
-                    current=current, value=nxt.value, sized=nxt.reason))
+        log.info(logfmt(msg=f"convergence step {new.number}: {action.target}", previous=record.id,
+                        current=current, value=nxt.value, sized=nxt.reason))
         out = self._propose(incident, proposal, ver.spec, step=new)
         if out.state == S.DENIED:
             self._escalate(out, f"convergence of {action.target} stopped: the guard denied "
@@ -230,7 +230,7 @@ class Converger:
         incident = self.repo.get_incident(record.incident_id) if record.incident_id else None
         proposal = Proposal(action=Escalate(scope=record.action.scope, message=message),
                             provenance="playbook", rationale=message)
-        log.info(kv(msg=f"convergence stopped: {record.action.target}", reason=reason, why=why))
+        log.info(logfmt(msg=f"convergence stopped: {record.action.target}", reason=reason, why=why))
         return self._propose(incident, proposal, None,
                              stop=Stop(reason=reason, steps=tuple(r.id or 0 for r in steps),
                                        grants_step=grants))
@@ -271,7 +271,7 @@ class Converger:
             found = [self.repo.get_action(i) for i in stop.steps[-1:]]
             records = [r for r in found if r is not None]
         else:
-            records = self.repo.list_actions(incident_id=escalation.incident_id, limit=200)
+            records = list(self.repo.iter_actions(incident_id=escalation.incident_id))
         newest: dict[str, ActionRecord] = {}
         for r in records:  # newest first
             newest.setdefault(r.action.target, r)
@@ -282,11 +282,11 @@ class Converger:
         """Kept as insufficient, and still its target's newest change."""
         if record.state != S.VERIFIED or record.verdict != "insufficient" or record.id is None:
             return False
-        later = self.repo.list_actions(incident_id=record.incident_id, limit=200)
-        return not any(r.action.target == record.action.target and (r.id or 0) > record.id
-                       for r in later)
+        newest = next(self.repo.iter_actions(incident_id=record.incident_id,
+                                             target=record.action.target), None)
+        return newest is not None and newest.id == record.id
 
-    def resume(self, verified: list[ActionRecord]) -> list[ActionRecord]:
+    def resume(self, verified: Iterable[ActionRecord]) -> list[ActionRecord]:
         """After a restart, finish what a crash cut short: a kept insufficient step whose
         next step never went out, and an approved "continue" not yet acted on.
         ``verified``: verified records, newest first."""

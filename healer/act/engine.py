@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ from healer.act.limits import converge_for, max_per_incident_for
 from healer.act.persist import DropIn
 from healer.act.seal import JournalSeal
 from healer.errors import ActuatorError, HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import (
     ActionRecord,
     ActionState,
@@ -106,7 +106,8 @@ class ChangeEngine:
         self.slos = slos  # the operator's SLOs, for playbooks that verify on them
         root = os.geteuid() == 0 if root is None else root
         if not root:
-            log.warning(kv(msg="not root: actuators report not permitted; mode capped at advise"))
+            log.warning(logfmt(
+                msg="not root: actuators report not permitted; mode capped at advise"))
         self.gate = Gate(repo, policy, mode=mode, confine=confine, root=root, telemetry=telemetry)
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
         self.drift_every, self._cycles = max(1, drift_every_cycles), 0
@@ -160,9 +161,9 @@ class ChangeEngine:
         ``stop``: on the escalation that says a convergence stopped.
         """
         action = proposal.action
-        for open_record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
-            if open_record.action.target == action.target:
-                return open_record
+        open_record = next(self.repo.iter_actions(states=OPEN_STATES, target=action.target), None)
+        if open_record is not None:
+            return open_record
         now = self.clock()
         spec = spec_for(verify, incident, action, self.slos)
         playbook = verify if isinstance(verify, Playbook) else None
@@ -204,9 +205,8 @@ class ChangeEngine:
         """A deny once ``limit`` changes of this target were applied for the incident."""
         if limit is None or incident is None or incident.id is None:
             return None
-        done = [r for r in self.repo.list_actions(states=APPLIED_STATES,
-                                                  incident_id=incident.id, limit=1000)
-                if r.action.target == action.target]
+        done = list(self.repo.iter_actions(states=APPLIED_STATES, incident_id=incident.id,
+                                           target=action.target))
         if len(done) < limit:
             return None
         ids = ", ".join(str(r.id) for r in done)
@@ -231,21 +231,21 @@ class ChangeEngine:
             changed += self.check_drift()
         return changed
 
-    def _sealed(self, records: list[ActionRecord]) -> list[ActionRecord]:
+    def _sealed(self, records: Iterable[ActionRecord]) -> list[ActionRecord]:
         """The records this agent may act on: sealed by it (the rest are reported)."""
         return [r for r in records if self.seal.trusted(r)]
 
     def _advance(self) -> list[ActionRecord]:
         changed: list[ActionRecord] = []
         applied = 0
-        for record in reversed(self._sealed(self.repo.list_actions(states=(S.APPROVED,),
-                                                                   limit=1000))):
+        for record in self._sealed(self.repo.iter_actions(states=(S.APPROVED,),
+                                                          oldest_first=True)):
             moved = self._apply(record, applied)
             if moved is not None:
                 changed.append(moved)
                 applied += moved.state in LIVE_STATES or moved.state == S.ROLLED_BACK
-        for record in reversed(self._sealed(self.repo.list_actions(states=(S.VERIFYING,),
-                                                                   limit=1000))):
+        for record in self._sealed(self.repo.iter_actions(states=(S.VERIFYING,),
+                                                          oldest_first=True)):
             moved = self.executor.verify(record, self.clock())
             if moved is not None:
                 changed.append(moved)
@@ -263,7 +263,7 @@ class ChangeEngine:
         """
         out: list[ActionRecord] = []
         seen: set[str] = set()
-        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):  # newest first
+        for record in self.repo.iter_actions(states=LIVE_STATES):  # newest first
             target = record.action.target
             if target in seen or record.action.kind in MESSAGE_KINDS:
                 continue
@@ -279,7 +279,7 @@ class ChangeEngine:
         try:
             live = self.executor.actuators.for_action(record.action).read(record.action)
         except ActuatorError as exc:
-            log.info(kv(msg="drift check: cannot read", id=record.id, error=exc))
+            log.info(logfmt(msg="drift check: cannot read", id=record.id, error=exc))
             return None
         if live is None:
             return self.executor.move(record, S.SUPERSEDED, (S.VERIFIED,), "target vanished")
@@ -309,9 +309,8 @@ class ChangeEngine:
 
     def _expire(self, now: datetime) -> list[ActionRecord]:
         out = []
-        for record in self.repo.list_actions(states=(S.AWAITING_APPROVAL,), limit=1000):
-            if now - record.created_at < self.approval_ttl or not self.seal.trusted(record):
-                continue
+        for record in self._sealed(self.repo.iter_actions(
+                states=(S.AWAITING_APPROVAL,), created_before=now - self.approval_ttl)):
             moved = self.executor.move(record, S.EXPIRED, (S.AWAITING_APPROVAL,),
                                        f"no decision within {self.approval_ttl}")
             if moved is not None:
@@ -363,14 +362,13 @@ class ChangeEngine:
         """Restore every change a crash left unverified; safe to run repeatedly."""
         out: list[ActionRecord] = []
         now = self.clock()
-        for record in reversed(self._sealed(self.repo.list_actions(
-                states=(S.APPLYING, S.VERIFYING), limit=1000))):
+        for record in self._sealed(self.repo.iter_actions(states=(S.APPLYING, S.VERIFYING),
+                                                          oldest_first=True)):
             moved = self._reconcile(record, now)
             if moved is not None:
                 out.append(moved)
-        out += self.converger.resume(self._sealed(self.repo.list_actions(states=(S.VERIFIED,),
-                                                                         limit=1000)))
-        log.info(kv(msg="reconciled journal after start", finished=len(out)))
+        out += self.converger.resume(self._sealed(self.repo.iter_actions(states=(S.VERIFIED,))))
+        log.info(logfmt(msg="reconciled journal after start", finished=len(out)))
         return out
 
     def _reconcile(self, record: ActionRecord, now: datetime) -> ActionRecord | None:
@@ -408,8 +406,8 @@ class ChangeEngine:
         record = self._operator_record(action_id)
         if record.state not in LIVE_STATES:
             raise HealerError(f"action {action_id} is {record.state.value}: nothing to roll back")
-        newer = [r for r in self.repo.list_actions(states=LIVE_STATES, limit=1000)
-                 if r.action.target == record.action.target and (r.id or 0) > action_id]
+        newer = [r for r in self.repo.iter_actions(states=LIVE_STATES, target=record.action.target)
+                 if (r.id or 0) > action_id]
         if newer:
             raise HealerError(f"action {newer[-1].id} changed {record.action.target} later: "
                               "roll that back first")
@@ -425,12 +423,12 @@ class ChangeEngine:
     def rollback_all(self, actor: str = LOCAL_ADMIN) -> list[ActionRecord]:
         """Roll back every change that is in place, newest first."""
         out = []
-        for record in self.repo.list_actions(states=LIVE_STATES, limit=1000):
+        for record in self.repo.iter_actions(states=LIVE_STATES):
             assert record.id is not None
             try:
                 out.append(self.rollback(record.id, actor))
             except HealerError as exc:
-                log.error(kv(msg="rollback failed", id=record.id, error=exc))
+                log.error(logfmt(msg="rollback failed", id=record.id, error=exc))
         return out
 
     def _read_quietly(self, record: ActionRecord) -> str | None:
@@ -460,15 +458,16 @@ class ChangeEngine:
             raise HealerError(f"cannot write {dropin.path}: {exc}") from exc
         self.repo.add_audit(actor, "action.persisted", f"action:{action_id}",
                             {"file": str(dropin.path), "key": action.key, "value": record.applied})
-        log.info(kv(msg=f"persisted {action.key} = {record.applied}", file=dropin.path, by=actor))
+        log.info(logfmt(msg=f"persisted {action.key} = {record.applied}", file=dropin.path,
+                        by=actor))
         return record
 
     def watched_pids(self) -> set[int]:
         """Pids the process scan must keep: open incidents' ``pid:<n>`` scopes and the
         targets of open (proposed through verifying) actions; two indexed reads."""
-        scopes = [i.scope for i in self.repo.list_incidents(IncidentStatus.OPEN, limit=1000)]
+        scopes = [i.scope for i in self.repo.iter_incidents(IncidentStatus.OPEN)]
         pids: set[int] = set()
-        for record in self.repo.list_actions(states=OPEN_STATES, limit=1000):
+        for record in self.repo.iter_actions(states=OPEN_STATES):
             scopes.append(record.action.scope)
             pid = getattr(record.action, "pid", None)  # ProcessRlimit, ProcessNice
             if isinstance(pid, int):

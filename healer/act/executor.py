@@ -22,7 +22,7 @@ from guardrails.decision import Decision
 from healer.act.base import ActuatorRegistry
 from healer.act.persist import DropIn
 from healer.errors import ActuatorError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionRecord, ActionState, Verification, VerifyResult, VerifySpec
 from healer.store.errors import IllegalTransition, StaleState
 from healer.store.repository import Repository
@@ -97,12 +97,12 @@ class Executor:
             moved = self.repo.transition(record.id, to, expect=expect, actor=actor,
                                          comment=comment[:500], **fields)
         except (StaleState, IllegalTransition) as exc:
-            log.info(kv(msg="journal record moved elsewhere", id=record.id, error=exc))
+            log.info(logfmt(msg="journal record moved elsewhere", id=record.id, error=exc))
             return None
         if self.telemetry is not None:
             self.telemetry.actions.labels(record.action.kind, to.value).inc()
-        log.info(kv(msg=f"action {to.value}: {record.action.target}", id=record.id,
-                    original=moved.original, applied=moved.applied, comment=comment))
+        log.info(logfmt(msg=f"action {to.value}: {record.action.target}", id=record.id,
+                        original=moved.original, applied=moved.applied, comment=comment))
         return moved
 
     def tell(self, event: str, record: ActionRecord, detail: str = "") -> None:
@@ -112,18 +112,18 @@ class Executor:
         try:
             self.notifier.action(event, record, detail=detail)
         except Exception:
-            log.exception(kv(msg="notification failed", event=event, id=record.id))
+            log.exception(logfmt(msg="notification failed", event=event, id=record.id))
 
     def escalate(self, record: ActionRecord, message: str) -> None:
         """Queue an escalation: a person must look at this."""
-        log.error(kv(msg="escalation", id=record.id, target=record.action.target, text=message))
+        log.error(logfmt(msg="escalation", id=record.id, target=record.action.target, text=message))
         if self.notifier is None:
             return
         try:
             self.notifier.escalation(f"action:{record.id}", message,
                                      incident_id=record.incident_id, action_id=record.id)
         except Exception:
-            log.exception(kv(msg="escalation failed", id=record.id))
+            log.exception(logfmt(msg="escalation failed", id=record.id))
 
     def series(self, name: str, since: float, until: float) -> Sequence[tuple[float, float]]:
         """Points from the in-memory window, else from the store (after a restart)."""
@@ -152,7 +152,8 @@ class Executor:
         try:
             applied = self._write(intent, decision)
         except ActuatorError as exc:
-            log.error(kv(msg="apply failed", id=intent.id, target=intent.action.target, error=exc))
+            log.error(logfmt(msg="apply failed", id=intent.id, target=intent.action.target,
+                             error=exc))
             return self.restore(intent, f"apply failed: {exc}")
         self.checkpoint("written")
         moved = self.move(intent, S.VERIFYING, (S.APPLYING,), "applied and read back",
@@ -183,7 +184,7 @@ class Executor:
         try:
             live = self.actuators.for_action(record.action).read(record.action)
         except ActuatorError as exc:
-            log.warning(kv(msg="cannot read live value", id=record.id, error=exc))
+            log.warning(logfmt(msg="cannot read live value", id=record.id, error=exc))
             if now >= self.deadline(record):
                 return self.restore(record, f"verification timed out; cannot read: {exc}")
             return None
@@ -198,7 +199,7 @@ class Executor:
         try:
             result = self.judge(record, now)
         except Exception as exc:  # a broken spec or store read must not pin the change forever
-            log.exception(kv(msg="cannot judge verification", id=record.id))
+            log.exception(logfmt(msg="cannot judge verification", id=record.id))
             result = VerifyResult(verdict=None, reasons=(f"cannot judge: {exc}",))
         why = "; ".join(result.reasons)
         if result.verdict == "fixed":
@@ -320,7 +321,7 @@ class Executor:
                 self.repo.add_audit(actor, "action.unpersisted", f"action:{record.id}",
                                     {"file": str(self.dropin.path)})
         except OSError as exc:
-            log.error(kv(msg="cannot update sysctl drop-in", file=self.dropin.path, error=exc))
+            log.error(logfmt(msg="cannot update sysctl drop-in", file=self.dropin.path, error=exc))
 
 
 def _persistable(action: Action) -> bool:

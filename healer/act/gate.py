@@ -17,7 +17,7 @@ from guardrails.actions import Action
 from healer.act.base import Actuator
 from healer.act.confine import Confinement, confine_from
 from healer.errors import ActuatorError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 
@@ -89,8 +89,8 @@ class Gate:
         """The hard rules for writing a journal value back (a restore) or persisting it."""
         decision = check_write(action, value, self._policy, self._confine.for_action(action))
         if decision.verdict != "allow":
-            log.error(kv(msg=f"guard refused {when} of {action.target}",
-                         rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
+            log.error(logfmt(msg=f"guard refused {when} of {action.target}",
+                             rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
         return decision
 
     def decide(self, action: Action, ctx: CheckContext, *, when: str) -> Decision:
@@ -98,8 +98,8 @@ class Gate:
         decision = check(action, ctx, self._policy)
         if self._telemetry is not None:
             self._telemetry.decisions.labels(decision.verdict).inc()
-        log.info(kv(msg=f"guard {decision.verdict} {action.target}", at=when,
-                    rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
+        log.info(logfmt(msg=f"guard {decision.verdict} {action.target}", at=when,
+                        rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
         return decision
 
 
@@ -115,7 +115,7 @@ def _live(
         current = None if raw is None else actuator.in_action_units(action, raw)
         facts = actuator.facts(action) if raw is not None else {}
     except ActuatorError as exc:  # unknown live value: the guard treats it as a soft bound
-        log.info(kv(msg="cannot read live value", target=action.target, error=exc))
+        log.info(logfmt(msg="cannot read live value", target=action.target, error=exc))
         return None, {}, exists
     return current, facts, exists
 

@@ -24,8 +24,8 @@ from guardrails.actions import (
 from guardrails.decision import Decision
 from healer.act.base import require_allow, require_original
 from healer.errors import ActuatorError, GpuError
+from healer.host.gpu.backend import GpuBackend
 from healer.models import ActionRecord
-from healer.monitor.gpu.backend import GpuBackend
 
 T = TypeVar("T")
 UNLOCKED = "unlocked"

@@ -7,7 +7,7 @@ from healer.act.cgroup import CgroupActuator
 from healer.act.gpu import GpuActuator
 from healer.act.process import NiceActuator, RlimitActuator
 from healer.act.sysctl import SysctlActuator
-from healer.monitor.gpu.backend import GpuBackend
+from healer.host.gpu.backend import GpuBackend
 from healer.settings import Settings
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from healer.errors import ConfigError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionRecord
 from healer.store.repository import Repository
 from healer.store.seal import KEY_BYTES, Sealer
@@ -93,7 +93,7 @@ class JournalSeal:
         key = _new_key(key_path) if fresh else _read_key(key_path)
         seal = cls(repo, key, key_dir / HWM_FILE)
         if fresh and top > 0:
-            log.error(kv(msg="journal key lost: a new key seals new writes; rows sealed with "
+            log.error(logfmt(msg="journal key lost: a new key seals new writes; rows sealed with "
                              "the old one are not acted on until `healer journal adopt`",
                          sealed_writes=top))
             repo.add_audit("healer", "journal.key_lost", "journal", {"sealed_writes": top})
@@ -101,7 +101,7 @@ class JournalSeal:
             # The one time unsealed rows are sealed: the first start after the upgrade that
             # brought the seal. Later, an unsealed row can only be forged, and stays untrusted.
             repo.add_audit("healer", "journal.sealed", "journal", {"rows": count})
-            log.warning(kv(msg="journal rows from before the seal sealed", rows=count))
+            log.warning(logfmt(msg="journal rows from before the seal sealed", rows=count))
         return seal
 
     @classmethod
@@ -171,7 +171,7 @@ class JournalSeal:
         key = (record.id or 0, why)
         if key not in self._reported:
             self._reported.add(key)
-            log.error(kv(msg="journal row not trusted: not acted on", id=record.id,
+            log.error(logfmt(msg="journal row not trusted: not acted on", id=record.id,
                          target=record.action.target, reason=why))
             self.repo.add_audit("healer", "journal.untrusted", f"action:{record.id}",
                                 {"reason": why})
@@ -185,5 +185,5 @@ class JournalSeal:
         _, top = self.repo.journal_extent()
         self._advance(top)
         self.repo.add_audit(actor, "journal.adopted", "journal", {"rows": count})
-        log.warning(kv(msg="journal adopted", rows=count, by=actor))
+        log.warning(logfmt(msg="journal adopted", rows=count, by=actor))
         return count

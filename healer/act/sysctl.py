@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 
 class NamespaceRunner(Protocol):
-    """Runs a function on a thread inside one network namespace (healer.netns.NetnsRunner)."""
+    """Runs a function on a thread inside one network namespace (healer.host.netns.NetnsRunner)."""
 
     def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 
@@ -34,7 +34,7 @@ class NamespaceRunner(Protocol):
 
 
 def _default_runner(name: str) -> NamespaceRunner:
-    from healer.netns import NetnsRunner  # imported late: only netns scopes need it
+    from healer.host.netns import NetnsRunner  # imported late: only netns scopes need it
 
     return NetnsRunner(name)
 

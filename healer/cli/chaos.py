@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _severity_args(run)
     run.add_argument("--point", choices=POINTS, default=None,
                      help="run at this point of the scenario's range instead of a draw")
+    _skip_arg(run)
     run.set_defaults(func=_run)
     suite = cs.add_parser("suite", help="run every scenario (or the quick CI subset)")
     suite.add_argument("--quick", action="store_true", help="the CI subset (< 5 min)")
@@ -37,8 +38,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     suite.add_argument("--sweep", action="store_true",
                        help="run each scenario that has a range at its low, middle and high "
                             "points (scenarios without one are not run)")
+    _skip_arg(suite)
     suite.set_defaults(func=_suite)
     p.set_defaults(func=lambda args: _usage(p))
+
+
+def _skip_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-skipped", action="store_true",
+                   help="exit 0 even when every scenario was skipped (nothing was checked)")
+
+
+def _status(summary: dict[str, Any], allow_skipped: bool) -> int:
+    """1 when a scenario failed, or when none ran and the caller did not accept that: a run
+    that checked nothing must not read as a pass."""
+    if summary["failed"]:
+        return 1
+    if summary["ran"] == 0 and not allow_skipped:
+        reasons = sorted(set(summary["skipped_scenarios"].values()))
+        print(f"chaos: every scenario was skipped, nothing was checked ({'; '.join(reasons)}); "
+              "--allow-skipped accepts that", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _severity_args(p: argparse.ArgumentParser) -> None:
@@ -133,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(r))
     elif sys.stdout.isatty():
         _print_table(results, summary)
-    return 0 if r["passed"] or r["skipped"] else 1
+    return _status(summary, args.allow_skipped)
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -150,7 +170,7 @@ def _suite(args: argparse.Namespace) -> int:
         # The plain closing line CI runners read, like a test runner's.
         print(f"chaos: {summary['passed']} passed, {summary['failed']} failed, "
               f"{summary['skipped']} skipped")
-    return 1 if summary["failed"] else 0
+    return _status(summary, args.allow_skipped)
 
 
 def _print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -151,7 +151,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
     from healer.act.registry import build_actuators
-    from healer.monitor.gpu import build_gpu_backend
+    from healer.host.gpu import build_gpu_backend
 
     gpu = None
     # Without a usable GPU backend, GPU changes cannot be rolled back from here.
@@ -168,7 +168,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     engine = _engine(settings, repo)
     if args.all:
         records = engine.rollback_all(LOCAL_ADMIN)
-        left = repo.list_actions(states=(S.APPLYING, S.VERIFYING, S.VERIFIED))
+        left = list(repo.iter_actions(states=(S.APPLYING, S.VERIFYING, S.VERIFIED)))
     else:
         records, left = [engine.rollback(args.id, LOCAL_ADMIN)], []
     if args.json:

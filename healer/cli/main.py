@@ -13,7 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from guardrails.errors import PolicyError
 from healer.errors import ConfigError, HealerError
+from playbooks.errors import PlaybookError
 
 # (module under healer.cli, what it provides). Each module defines
 # ``register(subparsers) -> None`` that adds its commands with ``set_defaults(func=...)``;
@@ -29,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "users",  # user add|remove|passwd|role|list, token create|list|revoke
     "silences",  # silence add, list, remove
+    "targets",  # target list, resume
 )
 
 
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, PolicyError, PlaybookError) as exc:  # our files' errors: exit 2
         print(f"healer: config error: {exc}", file=sys.stderr)
         return 2
     except HealerError as exc:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the web stack loads only after the privilege checks
     import uvicorn
 
     from healer.live import LiveReader
+    from healer.models import SilenceCheck
     from healer.settings import Settings
     from healer.store.repository import Repository
     from healer.telemetry import Telemetry
@@ -74,15 +75,18 @@ class Serve:
     telemetry: Telemetry
     live: LiveReader
     jobs: dict[str, tuple[Callable[[], object], float]]  # id -> (job, period in seconds)
+    silence_check: SilenceCheck  # refuses a silence over a template a playbook claims
 
 
 def build_serve(settings: Settings) -> Serve:
     """Build every part of ``healer serve`` from settings; nothing runs yet."""
+    from healer.detect.silences import silence_check
     from healer.diagnose.context import llm_context
     from healer.diagnose.factory import build_llm, llm_limits
     from healer.diagnose.pending import diagnose_pending
     from healer.live import LIVE_FILE, LiveReader
-    from healer.notify import OutboxDeliverer, build_channels
+    from healer.notify.channels import build_channels
+    from healer.notify.outbox import OutboxDeliverer
     from healer.store.engine import open_store
     from healer.telemetry import Telemetry
     from playbooks.loader import load_library
@@ -95,17 +99,17 @@ def build_serve(settings: Settings) -> Serve:
                       on_sample=lambda sample: telemetry.host.update(sample.metrics),
                       llm=llm.status if llm is not None else None)
     deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
+    library = load_library(settings.playbooks_dir)
     jobs: dict[str, tuple[Callable[[], object], float]] = {
         "live": (live.poll, settings.interval_seconds / 2),
         "notify": (lambda: deliverer.deliver_due(datetime.now(UTC)), NOTIFY_EVERY_SECONDS),
     }
     if llm is not None:
-        library = load_library(settings.playbooks_dir)
         jobs["llm"] = (partial(diagnose_pending, repo, llm, library, limits=llm_limits(settings),
                                telemetry=telemetry,
                                context_for=llm_context(settings, library, live.window)),
                        LLM_EVERY_SECONDS)
-    return Serve(settings, repo, telemetry, live, jobs)
+    return Serve(settings, repo, telemetry, live, jobs, silence_check(library.playbooks))
 
 
 def serve(settings: Settings) -> int:
@@ -121,7 +125,8 @@ def serve(settings: Settings) -> int:
         scheduler.add_job(job, "interval", seconds=seconds, id=job_id, max_instances=1,
                           coalesce=True)
     parts.live.poll()
-    app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live)
+    app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live,
+                     silence_check=parts.silence_check)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                           log_level="warning", access_log=False))
     scheduler.start()

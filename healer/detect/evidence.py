@@ -1,14 +1,16 @@
-"""Build an incident's evidence bundle from what its playbook asks for."""
+"""Build an incident's evidence bundle from what its playbook asks for, and flatten it into
+what the playbook's remedies may read (``remedy_inputs``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from guardrails import linear
 from healer.detect.signals import Hit, MetricIndex
 from healer.detect.view import WindowView
 from healer.models import Evidence, GpuState, ProcessInfo
-from playbooks.render import scope_labels
+from playbooks.render import RemedyInputs, scope_labels
 from playbooks.schema import Baseline, Playbook, Rate, Signal, Threshold, Trend, describe_signal
 
 log = logging.getLogger("healer.detect")
@@ -17,6 +19,9 @@ ReadCgroup = Callable[[str, str], "str | None"]  # (cgroup path, knob) -> value
 MAX_SERIES = 20
 MAX_CAPTURE_CHARS = 256
 TOP_PROCESSES = 5
+_PROCESS_FACTS = ("pid", "num_fds", "nofile_soft", "nofile_hard", "cpu_percent", "rss_bytes")
+# Tunables are kernel text (a sysctl's value, a cgroup knob): RE2.
+_NUMBER_RE = linear.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,12})?")
 
 
 def _metric_names(pb: Playbook) -> list[str]:
@@ -111,3 +116,49 @@ def gather(
         if pb.evidence.gpu else (),
         captures=captures,
     )
+
+
+def remedy_inputs(evidence: Evidence, facts: Mapping[str, str | float],
+                  scope: str = "host") -> RemedyInputs:
+    """What ``playbooks.render`` may read for this incident: the numbers (``numeric_facts``),
+    the evidence's metric series, and the labels (the caller's facts, then the captures)."""
+    labels = {**{k: str(v) for k, v in facts.items()}, **evidence.captures}
+    return RemedyInputs(numbers=numeric_facts(evidence, facts, scope), series=evidence.metrics,
+                        labels=labels)
+
+
+def numeric_facts(evidence: Evidence, facts: Mapping[str, str | float],
+                  scope: str = "host") -> dict[str, float]:
+    """Every number a remedy may read: metrics' latest values, tunables, GPU state, the
+    scoped process (``process.num_fds`` ...), then the caller's facts."""
+    out: dict[str, float] = {}
+    pid = scope_labels(scope).get("pid")
+    for proc in evidence.processes:
+        if str(proc.pid) == pid:
+            for name in _PROCESS_FACTS:
+                value = getattr(proc, name)
+                if value is not None:
+                    out[f"process.{name}"] = float(value)
+    for name, points in evidence.metrics.items():
+        if points:
+            out[name] = points[-1][1]
+    for gpu in evidence.gpus:
+        for name, value in gpu.metrics.items():
+            out[f"gpu.{gpu.index}.{name}"] = value
+    out.update(evidence.signals)
+    for source in (evidence.tunables, facts):
+        for key, raw in source.items():
+            value = _number(raw)
+            if value is not None:
+                out[key] = value
+    return out
+
+
+def _number(raw: str | float) -> float | None:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        text = raw.strip().split()[0] if raw.strip() else ""
+        if _NUMBER_RE.fullmatch(text):
+            return float(text)
+    return None

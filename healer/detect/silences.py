@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from healer.detect.kmsg import KmsgMatcher
 from healer.detect.templates import MAX_TEMPLATE_CHARS, example
 from healer.detect.unknown import UNCLASSIFIED
-from healer.errors import ConfigError, HealerError
-from healer.models import Incident
+from healer.errors import HealerError
+from healer.models import Incident, SilenceCheck, SilenceRefused, SilenceRequest
 from playbooks.schema import Playbook
 
 log = logging.getLogger("healer.detect")
@@ -27,22 +27,6 @@ MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(days=365)
 DEFAULT_DURATION = timedelta(hours=24)
 ActiveSilences = Callable[[datetime], "dict[str, datetime]"]  # now -> template -> expires_at
-
-
-class SilenceRefused(ConfigError):
-    """The silence asked for is malformed or would cover a known failure."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__("silence", problem)
-
-
-@dataclass(frozen=True)
-class SilenceRequest:
-    """A silence to store: validated, with the template it covers."""
-
-    template: str
-    comment: str
-    expires_at: datetime
 
 
 class SilenceCache:
@@ -67,14 +51,6 @@ class SilenceCache:
             except HealerError as exc:
                 log.warning("silences not re-read; keeping the last set: error=%s", exc)
         return frozenset(t for t, until in self._active.items() if until > wall)
-
-
-def split_fingerprint(fingerprint: str) -> tuple[str, str, str]:
-    """``playbook|scope|subject`` (``Incident.fingerprint``) into its parts; a subject may
-    hold ``|`` itself (a template), a playbook id and a scope never do."""
-    playbook, _, rest = fingerprint.partition("|")
-    scope, _, subject = rest.partition("|")
-    return playbook, scope, subject
 
 
 def claimed_by(playbooks: Sequence[Playbook], texts: Sequence[str]) -> str | None:
@@ -115,7 +91,13 @@ def silence_for(playbooks: Sequence[Playbook], *, comment: str, now: datetime,
     if owner is not None:
         raise SilenceRefused(f"playbook {owner!r} claims this message; a silence never "
                              "covers a known failure")
-    return SilenceRequest(template, comment, _expiry(now, duration, expires_at))
+    return SilenceRequest(template=template, comment=comment,
+                          expires_at=_expiry(now, duration, expires_at))
+
+
+def silence_check(playbooks: Sequence[Playbook]) -> SilenceCheck:
+    """``silence_for`` over one library: what the web app is handed to check silences."""
+    return partial(silence_for, tuple(playbooks))
 
 
 def _expiry(now: datetime, duration: timedelta | None, expires_at: datetime | None) -> datetime:

@@ -72,7 +72,6 @@ class UnknownPath:
         self.quiet_seconds = quiet_seconds
         self.scope = scope
         self._templates: dict[str, _Template] = {}
-        self.quiet_total = 0  # lines on the harmless list or pieces of a report
         self.silenced_total = 0
 
     @property
@@ -91,8 +90,7 @@ class UnknownPath:
         msg = rec.message
         data = msg.encode("utf-8", "replace")
         if self._quiet is not None and linear.spans(self._quiet, data) is not None:
-            self.quiet_total += 1
-            return
+            return  # on the harmless list, or a piece of a report
         name = template(msg)
         if name in silenced:
             self.silenced_total += 1

@@ -28,20 +28,19 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from healer.diagnose.base import DiagnoseContext, DiagnosisReport, unknown
+from healer.diagnose.base import DiagnoseContext, DiagnosisReport
 from healer.diagnose.cache import ATTEMPT, BUDGET, CACHE, CLAIM, cache_key
 from healer.diagnose.evidence import MAX_RELATED
 from healer.diagnose.llm import LLMDiagnoser
-from healer.diagnose.opinion import asking_playbooks, combine, llm_proposals
+from healer.diagnose.opinion import asking_playbooks
 from healer.diagnose.schema import LLMResult
-from healer.logs import kv
-from healer.models import Diagnosis, Incident, IncidentStatus, Proposal
+from healer.logs import logfmt
+from healer.models import Incident, IncidentStatus
 from healer.store.repository import Repository
-from healer.store.rows import LLMAnswerRow
 from healer.store.tables import NAME_LEN
 from healer.telemetry import Telemetry
 from playbooks.loader import Library
@@ -50,7 +49,6 @@ log = logging.getLogger("healer.diagnose.pending")
 
 HOUR = 3600.0
 Outcome = Literal["asked", "cached", "failed", "busy", "waiting", "budget"]
-Propose = Callable[[Incident, Proposal, Any], object]  # ChangeEngine.propose
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,7 @@ def diagnose_pending(repo: Repository, llm: LLMDiagnoser, library: Library, *,
         if outcome == "budget":
             # The job runs every few seconds: say it once an hour, not on every run.
             if repo.kv_claim(CLAIM, "budget-warning", secrets.token_hex(8), HOUR):
-                log.warning(kv(msg="llm budget spent: diagnoses wait for the next hour",
+                log.warning(logfmt(msg="llm budget spent: diagnoses wait for the next hour",
                                per_hour=limits.diagnoses_per_hour))
             break
     return run
@@ -221,59 +219,9 @@ def _keep(repo: Repository, incident_id: int, key: str, model: str, version: str
     failed = Attempts(tries=attempts.tries + 1, tokens=attempts.tokens + tokens,
                       failure=failure, next_at=repo.now().timestamp() + wait)
     repo.kv_put(ATTEMPT, key, failed.model_dump_json(), ttl_seconds=limits.memory_seconds)
-    log.warning(kv(msg="llm gave no diagnosis", incident=incident_id, reason=failure,
+    log.warning(logfmt(msg="llm gave no diagnosis", incident=incident_id, reason=failure,
                    tries=failed.tries))
     if failed.tries > len(waits):
         repo.add_llm_answer(incident_id, model, version, answer=None, failure=failure,
                             cached=False, calls=report.calls, tokens=tokens)
     return "failed"
-
-
-# -- the root agent's side -------------------------------------------------------------------
-def stored_answer(row: LLMAnswerRow) -> tuple[Diagnosis, str | None]:
-    """An answer record as the LLM's diagnosis and its failure reason, validated again."""
-    if row.answer is None:
-        reason = row.failure or "none"
-        return unknown(f"LLM gave no diagnosis ({reason})", "llm"), reason
-    try:
-        result = LLMResult.model_validate(row.answer)
-    except ValidationError:
-        return unknown("the LLM's answer record does not validate", "llm"), "invalid"
-    return Diagnosis(root_cause=result.root_cause, explanation=result.explanation,
-                     confidence=result.confidence, source="llm",
-                     proposals=result.proposals), None
-
-
-def rejoin(repo: Repository, incident_id: int, base: Diagnosis) -> Diagnosis:
-    """A new playbook diagnosis of ``incident_id`` with the LLM's answer already taken up."""
-    row = repo.taken_llm_answer(incident_id)
-    if row is None:
-        return base
-    answer, failure = stored_answer(row)
-    return combine(base, answer, model=row.model, failure=failure)
-
-
-def take_up_answers(repo: Repository, library: Library, propose: Propose,
-                    limit: int = 20) -> int:
-    """Join the LLM's stored answers to their incidents' diagnoses and journal its proposals
-    through ``propose`` (the change engine: the guard decides each). Returns answers taken."""
-    taken = 0
-    for row in repo.untaken_llm_answers(limit):
-        incident = repo.get_incident(row.incident_id)
-        if incident is not None and incident.diagnosis is None:
-            continue  # the playbook's diagnosis lands first; the answer waits for it
-        repo.mark_llm_answer_taken(row.id, repo.now())
-        if incident is None or incident.id is None:
-            continue
-        answer, failure = stored_answer(row)
-        combined = combine(incident.diagnosis or unknown("no diagnosis"), answer,
-                           model=row.model, failure=failure)
-        repo.set_diagnosis(incident.id, combined)
-        log.info(kv(msg=f"llm answer taken up: {answer.root_cause}", incident=incident.id,
-                    source=combined.source, failure=failure))
-        if incident.status == IncidentStatus.OPEN:  # a resolved incident needs no change
-            playbook = library.get(incident.playbook)
-            for proposal in llm_proposals(combined):
-                propose(incident, proposal, playbook)
-        taken += 1
-    return taken

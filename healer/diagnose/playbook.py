@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 
+from healer.detect.evidence import remedy_inputs
 from healer.diagnose.base import DiagnoseContext, unknown
 from healer.models import Diagnosis, Incident, Proposal
+from playbooks.render import render_remedies
 
 log = logging.getLogger("healer.diagnose.playbook")
 
@@ -32,12 +34,9 @@ class PlaybookDiagnoser:
 
     def proposals(self, incident: Incident, ctx: DiagnoseContext) -> list[Proposal]:
         """The playbook's remedies for this incident; a remedy that does not render is skipped."""
-        # Imported here: only this diagnoser needs the playbooks renderer.
-        from playbooks.render import render_remedies
-
         try:
-            rendered = render_remedies(ctx.playbook, incident.evidence, dict(ctx.facts),
-                                       incident.scope)
+            inputs = remedy_inputs(incident.evidence, dict(ctx.facts), incident.scope)
+            rendered = render_remedies(ctx.playbook, inputs, incident.scope)
         except Exception:  # a playbook bug must not cost the diagnosis
             log.exception("remedies failed to render: playbook=%s", ctx.playbook.id)
             return []

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from healer.act.cgroupfs import (
+from healer.host.cgroupfs import (
     V1_UNLIMITED_FLOOR,
     CgroupMounts,
     from_v1_value,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from healer.host.netns import NetnsRunner
 from healer.models import SamplePart
 from healer.monitor.parse_net import parse_snmp, parse_sockstat
 from healer.monitor.parse_proc import parse_int
 from healer.monitor.procfs import ProcReader
 from healer.monitor.system import ProcFileCollector
-from healer.netns import NetnsRunner
 
 _CONNTRACK = "sys/net/netfilter/nf_conntrack_"
 

@@ -12,11 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from healer.host.gpu import build_gpu_backend
+from healer.host.gpu.backend import GpuBackend
+from healer.host.netns import NetnsRunner
 from healer.models import GpuState, KmsgRecord, ProcessInfo, Sample
 from healer.monitor.base import Collector
 from healer.monitor.cgroups import CgroupCollector, CgroupTree
-from healer.monitor.gpu.backend import GpuBackend
-from healer.monitor.gpu.collector import GpuCollector, make_gpu_backend
+from healer.monitor.gpu import GpuCollector
 from healer.monitor.kmsg import KmsgCollector
 from healer.monitor.net import NetCollector
 from healer.monitor.process import ProcessCollector
@@ -30,7 +32,6 @@ from healer.monitor.system import (
     VmstatCollector,
 )
 from healer.monitor.textfile import TextfileCollector
-from healer.netns import NetnsRunner
 from healer.settings import Settings
 from healer.telemetry import Telemetry
 
@@ -78,7 +79,7 @@ def build_collectors(
             KmsgCollector(settings.kmsg_source, settings.state_dir, persist=kmsg_persist,
                           telemetry=telemetry, procfs_root=root)
         )
-    collectors.append(GpuCollector(gpu if gpu is not None else make_gpu_backend(settings)))
+    collectors.append(GpuCollector(gpu if gpu is not None else build_gpu_backend(settings)))
     check_unique(collectors)
     return collectors
 

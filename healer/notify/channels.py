@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.notify.events import severity_rank
 from healer.notify.formats import slack_payload
 from healer.notify.signing import sign_webhook
@@ -102,9 +102,9 @@ class LogChannel:
         """Log the message at a level matching its severity."""
         sev = str(message.get("severity", "info"))
         level = logging.WARNING if severity_rank(sev) >= 2 else logging.INFO
-        self._log.log(level, kv(msg=f"notify {message.get('event')}", severity=sev,
-                                subject=message.get("subject"), title=message.get("title"),
-                                link=message.get("link") or ""))
+        self._log.log(level, logfmt(msg=f"notify {message.get('event')}", severity=sev,
+                                    subject=message.get("subject"), title=message.get("title"),
+                                    link=message.get("link") or ""))
 
 
 def build_channels(settings: Settings, client: httpx.Client | None = None) -> dict[str, Channel]:
@@ -121,16 +121,6 @@ def build_channels(settings: Settings, client: httpx.Client | None = None) -> di
     if settings.webhook_url and client is not None:
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         if secret is None:
-            log.warning(kv(msg="webhook has no secret; deliveries are unsigned"))
+            log.warning(logfmt(msg="webhook has no secret; deliveries are unsigned"))
         channels["webhook"] = WebhookChannel(settings.webhook_url, client, secret)
     return channels
-
-
-def configured_channels(settings: Settings) -> list[str]:
-    """Names of the channels ``settings`` enables, without building clients."""
-    names = ["log"]
-    if settings.slack_webhook_url:
-        names.append("slack")
-    if settings.webhook_url:
-        names.append("webhook")
-    return names

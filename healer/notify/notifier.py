@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from healer.errors import HealerError
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionRecord, Incident
-from healer.notify.channels import configured_channels
 from healer.notify.events import DEFAULT_SEVERITY, Event
 from healer.notify.formats import MESSAGE_VERSION, event_title
-from healer.notify.routes import Routes, parse_routes
+from healer.notify.routes import Routes, configured_channels, parse_routes
 from healer.settings import Settings
 
 log = logging.getLogger("healer.notify")
@@ -76,8 +75,8 @@ class Notifier:
                 if self._repo.enqueue_notification(channel, ev.value, message, key):
                     queued += 1
             except HealerError as exc:  # a store hiccup must not stop the loop
-                log.error(kv(msg="notification not queued", channel=channel, event=ev.value,
-                             subject=subject, error=exc))
+                log.error(logfmt(msg="notification not queued", channel=channel, event=ev.value,
+                                 subject=subject, error=exc))
         return queued
 
     def _message(self, event: Event, subject: str, payload: Mapping[str, Any], severity: str,
@@ -129,10 +128,6 @@ class Notifier:
                    "state": record.state.value, "original": record.original,
                    "applied": record.applied, "verdict": record.decision.verdict}
         return self.emit(ev, f"action:{record.id}", payload, severity)
-
-    def approval_needed(self, record: ActionRecord) -> int:
-        """Queue an approval request with the dashboard link (and Slack buttons)."""
-        return self.action(Event.APPROVAL_NEEDED, record)
 
     def escalation(self, subject: str, message: str, *, incident_id: int | None = None,
                    action_id: int | None = None) -> int:

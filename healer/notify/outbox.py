@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.notify.channels import Channel, DeliveryError
 from healer.telemetry import Telemetry
 
@@ -100,9 +100,9 @@ class OutboxDeliverer:
             give_up = exc.permanent or attempt >= self._backoff.max_attempts
             retry_at = now + timedelta(seconds=self._backoff.delay(attempt))
             self._repo.mark_failed(row.id, str(exc), retry_at, give_up)
-            log.warning(kv(msg="notification failed", channel=row.channel, event=row.event,
-                           id=row.id, attempt=attempt, error=exc,
-                           next="dead" if give_up else retry_at.isoformat()))
+            log.warning(logfmt(msg="notification failed", channel=row.channel, event=row.event,
+                               id=row.id, attempt=attempt, error=exc,
+                               next="dead" if give_up else retry_at.isoformat()))
             self._count(row.channel, "dead" if give_up else "retry")
             return "dead" if give_up else "retried"
         self._repo.mark_delivered(row.id, now)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from healer.errors import ConfigError
 from healer.notify.events import SEVERITIES, Event, severity_rank
+from healer.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,13 @@ def _parse_pattern(channel: str, text: str) -> _Pattern:
 def parse_routes(raw: Mapping[str, Sequence[str]]) -> Routes:
     """Parse ``Settings.notify_routes``; raises ConfigError naming the bad key."""
     return Routes({ch: tuple(_parse_pattern(ch, p) for p in pats) for ch, pats in raw.items()})
+
+
+def configured_channels(settings: Settings) -> list[str]:
+    """Names of the channels ``settings`` enables, without building clients."""
+    names = ["log"]
+    if settings.slack_webhook_url:
+        names.append("slack")
+    if settings.webhook_url:
+        names.append("webhook")
+    return names

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +44,7 @@ POOL_SIZE: int = Settings.model_fields["db_pool_size"].default
 MAX_OVERFLOW: int = Settings.model_fields["db_max_overflow"].default
 # pg_advisory_lock key for schema upgrades: any constant that no other lock user picks.
 MIGRATION_LOCK_KEY = 0x6865616C6572  # "healer"
+UPGRADE_TIMEOUT_S = 300.0  # a long migration on a big PostgreSQL table; SQLite takes < 1 s
 
 
 def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -212,6 +215,20 @@ def _migration_lock(conn: sa.Connection) -> Iterator[None]:
         conn.commit()
 
 
+def upgrade_in_child(url: str) -> None:
+    """Run ``migrate`` on ``url`` in a child interpreter (``python -m healer.store.upgrade``,
+    the URL on stdin, never in argv); raise StoreError if it fails."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "healer.store.upgrade"], input=url,
+                              capture_output=True, text=True, timeout=UPGRADE_TIMEOUT_S,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise StoreError(f"migration failed: {e}") from e
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+        raise StoreError(lines[-1].removeprefix("StoreError: "))
+
+
 migrate_to_head = migrate  # open_store's ``migrate`` flag shadows the function's name
 
 
@@ -235,8 +252,6 @@ def open_store(settings: Settings, *, isolate_migration: bool = False,
             raise StoreError("the database schema is not at head yet (the agent migrates it)")
     elif isolate_migration and not _in_memory(engine):
         if not at_head(engine):
-            from healer.store.upgrade import upgrade_in_child
-
             upgrade_in_child(engine.url.render_as_string(hide_password=False))
     else:
         migrate_to_head(engine)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,9 @@ from healer.store.rows import HistoryEntry, IncidentActivity
 from healer.store.seal import SEALED_FIELDS, Sealer
 from healer.store.tables import ActionTable, IncidentTable, JournalLogTable
 
+# Rows per page when iterating the journal completely (``iter_actions``, ``iter_incidents``):
+# a page is one short read transaction, so a writer in another process never waits long.
+PAGE_SIZE = 500
 # Fields a transition may set besides the state (the actuator's read-backs and verdicts).
 TRANSITION_FIELDS = frozenset({"original", "applied", "deadline", "verification", "decision"})
 
@@ -177,6 +180,31 @@ class JournalRepo(RepoBase):
         with self._tx(write=False) as s:
             rows = s.scalars(q.order_by(IncidentTable.id.desc()).limit(limit))
             return [_incident(r) for r in rows]
+
+    def iter_incidents(self, status: IncidentStatus | None = None, *,
+                       page: int = PAGE_SIZE) -> Iterator[Incident]:
+        """Every one of this host's incidents (in ``status``), newest first, read a page at a
+        time: unlike ``list_incidents`` it never stops at a limit."""
+        q = sa.select(IncidentTable).where(IncidentTable.host_id == self.host_id)
+        if status is not None:
+            q = q.where(IncidentTable.status == status.value)
+        last: int | None = None
+        while True:
+            paged = q if last is None else q.where(IncidentTable.id < last)
+            with self._tx(write=False) as s:
+                rows = [_incident(r) for r in
+                        s.scalars(paged.order_by(IncidentTable.id.desc()).limit(page))]
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1].id
+
+    def count_incidents(self, status: IncidentStatus) -> int:
+        """How many of this host's incidents are in ``status``."""
+        q = sa.select(sa.func.count(IncidentTable.id)).where(
+            IncidentTable.host_id == self.host_id, IncidentTable.status == status.value)
+        with self._tx(write=False) as s:
+            return int(s.scalar(q) or 0)
 
     def set_diagnosis(self, incident_id: int, diagnosis: Diagnosis) -> None:
         """Attach (or replace) the diagnosis of an incident."""
@@ -366,15 +394,54 @@ class JournalRepo(RepoBase):
         incident_id: int | None = None,
         limit: int = 100,
     ) -> list[ActionRecord]:
-        """This host's journal, newest first, optionally by states and incident."""
+        """This host's newest ``limit`` records, optionally by states and incident (for a
+        listing; the change path reads them all with ``iter_actions``)."""
+        q = self._actions_query(states, incident_id)
+        with self._tx(write=False) as s:
+            rows = s.scalars(q.order_by(ActionTable.id.desc()).limit(limit))
+            return [_record(r) for r in rows]
+
+    def _actions_query(self, states: Collection[ActionState] | None, incident_id: int | None,
+                       target: str | None = None,
+                       created_before: datetime | None = None) -> sa.Select[Any]:
         q = sa.select(ActionTable).where(ActionTable.host_id == self.host_id)
         if states is not None:
             q = q.where(ActionTable.state.in_([ActionState(x).value for x in states]))
         if incident_id is not None:
             q = q.where(ActionTable.incident_id == incident_id)
-        with self._tx(write=False) as s:
-            rows = s.scalars(q.order_by(ActionTable.id.desc()).limit(limit))
-            return [_record(r) for r in rows]
+        if target is not None:
+            q = q.where(ActionTable.target == target)
+        if created_before is not None:
+            q = q.where(ActionTable.created_at <= created_before)
+        return q
+
+    def iter_actions(
+        self,
+        *,
+        states: Collection[ActionState] | None = None,
+        incident_id: int | None = None,
+        target: str | None = None,
+        created_before: datetime | None = None,
+        oldest_first: bool = False,
+        page: int = PAGE_SIZE,
+    ) -> Iterator[ActionRecord]:
+        """Every matching record of this host's journal, newest first (or oldest first),
+        read a page at a time; unlike ``list_actions`` it never stops at a limit. Pages
+        follow the id (keyset), so a record that another writer moves meanwhile is neither
+        skipped nor repeated; one that leaves ``states`` before its page is read is not
+        yielded. The change path iterates with this."""
+        q = self._actions_query(states, incident_id, target, created_before)
+        order = ActionTable.id.asc() if oldest_first else ActionTable.id.desc()
+        last: int | None = None
+        while True:
+            paged = q if last is None else q.where(
+                ActionTable.id > last if oldest_first else ActionTable.id < last)
+            with self._tx(write=False) as s:
+                rows = [_record(r) for r in s.scalars(paged.order_by(order).limit(page))]
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1].id
 
     def has_actions(self, states: Collection[ActionState], *,
                     created_before: datetime | None = None) -> bool:
@@ -394,24 +461,22 @@ class JournalRepo(RepoBase):
         except SQLAlchemyError as e:
             raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
 
-    def incident_activity(self, incident_id: int, live: Collection[ActionState],
-                          limit: int = 100) -> IncidentActivity:
-        """Whether any of the incident's newest ``limit`` records is in ``live``, and the
-        state and time of the one that changed last: one indexed read of two columns."""
-        q = (
-            sa.select(ActionTable.state, ActionTable.updated_at)
-            .where(ActionTable.host_id == self.host_id, ActionTable.incident_id == incident_id)
-            .order_by(ActionTable.id.desc())
-            .limit(limit)
-        )
-        wanted = {ActionState(x).value for x in live}
+    def incident_activity(self, incident_id: int,
+                          live: Collection[ActionState]) -> IncidentActivity:
+        """Whether any of the incident's records is in ``live``, and the state and time of
+        the one that changed last: two indexed reads, however long the incident's journal."""
+        mine = (ActionTable.host_id == self.host_id, ActionTable.incident_id == incident_id)
+        last_q = (sa.select(ActionTable.state, ActionTable.updated_at).where(*mine)
+                  .order_by(ActionTable.updated_at.desc(), ActionTable.id.desc()).limit(1))
+        live_q = sa.select(ActionTable.id).where(
+            *mine, ActionTable.state.in_([ActionState(x).value for x in live])).limit(1)
         with self._tx(write=False) as s:
-            rows = s.execute(q).all()
-        if not rows:
-            return IncidentActivity(live=False, last_state=None, last_change=None)
-        state, changed = max(rows, key=lambda r: r[1])
-        return IncidentActivity(live=any(r[0] in wanted for r in rows),
-                                last_state=ActionState(state), last_change=changed)
+            last = s.execute(last_q).first()
+            if last is None:
+                return IncidentActivity(live=False, last_state=None, last_change=None)
+            found = s.execute(live_q).first() is not None
+        return IncidentActivity(live=found, last_state=ActionState(last[0]),
+                                last_change=last[1])
 
     def history(self, target: str, since: datetime) -> list[HistoryEntry]:
         """Changes to ``target`` that started applying since ``since``, oldest first."""

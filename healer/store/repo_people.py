@@ -12,7 +12,7 @@ from healer.models import ActionRecord, ActionState
 from healer.store.errors import NotFound, StaleState
 from healer.store.repo_base import RepoBase
 from healer.store.repo_journal import _record
-from healer.store.rows import ApprovalRow, AuditRow
+from healer.store.rows import ApprovalRow, AuditRow, PausedTargetRow
 from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTargetTable, UserTable
 
 _AWAITING = ActionState.AWAITING_APPROVAL.value
@@ -118,15 +118,25 @@ class PeopleRepo(RepoBase):
                          ("reason", "at"))
             self._audit(s, "healer", "target.paused", target, {"reason": reason})
 
-    def resume_target(self, target: str, actor: str = "admin") -> None:
-        """Let automation touch ``target`` again."""
+    def resume_target(self, target: str, actor: str) -> None:
+        """Let automation touch ``target`` again (audited); NotFound if it is not paused."""
         with self._tx() as s:
-            s.execute(
+            gone = s.execute(
                 sa.delete(PausedTargetTable).where(
                     PausedTargetTable.host_id == self.host_id, PausedTargetTable.target == target
                 )
-            )
+            ).rowcount  # type: ignore[attr-defined]
+            if not gone:
+                raise NotFound("paused target", target)
             self._audit(s, actor, "target.resumed", target, None)
+
+    def list_paused_targets(self) -> list[PausedTargetRow]:
+        """Paused targets with why and since when, newest first."""
+        q = (sa.select(PausedTargetTable).where(PausedTargetTable.host_id == self.host_id)
+             .order_by(PausedTargetTable.at.desc(), PausedTargetTable.target))
+        with self._tx(write=False) as s:
+            return [PausedTargetRow(target=r.target, reason=r.reason, at=r.at)
+                    for r in s.scalars(q)]
 
     def paused_targets(self) -> set[str]:
         """Targets this host may not change automatically."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -81,11 +81,8 @@ class SamplesRepo(RepoBase):
                      "max": r.max, "avg": r.avg, "last": r.last, "count": r.count}
                     for r in fresh.values()])
 
-    def add_raw_samples(
-        self, samples: Sequence[Sample], names: Collection[str] | None = None
-    ) -> None:
-        """Store full-resolution readings (only ``names`` when given); repeats are ignored."""
-        wanted = None if names is None else frozenset(names)
+    def add_raw_samples(self, samples: Sequence[Sample]) -> None:
+        """Store full-resolution readings (healer.recorder picks which); repeats are ignored."""
         too_long = self._too_long({n for s in samples for n in s.metrics})
         rows = [
             {
@@ -96,7 +93,7 @@ class SamplesRepo(RepoBase):
             }
             for sample in samples
             for name, value in sample.metrics.items()
-            if (wanted is None or name in wanted) and name not in too_long
+            if name not in too_long
         ]
         with self._tx() as s:
             self._insert_ignore(s, RawSampleTable.__table__, rows, ("host_id", "name", "ts"))

@@ -138,3 +138,11 @@ class LLMAnswerRow(_Row):
     tokens: int
     created_at: datetime
     taken_at: datetime | None
+
+
+class PausedTargetRow(_Row):
+    """A target automation stood down on (admin drift), until a person resumes it."""
+
+    target: str
+    reason: str
+    at: datetime

@@ -14,12 +14,14 @@ from playbooks.schema import Playbook
 _SCOPE_LABELS = {"gpu": "index", "pid": "pid", "cgroup": "cgroup", "netns": "netns"}
 
 
-def labels_for(incident: Incident | None, action: Action) -> dict[str, str]:
+def labels_for(incident: Incident | None, action: Action | None) -> dict[str, str]:
     """Placeholder values: the action's fields win over the incident's scope and captures."""
     labels: dict[str, str] = {}
     if incident is not None:
         labels.update(incident.evidence.captures)
         labels.update(_scope_labels(incident.scope))
+    if action is None:
+        return labels
     labels.update(_scope_labels(action.scope))
     fields = action.model_dump()
     for name in ("index", "pid", "path", "client"):
@@ -41,10 +43,11 @@ def _scope_labels(scope: str) -> dict[str, str]:
     return out
 
 
-def spec_for(verify: Playbook | VerifySpec | None, incident: Incident | None, action: Action,
-             slos: tuple[Slo, ...] = ()) -> VerifySpec | None:
+def spec_for(verify: Playbook | VerifySpec | None, incident: Incident | None,
+             action: Action | None, slos: tuple[Slo, ...] = ()) -> VerifySpec | None:
     """A VerifySpec from a spec, a playbook (its ``verify`` block) or None; ``slos``: the
-    operator's declared objectives, for a ``verify`` block that says ``slo: true``."""
+    operator's declared objectives, for a ``verify`` block that says ``slo: true``. With no
+    action, the names come from the incident alone (what its changes would be judged on)."""
     if verify is None or isinstance(verify, VerifySpec):
         return verify
     if verify.verify is None or verify.rollback == "never":

@@ -10,15 +10,11 @@ lower weight); the application's objective is what the fix is for.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 
 from healer.models import Slo, Verdict
 from healer.verify.stats import Point, median, values_between
 
-_METRIC = r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+"
-SLO_RE = re.compile(rf"^\s*({_METRIC})\s*(<=|>=|<|>)\s*({_METRIC}|-?[0-9]+(?:\.[0-9]*)?"
-                    r"(?:[eE][-+]?[0-9]+)?)\s*$")
 _CMP: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
     ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
@@ -26,20 +22,9 @@ _CMP: dict[str, Callable[[float, float], bool]] = {
 SeriesFn = Callable[[str, float, float], Sequence[Point]]
 
 
-def parse_slo(text: str) -> Slo:
-    """``metric<=0.05`` or ``metric<=other.metric``; ValueError on anything else."""
-    m = SLO_RE.match(text)
-    if m is None:
-        raise ValueError(f"not an SLO (metric <=|<|>=|> number-or-metric): {text!r}")
-    metric, op, rhs = m.groups()
-    if rhs[0].isalpha():
-        return Slo(metric=metric, op=op, objective_metric=rhs)  # type: ignore[arg-type]
-    return Slo(metric=metric, op=op, objective=float(rhs))  # type: ignore[arg-type]
-
-
 def parse_slos(texts: Iterable[str]) -> tuple[Slo, ...]:
     """Every declared objective, parsed."""
-    return tuple(parse_slo(t) for t in texts)
+    return tuple(Slo.parse(t) for t in texts)
 
 
 def judge_slos(slos: Sequence[Slo], series: SeriesFn, since: float, until: float,

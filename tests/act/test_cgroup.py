@@ -12,8 +12,8 @@ import pytest
 from guardrails.actions import CgroupLimit
 from guardrails.decision import Decision
 from healer.act.cgroup import CgroupActuator
-from healer.act.cgroupfs import CgroupMounts, parse_mountinfo
 from healer.errors import ActuatorError
+from healer.host.cgroupfs import CgroupMounts, parse_mountinfo
 from healer.models import ActionRecord
 
 from .conftest import ROOT

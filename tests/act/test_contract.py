@@ -13,7 +13,7 @@ from healer.act.base import Actuator, ActuatorRegistry
 from healer.act.process import NiceActuator
 from healer.act.registry import build_actuators
 from healer.errors import ActuatorError
-from healer.monitor.gpu.simulated import SimulatedBackend
+from healer.host.gpu.simulated import SimulatedBackend
 from healer.settings import Settings
 
 PROTOCOL_METHODS = ("read", "in_action_units", "facts", "apply", "restore")

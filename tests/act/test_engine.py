@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from guardrails.actions import SysctlWrite
-from healer.models import ActionState, Proposal
+from healer.act.engine import ChangeEngine
+from healer.models import ActionRecord, ActionState, Proposal
 from healer.store.repository import Repository
 
 from .conftest import Clock, Window, netns_sysctl
@@ -84,24 +85,43 @@ def test_protected_key_is_denied_with_its_rule_named(
     assert engine.step() == []
 
 
-def test_admin_drift_supersedes_leaves_the_admin_value_and_pauses(
-        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path) -> None:
+def _drift(netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+           notes: Notes) -> tuple[ChangeEngine, ActionRecord]:
+    """A change applied, then the admin sets another value: superseded, target paused."""
     netns_sysctl(netns, "net.core.somaxconn", "128")
-    notes = Notes()
     engine = make_engine(repo, clock, window, tmp_path, notes)
     total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    record = engine.propose(None, somaxconn(netns, "512"), SPEC)
+    engine.propose(None, somaxconn(netns, "512"), SPEC)
     engine.step()
     netns_sysctl(netns, "net.core.somaxconn", "2000")  # the admin
     feed(window, clock, 2, overflow_rate=0, psi=1.0, start_total=total)
     [superseded] = engine.step()
-    assert superseded.state == S.SUPERSEDED
+    return engine, superseded
+
+
+def test_admin_drift_supersedes_leaves_the_admin_value_and_pauses(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path) -> None:
+    notes = Notes()
+    engine, record = _drift(netns, repo, clock, window, tmp_path, notes)
+    assert record.state == S.SUPERSEDED
     assert netns_sysctl(netns, "net.core.somaxconn") == "2000"
     assert record.action.target in repo.paused_targets()
     assert "escalation" in notes.names()
     clock.advance(301)  # past the policy's per-target cooldown
     again = engine.propose(None, somaxconn(netns, "4096"), SPEC)
     assert again.state == S.AWAITING_APPROVAL and "D-paused" in again.decision.rules
+
+
+def test_a_resumed_target_is_changed_automatically_again(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path) -> None:
+    engine, record = _drift(netns, repo, clock, window, tmp_path, Notes())
+    repo.resume_target(record.action.target, "alice")  # the CLI, the API and the page do this
+    assert repo.paused_targets() == set()
+    clock.advance(301)  # past the policy's per-target cooldown
+    again = engine.propose(None, somaxconn(netns, "4096"), SPEC)
+    assert again.state == S.APPROVED and "D-paused" not in again.decision.rules
+    [applied] = engine.step()
+    assert applied.state == S.VERIFYING and netns_sysctl(netns, "net.core.somaxconn") == "4096"
 
 
 def test_same_target_is_not_proposed_twice_while_open(

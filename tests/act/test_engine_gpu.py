@@ -14,9 +14,9 @@ from healer.act.base import ActuatorRegistry
 from healer.act.engine import ChangeEngine
 from healer.act.gpu import GpuActuator
 from healer.act.persist import DropIn
+from healer.host.gpu.simulated import SimulatedBackend
 from healer.models import ActionRecord, ActionState, Evidence, Incident, Proposal
-from healer.monitor.gpu.collector import gpu_metrics
-from healer.monitor.gpu.simulated import SimulatedBackend
+from healer.monitor.gpu import gpu_metrics
 from healer.store.repository import Repository
 from healer.verify import VerifySpec
 from playbooks.loader import load_library

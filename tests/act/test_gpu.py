@@ -12,8 +12,8 @@ from guardrails.actions import GpuLockedClocks, GpuMpsThreadPercentage, GpuPower
 from guardrails.decision import Decision
 from healer.act.gpu import GpuActuator
 from healer.errors import ActuatorError
+from healer.host.gpu.simulated import SimulatedBackend
 from healer.models import ActionRecord
-from healer.monitor.gpu.simulated import SimulatedBackend
 
 ALLOW = Decision(verdict="allow")
 

@@ -15,6 +15,7 @@ import psutil
 from chaos import netns
 from chaos.cgroups import CgroupFS
 from tests.chaos.conftest import need_root
+from tests.tools import require_tool
 
 HEALER = [sys.executable, "-m", "healer.cli.main"]
 FAKE = Path(__file__).with_name("fake_healer.py")
@@ -48,6 +49,31 @@ def test_list_json_names_every_scenario_and_the_quick_subset() -> None:
         "bad-fix-rollback",
         "crash-during-verify",
     } <= quick
+
+
+def _unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    """``healer chaos ...`` as an unprivileged user: a new user namespace maps nobody to the
+    caller, so every scenario (they all need root) is skipped, and quickly."""
+    if os.geteuid() != 0:
+        return subprocess.run([*HEALER, "chaos", *args], capture_output=True, text=True,
+                              timeout=60)
+    unshare = require_tool("unshare", "Debian's util-linux")
+    return subprocess.run([str(unshare), "--user", *HEALER, "chaos", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_suite_that_skipped_every_scenario_fails_unless_skips_are_allowed() -> None:
+    res = _unprivileged("suite", "--quick")
+    assert res.returncode == 1, res.stderr
+    assert "chaos: 0 passed, 0 failed, 6 skipped" in res.stdout
+    assert "every scenario was skipped, nothing was checked (needs root" in res.stderr
+    assert _unprivileged("suite", "--quick", "--allow-skipped").returncode == 0
+
+
+def test_a_skipped_run_fails_unless_skips_are_allowed() -> None:
+    res = _unprivileged("run", "listen-overflow", "--json")
+    assert res.returncode == 1 and json.loads(res.stdout)["skipped"] is True
+    assert _unprivileged("run", "listen-overflow", "--allow-skipped").returncode == 0
 
 
 def _chaos_processes() -> set[int]:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from healer.cli.main import main
 from healer.detect.templates import template
 from healer.models import Evidence, Incident
-from healer.settings import Settings
-from healer.store.engine import open_store
 from healer.store.repository import Repository
 
 LINE = "mydrv 0000:3b:00.0: firmware heartbeat missed 3 times"
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repository:
-    monkeypatch.setenv("HEALER_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("HEALER_HOST_ID", "cli-host")
-    return open_store(Settings(state_dir=tmp_path / "state", host_id="cli-host"))
 
 
 def _json(capsys: pytest.CaptureFixture[str]) -> object:

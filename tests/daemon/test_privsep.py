@@ -190,3 +190,29 @@ def test_a_closed_directory_on_the_way_is_named(tmp_path: Path) -> None:
     closed.chmod(0o711)
     blocked = unreachable(me, closed / "state")
     assert blocked is None or blocked not in (closed, closed / "state")
+
+
+AGENT = textwrap.dedent("""
+    import json, sys
+    from healer.settings import Settings
+    from healer.daemon import build_daemon
+    s = Settings(state_dir=sys.argv[1], kmsg_source="none", gpu_backend="simulated",
+                 llm_base_url="http://127.0.0.1:9/v1", llm_model="m")
+    daemon = build_daemon(s)
+    for _ in range(3):
+        daemon.pipeline.cycle()
+    print(json.dumps(sorted(sys.modules)))
+""")
+WEB_STACK = {"fastapi", "uvicorn", "starlette", "jinja2", "langchain", "langchain_core",
+             "langchain_openai", "openai", "httpx", "httpcore", "web"}
+
+
+def test_the_root_agent_never_loads_the_web_stack_the_llm_client_or_http_clients(
+        tmp_path: Path) -> None:
+    # With an LLM configured, too: its client lives in healer serve (import-linter checks
+    # the same statically: pyproject's "the root agent never loads ..." contract).
+    out = subprocess.run([sys.executable, "-c", AGENT, str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = {name.split(".")[0] for name in json.loads(out.stdout.splitlines()[-1])}
+    assert loaded & WEB_STACK == set()

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from healer.detect.silences import SilenceCache, SilenceRefused, claimed_by, silence_for
+from healer.detect.silences import SilenceCache, claimed_by, silence_for
 from healer.detect.templates import template
 from healer.errors import StoreError
-from healer.models import Evidence, Incident
+from healer.models import Evidence, Incident, SilenceRefused
 from playbooks.loader import load_library
 
 PLAYBOOKS = load_library().playbooks

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from healer.diagnose.evalcases import load_cases
-from healer.monitor.gpu.collector import GpuCollector
-from healer.monitor.gpu.nvml import NvmlBackend
+from healer.host.gpu.nvml import NvmlBackend
+from healer.monitor.gpu import GpuCollector
 from playbooks.loader import load_library
 from tests.monitor.conftest import PSI_TREE
 from tests.monitor.fake_nvml import FakeNvml

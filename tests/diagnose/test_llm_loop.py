@@ -32,7 +32,7 @@ from healer.diagnose.factory import build_llm
 from healer.diagnose.pending import LLMLimits, diagnose_pending
 from healer.diagnose.playbook import PlaybookDiagnoser
 from healer.models import ActionRecord, ActionState, Incident, KmsgRecord, Sample
-from healer.notify import Notifier
+from healer.notify.notifier import Notifier
 from healer.pipeline import Pipeline
 from healer.settings import Settings
 from healer.store.engine import migrate, open_engine

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from healer.diagnose.answers import rejoin, take_up_answers
 from healer.diagnose.base import DiagnoseContext
 from healer.diagnose.breaker import CircuitBreaker
 from healer.diagnose.cache import CACHE, cache_key
 from healer.diagnose.client import RetryPolicy
 from healer.diagnose.factory import build_llm
 from healer.diagnose.llm import LLMDiagnoser
-from healer.diagnose.pending import LLMLimits, diagnose_pending, rejoin, take_up_answers
+from healer.diagnose.pending import LLMLimits, diagnose_pending
 from healer.diagnose.playbook import PlaybookDiagnoser
 from healer.models import Evidence, Incident, IncidentStatus, Proposal
 from healer.settings import Settings

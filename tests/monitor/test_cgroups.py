@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from healer.act.cgroupfs import CgroupMounts, parse_mountinfo
 from healer.detect.signals import MetricIndex
+from healer.host.cgroupfs import CgroupMounts, parse_mountinfo
 from healer.monitor.base import Collector
 from healer.monitor.cgroups import (
     CgroupCollector,

@@ -7,9 +7,9 @@ import pynvml
 import pytest
 
 from healer.errors import GpuError
-from healer.monitor.gpu.backend import GpuBackend, decode_clock_reasons, normalize_pci_bus_id
-from healer.monitor.gpu.collector import GpuCollector
-from healer.monitor.gpu.nvml import NvmlBackend
+from healer.host.gpu.backend import GpuBackend, decode_clock_reasons, normalize_pci_bus_id
+from healer.host.gpu.nvml import NvmlBackend
+from healer.monitor.gpu import GpuCollector
 from tests.monitor.conftest import PSI_TREE
 from tests.monitor.fake_nvml import FakeNvml
 
@@ -110,10 +110,10 @@ def test_clock_reason_and_pci_decoding() -> None:
 
 
 def test_simulated_path_default_is_in_state_dir(tmp_path: Path) -> None:
-    from healer.monitor.gpu.collector import make_gpu_backend
+    from healer.host.gpu import build_gpu_backend
     from healer.settings import Settings
 
-    b = make_gpu_backend(Settings(state_dir=tmp_path, gpu_backend="simulated"))
+    b = build_gpu_backend(Settings(state_dir=tmp_path, gpu_backend="simulated"))
     assert b is not None and b.device_count() == 1
     assert (tmp_path / "gpu-sim.json").exists()
 

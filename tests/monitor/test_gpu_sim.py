@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from healer.errors import GpuError
-from healer.monitor.gpu.backend import GpuBackend
-from healer.monitor.gpu.collector import GpuCollector
-from healer.monitor.gpu.simulated import SimulatedBackend, sm_shares
+from healer.host.gpu.backend import GpuBackend
+from healer.host.gpu.simulated import SimulatedBackend, sm_shares
+from healer.monitor.gpu import GpuCollector
 
 
 class Clock:

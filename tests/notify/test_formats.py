@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from guardrails.actions import parse_action
 from guardrails.decision import Decision
 from healer.models import ActionRecord, ActionState, Evidence, Incident
-from healer.notify import Notifier
 from healer.notify.formats import slack_payload
+from healer.notify.notifier import Notifier
 from healer.settings import Settings
 from healer.store.repository import Repository
 from tests.notify.conftest import T0
@@ -26,7 +26,8 @@ def _record(id_: int = 7) -> ActionRecord:
 
 def test_approval_needed_carries_link_and_guard_reasons(repo: Repository,
                                                         settings: Settings) -> None:
-    Notifier(settings, repo, channels=["webhook"], clock=lambda: T0).approval_needed(_record())
+    notifier = Notifier(settings, repo, channels=["webhook"], clock=lambda: T0)
+    notifier.action("approval_needed", _record())
     msg = repo.due_notifications(T0)[0].payload
     assert msg["link"] == "https://healer.example/approvals#action-7"
     assert msg["action_id"] == 7 and msg["event"] == "approval_needed"
@@ -37,7 +38,8 @@ def test_approval_needed_carries_link_and_guard_reasons(repo: Repository,
 
 def test_slack_approval_has_approve_reject_and_link_buttons(repo: Repository,
                                                             settings: Settings) -> None:
-    Notifier(settings, repo, channels=["slack"], clock=lambda: T0).approval_needed(_record())
+    notifier = Notifier(settings, repo, channels=["slack"], clock=lambda: T0)
+    notifier.action("approval_needed", _record())
     body = slack_payload(repo.due_notifications(T0)[0].payload, interactive=True)
     buttons = body["blocks"][-1]["elements"]
     assert [b["action_id"] for b in buttons][:2] == ["healer_approve:7", "healer_reject:7"]
@@ -47,7 +49,8 @@ def test_slack_approval_has_approve_reject_and_link_buttons(repo: Repository,
 
 
 def test_slack_without_interactivity_only_links(repo: Repository, settings: Settings) -> None:
-    Notifier(settings, repo, channels=["slack"], clock=lambda: T0).approval_needed(_record())
+    notifier = Notifier(settings, repo, channels=["slack"], clock=lambda: T0)
+    notifier.action("approval_needed", _record())
     body = slack_payload(repo.due_notifications(T0)[0].payload, interactive=False)
     assert [b.get("url") is not None for b in body["blocks"][-1]["elements"]] == [True]
 

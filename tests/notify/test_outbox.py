@@ -10,7 +10,10 @@ import httpx
 import pytest
 
 from healer.errors import ConfigError
-from healer.notify import Backoff, Event, Notifier, OutboxDeliverer, WebhookChannel
+from healer.notify.channels import WebhookChannel
+from healer.notify.events import Event
+from healer.notify.notifier import Notifier
+from healer.notify.outbox import Backoff, OutboxDeliverer
 from healer.notify.routes import parse_routes
 from healer.settings import Settings
 from healer.store.repository import Repository

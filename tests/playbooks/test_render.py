@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guardrails.actions import action_to_dict
+from healer.detect.evidence import remedy_inputs
 from healer.models import Evidence, GpuState, ProcessInfo
 from playbooks.loader import load_library
 from playbooks.render import render_remedies, render_remedies_detailed
@@ -15,7 +16,8 @@ def dumps(playbook: str, evidence: Evidence, scope: str,
           facts: dict[str, str | float] | None = None) -> list[dict[str, object]]:
     pb = LIB.get(playbook)
     assert pb is not None
-    return [action_to_dict(r.action) for r in render_remedies(pb, evidence, facts or {}, scope)]
+    inputs = remedy_inputs(evidence, facts or {}, scope)
+    return [action_to_dict(r.action) for r in render_remedies(pb, inputs, scope)]
 
 
 def test_listen_overflow_playbook_raises_somaxconn_and_syn_backlog_in_the_netns() -> None:
@@ -33,7 +35,7 @@ def test_listen_overflow_remedy_is_skipped_when_already_at_the_bound() -> None:
     pb = LIB.get("listen-backlog-too-small")
     assert pb is not None
     ev = Evidence(tunables={"net.core.somaxconn": "65535", "net.ipv4.tcp_max_syn_backlog": "512"})
-    rendered, skipped = render_remedies_detailed(pb, ev, {}, "host")
+    rendered, skipped = render_remedies_detailed(pb, remedy_inputs(ev, {}), "host")
     assert [r.action.model_dump()["key"] for r in rendered] == ["net.ipv4.tcp_max_syn_backlog"]
     assert "nothing to change" in skipped[0]
 
@@ -127,12 +129,12 @@ def test_hostile_captures_are_skipped_with_a_reason_not_raised() -> None:
     pb = LIB.get("pids-limit-too-low")
     assert pb is not None
     ev = Evidence(captures={"cgroup": "/../../etc"}, tunables={"cgroup.pids.max": "20"})
-    rendered, skipped = render_remedies_detailed(pb, ev, {}, "host")
+    rendered, skipped = render_remedies_detailed(pb, remedy_inputs(ev, {}), "host")
     assert rendered == [] and "skipped" in skipped[0]
     pb = LIB.get("fd-limit-too-low")
     assert pb is not None
-    rendered, skipped = render_remedies_detailed(pb, Evidence(captures={"pid": "1;reboot"}), {},
-                                                 "host")
+    rendered, skipped = render_remedies_detailed(
+        pb, remedy_inputs(Evidence(captures={"pid": "1;reboot"}), {}), "host")
     assert rendered == [] and len(skipped) == 1
 
 

@@ -63,6 +63,22 @@ def test_an_older_live_record_keeps_the_incident_live(repo: Repository,
     assert got.last_change == T0 + timedelta(seconds=20)
 
 
+def test_a_live_record_behind_a_hundred_newer_ones_still_counts(repo: Repository,
+                                                                 clock: FakeClock) -> None:
+    inc = repo.open_incident(make_incident())
+    assert inc.id is not None
+    applied(repo, inc.id, "4096")  # verifying: live
+    for _ in range(150):  # denied proposals of the same incident, all newer
+        clock.advance(1)
+        rec = repo.add_action(make_record(key="net.ipv4.tcp_max_syn_backlog",
+                                          incident_id=inc.id))
+        assert rec.id is not None
+        repo.transition(rec.id, S.DENIED, expect=[S.PROPOSED])
+    got = repo.incident_activity(inc.id, OPEN)
+    assert got.live and got.last_state == S.DENIED
+    assert got.last_change == T0 + timedelta(seconds=150)
+
+
 def test_history_marks_crash_recovery_restores_unjudged(repo: Repository) -> None:
     regression, crash = applied(repo, None, "4096"), applied(repo, None, "8192")
     base = Verification(spec=None, in_playbook=True)

@@ -14,9 +14,15 @@ from alembic.script import ScriptDirectory
 
 from healer.errors import StoreError
 from healer.settings import Settings
-from healer.store.engine import alembic_config, head_revisions, migrate, open_engine, open_store
+from healer.store.engine import (
+    alembic_config,
+    head_revisions,
+    migrate,
+    open_engine,
+    open_store,
+    upgrade_in_child,
+)
 from healer.store.tables import Base
-from healer.store.upgrade import upgrade_in_child
 
 
 def _revision(engine: sa.Engine) -> str | None:

@@ -63,9 +63,19 @@ def test_paused_targets_until_resumed(repo: Repository) -> None:
     repo.pause_target(target, "admin drift")
     repo.pause_target(target, "admin drift again")  # idempotent
     assert repo.paused_targets() == {target}
-    repo.resume_target(target)
-    assert repo.paused_targets() == set()
-    assert repo.list_audit(subject=target)[0].event == "target.resumed"
+    (row,) = repo.list_paused_targets()
+    assert (row.target, row.reason) == (target, "admin drift again")
+    repo.resume_target(target, "alice")
+    assert repo.paused_targets() == set() and repo.list_paused_targets() == []
+    last = repo.list_audit(subject=target)[0]
+    assert (last.event, last.actor) == ("target.resumed", "alice")
+
+
+def test_resuming_a_target_that_is_not_paused_is_not_found_and_not_audited(
+        repo: Repository) -> None:
+    with pytest.raises(NotFound):
+        repo.resume_target("sysctl_write:host:net.core.somaxconn", "alice")
+    assert repo.list_audit() == []
 
 
 def test_users_and_tokens_store_hashes_and_reject_duplicates(repo: Repository) -> None:

@@ -19,10 +19,15 @@ import sqlalchemy as sa
 
 from healer.models import ActionState
 from healer.settings import Settings
-from healer.store.engine import current_revisions, head_revisions, open_engine, open_store
+from healer.store.engine import (
+    current_revisions,
+    head_revisions,
+    open_engine,
+    open_store,
+    upgrade_in_child,
+)
 from healer.store.errors import StaleState
 from healer.store.repository import Repository
-from healer.store.upgrade import upgrade_in_child
 
 from .conftest import HOST, T0, FakeClock, make_record
 

@@ -63,9 +63,9 @@ def test_series_prefers_raw_points_and_fills_other_minutes_from_rollups(repo: Re
             ),
         ]
     )
-    raw = [_sample(60, m=2.0, other=7.0), _sample(61, m=3.0)]
-    repo.add_raw_samples(raw, names={"m"})
-    repo.add_raw_samples(raw, names={"m"})  # overlapping incidents store the same points once
+    raw = [_sample(60, m=2.0), _sample(61, m=3.0)]
+    repo.add_raw_samples(raw)
+    repo.add_raw_samples(raw)  # overlapping incidents store the same points once
     assert repo.metric_series("m", T0, T0 + timedelta(minutes=5)) == [
         (BASE, 1.0),
         (BASE + 60, 2.0),

@@ -10,8 +10,7 @@ import pytest
 
 from healer.errors import StoreError
 from healer.settings import Settings
-from healer.store.engine import open_engine, open_store
-from healer.store.upgrade import upgrade_in_child
+from healer.store.engine import open_engine, open_store, upgrade_in_child
 
 PASSWORD = "s3cret-Pa55word"
 

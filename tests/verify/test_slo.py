@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from healer.errors import ConfigError
+from healer.models import Slo
 from healer.settings import load_settings
 from healer.verify import VerifySpec, evaluate, spec_from_playbook, summarize_baseline
-from healer.verify.slo import Slo, parse_slo, parse_slos
+from healer.verify.slo import parse_slos
 from playbooks.loader import load_library
 from tests.verify.test_compare import T0, Series, flat
 
@@ -17,17 +18,17 @@ SLOS = parse_slos([f"{P95}<={GOAL}"])
 
 
 def test_parse_slo_takes_a_number_or_a_metric_objective() -> None:
-    assert parse_slo("textfile.app_latency_seconds <= 0.05") == Slo(
+    assert Slo.parse("textfile.app_latency_seconds <= 0.05") == Slo(
         metric="textfile.app_latency_seconds", op="<=", objective=0.05)
-    assert parse_slo("textfile.a_ops>=1e3").objective == 1000.0
-    assert parse_slo(f"{P95}<{GOAL}") == Slo(metric=P95, op="<", objective_metric=GOAL)
-    assert str(parse_slo(f"{P95}<={GOAL}")) == f"{P95}<={GOAL}"
+    assert Slo.parse("textfile.a_ops>=1e3").objective == 1000.0
+    assert Slo.parse(f"{P95}<{GOAL}") == Slo(metric=P95, op="<", objective_metric=GOAL)
+    assert str(Slo.parse(f"{P95}<={GOAL}")) == f"{P95}<={GOAL}"
 
 
 @pytest.mark.parametrize("text", ["latency<=1", "a.b=1", "a.b<=", "a.b<=1;rm", "A.b<=1", ""])
 def test_parse_slo_rejects_anything_else(text: str) -> None:
     with pytest.raises(ValueError, match="not an SLO"):
-        parse_slo(text)
+        Slo.parse(text)
 
 
 def test_settings_read_a_comma_list_from_the_environment(monkeypatch: pytest.MonkeyPatch

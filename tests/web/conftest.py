@@ -11,7 +11,7 @@ from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
-from tests.web.helpers import Clock, FakeWindow, agent_seal, load_samples
+from tests.web.helpers import SILENCE_CHECK, Clock, FakeWindow, agent_seal, load_samples
 from web import WindowLive, create_app
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -52,7 +52,8 @@ def window() -> FakeWindow:
 @pytest.fixture
 def app(settings: Settings, repo: Repository, clock: Clock, window: FakeWindow) -> FastAPI:
     live = WindowLive(window, llm=lambda: {"state": "closed", "consecutive_failures": 0})
-    return create_app(settings, repo=repo, telemetry=Telemetry(), live=live, clock=clock)
+    return create_app(settings, repo=repo, telemetry=Telemetry(),
+                      silence_check=SILENCE_CHECK, live=live, clock=clock)
 
 
 @pytest.fixture

@@ -25,11 +25,15 @@ from guardrails.decision import Decision
 from healer.act.base import ActuatorRegistry
 from healer.act.engine import ChangeEngine
 from healer.act.seal import JournalSeal
+from healer.detect.silences import silence_check
 from healer.models import ActionRecord, ActionState, Evidence, Incident, Sample
 from healer.store.credentials import hash_password, hash_token, new_token
 from healer.store.repository import Repository
+from playbooks.loader import load_library
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The silence check create_app is handed: the shipped library, as the daemon runs it.
+SILENCE_CHECK = silence_check(load_library().playbooks)
 PASSWORD = "correct horse battery"
 
 

@@ -16,14 +16,14 @@ from healer.models import Sample
 from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
-from tests.web.helpers import Clock, add_user, login
+from tests.web.helpers import SILENCE_CHECK, Clock, add_user, login
 from web import create_app
 
 
 def _client(settings: Settings, repo: Repository, clock: Clock, reader: LiveReader
             ) -> TestClient:
     return TestClient(create_app(settings, repo=repo, telemetry=Telemetry(), live=reader,
-                                 clock=clock))
+                                 clock=clock, silence_check=SILENCE_CHECK))
 
 
 def test_a_stopped_heartbeat_is_a_503_and_a_banner(settings: Settings, repo: Repository,

@@ -15,6 +15,7 @@ from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from tests.web.helpers import (
     PASSWORD,
+    SILENCE_CHECK,
     Clock,
     FakeWindow,
     add_user,
@@ -71,7 +72,8 @@ def test_healthz_reports_the_loop_lag_and_is_503_past_five_intervals(
 
 def test_healthz_counts_the_lag_from_start_when_no_sample_ever_came(
         settings: Settings, repo: Repository, clock: Clock) -> None:
-    app = create_app(settings, repo=repo, telemetry=Telemetry(), live=FakeWindowLive(),
+    app = create_app(settings, repo=repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, live=FakeWindowLive(),
                      clock=clock)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
@@ -106,7 +108,8 @@ def test_metrics_are_public_by_default(client: TestClient) -> None:
 def test_metrics_need_login_when_not_public(settings: Settings, repo: Repository,
                                             clock: Clock) -> None:
     private = settings.model_copy(update={"metrics_public": False})
-    app = create_app(private, repo=repo, telemetry=Telemetry(), clock=clock)
+    app = create_app(private, repo=repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, clock=clock)
     assert TestClient(app).get("/metrics").status_code == 401
 
 
@@ -322,7 +325,7 @@ def test_session_cookie_is_secure_when_served_beyond_loopback(
         settings: Settings, repo: Repository) -> None:
     add_user(repo, "alice", "viewer")
     served = settings.model_copy(update={"public_url": "https://healer.example"})
-    app = create_app(served, repo=repo, telemetry=Telemetry())
+    app = create_app(served, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK)
     with TestClient(app, base_url="https://healer.example") as client:
         token = csrf_of(client.get("/login").text)
         resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
@@ -332,10 +335,10 @@ def test_session_cookie_is_secure_when_served_beyond_loopback(
 
 
 def test_signing_key_is_created_0600_and_reused(settings: Settings, repo: Repository) -> None:
-    create_app(settings, repo=repo, telemetry=Telemetry())
+    create_app(settings, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK)
     path = settings.state_dir / KEY_FILE
     first = path.read_text()
-    create_app(settings, repo=repo, telemetry=Telemetry())
+    create_app(settings, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == first
 

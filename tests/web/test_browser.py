@@ -14,6 +14,7 @@ from healer.telemetry import Telemetry
 from tests.tools import require_tool
 from tests.web.helpers import (
     PASSWORD,
+    SILENCE_CHECK,
     Clock,
     FakeWindow,
     add_user,
@@ -59,7 +60,8 @@ def test_approver_approves_in_chromium_and_sees_the_state_change_live(
     add_user(repo, "alice", "approver")
     incident = make_incident(repo, clock())
     record = make_proposal(repo, clock(), incident_id=incident.id)
-    app = create_app(settings, repo=repo, telemetry=Telemetry(), live=WindowLive(window),
+    app = create_app(settings, repo=repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, live=WindowLive(window),
                      clock=clock)
     wait = WebDriverWait(driver, 20)
     with serve(app) as base:

@@ -14,7 +14,7 @@ from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from tests.tools import require_tool
-from tests.web.helpers import FakeWindow
+from tests.web.helpers import SILENCE_CHECK, FakeWindow
 from web import create_app
 
 
@@ -31,7 +31,7 @@ def _metrics_text(settings: Settings, repo: Repository, window: FakeWindow) -> s
     telemetry.host.update(dict(sample.metrics) | {k: v for k, v in gpu.metrics.items()
                                                   if k.startswith("gpu.")})
     telemetry.decisions.labels("allow").inc()
-    app = create_app(settings, repo=repo, telemetry=telemetry)
+    app = create_app(settings, repo=repo, telemetry=telemetry, silence_check=SILENCE_CHECK)
     with TestClient(app) as client:
         resp = client.get("/metrics")
     assert resp.status_code == 200

@@ -16,12 +16,16 @@ import httpx
 import pytest
 
 from healer.models import ActionState
-from healer.notify import Notifier, OutboxDeliverer, build_channels, verify_webhook
+from healer.notify.channels import build_channels
+from healer.notify.notifier import Notifier
+from healer.notify.outbox import OutboxDeliverer
+from healer.notify.signing import verify_webhook
 from healer.settings import Settings
 from healer.store.engine import open_store
 from healer.telemetry import Telemetry
 from tests.web.conftest import SLACK_SECRET
 from tests.web.helpers import (
+    SILENCE_CHECK,
     Clock,
     add_user,
     agent_seal,
@@ -74,10 +78,11 @@ def test_approval_request_reaches_hooks_and_a_signed_slack_click_approves(
     add_user(repo, "alice", "approver", slack="U42")
     clock = Clock()
     record = make_proposal(repo, clock(), approval="approve")
-    app = create_app(settings, repo=repo, telemetry=Telemetry(), clock=clock)
+    app = create_app(settings, repo=repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, clock=clock)
     with serve(app) as base, httpx.Client(base_url=base, timeout=5) as http:
         assert http.get("/healthz").status_code == 200
-        Notifier(settings, repo).approval_needed(record)
+        Notifier(settings, repo).action("approval_needed", record)
         with httpx.Client(timeout=2) as hooks:
             report = OutboxDeliverer(repo, build_channels(settings, hooks)).deliver_due()
         assert report.delivered == 3  # log, slack, webhook

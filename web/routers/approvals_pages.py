@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionState
 from healer.store.votes import VoteRefused, record_vote
 from web.auth import Principal, mutates, requires
@@ -45,8 +45,8 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
                              ttl_seconds=ctx.settings.approval_ttl_seconds, via="web")
         msg = (f"Action {action_id}: your {'approval' if approve else 'rejection'} is "
                "recorded; healer decides on its next cycle.")
-        log.info(kv(msg=f"vote {'approve' if approve else 'reject'}", action=action_id,
-                    user=who.name, via="web", state=result.record.state.value))
+        log.info(logfmt(msg=f"vote {'approve' if approve else 'reject'}", action=action_id,
+                        user=who.name, via="web", state=result.record.state.value))
     except VoteRefused as exc:
         msg = f"Not recorded: {exc.detail}"
     return RedirectResponse(f"/approvals?msg={quote(msg)}", status_code=303)

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from healer.errors import StoreError
+from healer.store.errors import StoreError
 from web.auth import requires
 from web.context import get_ctx
 from web.live import agent_state

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import ActionState
 from healer.store.votes import record_vote
 from web.approvals import proposal_out
@@ -41,7 +41,7 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
     comment = body.comment if body is not None else ""
     result = record_vote(ctx.repo, action_id, who.name, approve, comment, now=ctx.clock(),
                          ttl_seconds=ttl, via=who.via)
-    log.info(kv(
+    log.info(logfmt(
         msg=f"vote {'approve' if approve else 'reject'}", action=action_id, user=who.name,
         via=who.via, state=result.record.state.value))
     return proposal_out(ctx.repo, result.record, ttl)

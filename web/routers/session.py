@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.store.credentials import hash_password, hash_token, verify_password
 from healer.store.rows import UserRow
 from web.auth import SESSION_COOKIE, Principal, client_ip, mutates, optional_principal
@@ -104,7 +104,7 @@ def login(
         return _login_page(request, ctx, error="The form expired; try again.", status=403)
     ip = client_ip(request)
     if not ctx.login_throttle.allow(ip):
-        log.warning(kv(msg="login rate-limited", ip=ip))
+        log.warning(logfmt(msg="login rate-limited", ip=ip))
         return _login_page(request, ctx, error="Too many attempts; wait a minute.", status=429)
     if not ctx.hash_slots.acquire(timeout=HASH_WAIT_SECONDS):
         return _login_page(request, ctx, error="Busy; try again in a moment.", status=503)
@@ -113,7 +113,7 @@ def login(
     finally:
         ctx.hash_slots.release()
     if user is None:
-        log.warning(kv(msg="login failed", user=username[:64], ip=ip))
+        log.warning(logfmt(msg="login failed", user=username[:64], ip=ip))
         return _login_page(request, ctx, error="Wrong user name or password.", status=401,
                            next_url=next)
     ctx.repo.add_audit(user.name, "user.login", f"user:{user.name}", {"ip": ip})

@@ -3,7 +3,8 @@ dashboard's silence button and list.
 
 Listing needs the viewer role; adding and removing need the approver role (and a CSRF token
 for cookie sessions) and are audited. A silence covers one template of an unclassified
-incident, never a message a playbook claims (``healer.detect.silences``).
+incident, never a message a playbook claims: ``create_app`` is handed the check
+(``healer.models.SilenceCheck``, built over the daemon's playbook library).
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Resp
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from healer.detect.silences import SilenceRefused, silence_for, split_fingerprint
-from healer.logs import kv
-from healer.models import Incident
+from healer.logs import logfmt
+from healer.models import Incident, SilenceRefused, split_fingerprint
 from healer.store.errors import NotFound
 from healer.store.rows import SilenceRow
-from playbooks.loader import Library, load_library
 from web.auth import Principal, mutates, requires
 from web.context import get_ctx
 from web.render import render
@@ -65,15 +64,6 @@ class SilenceOut(BaseModel):
                    expires_at=row.expires_at, active=row.active(now))
 
 
-def _library(request: Request) -> Library:
-    """The playbook library the daemon runs, loaded once per app (claims are checked on it)."""
-    library: Library | None = getattr(request.app.state, "silence_library", None)
-    if library is None:
-        library = load_library(get_ctx(request).settings.playbooks_dir)
-        request.app.state.silence_library = library
-    return library
-
-
 def _incident(request: Request, body: SilenceIn) -> Incident | None:
     repo = get_ctx(request).repo
     if body.incident_id is not None:
@@ -100,14 +90,15 @@ def _add(request: Request, who: Principal, body: SilenceIn) -> SilenceRow:
         seconds=body.duration_seconds)
     incident = _incident(request, body)
     try:
-        req = silence_for(_library(request).playbooks, comment=body.comment, now=now,
-                          template=None if incident else body.template, incident=incident,
-                          duration=duration, expires_at=body.expires_at)
+        req = ctx.silence_check(comment=body.comment, now=now,
+                                template=None if incident else body.template,
+                                incident=incident,
+                                duration=duration, expires_at=body.expires_at)
     except SilenceRefused as exc:
         raise HTTPException(422, exc.problem) from None
     row = ctx.repo.add_silence(req.template, req.comment, who.name, req.expires_at)
-    log.info(kv(msg="silence added", id=row.id, user=who.name, via=who.via,
-                until=row.expires_at.isoformat()))
+    log.info(logfmt(msg="silence added", id=row.id, user=who.name, via=who.via,
+                    until=row.expires_at.isoformat()))
     return row
 
 
@@ -134,7 +125,7 @@ def remove_silence(request: Request, who: Approver,
         get_ctx(request).repo.remove_silence(silence_id, who.name)
     except NotFound:
         raise HTTPException(404, f"no silence {silence_id}") from None
-    log.info(kv(msg="silence removed", id=silence_id, user=who.name, via=who.via))
+    log.info(logfmt(msg="silence removed", id=silence_id, user=who.name, via=who.via))
     return Response(status_code=204)
 
 

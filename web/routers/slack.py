@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from healer.logs import kv
+from healer.logs import logfmt
 from healer.models import SLACK_APPROVE_ACTION, SLACK_REJECT_ACTION
 from healer.store.credentials import role_at_least
 from healer.store.votes import VoteRefused, record_vote
@@ -53,8 +53,8 @@ def _parse(body: bytes) -> tuple[str, str, int] | None:
 def _decide(ctx: AppContext, slack_user: str, verb: str, action_id: int) -> JSONResponse:
     user = ctx.repo.get_user_by_slack(slack_user)
     if user is None or not role_at_least(user.role, "approver"):
-        log.warning(kv(msg="slack vote refused: no approver mapped", slack_user=slack_user,
-                       action=action_id))
+        log.warning(logfmt(msg="slack vote refused: no approver mapped", slack_user=slack_user,
+                           action=action_id))
         return _reply(403, "You are not a healer approver.")
     try:
         result = record_vote(ctx.repo, action_id, user.name, verb == "approve",
@@ -62,8 +62,8 @@ def _decide(ctx: AppContext, slack_user: str, verb: str, action_id: int) -> JSON
                              ttl_seconds=ctx.settings.approval_ttl_seconds, via="slack")
     except VoteRefused as exc:
         return _reply(200, f"Not recorded: {exc.detail}")
-    log.info(kv(msg=f"vote {verb}", action=action_id, user=user.name, via="slack",
-                state=result.record.state.value))
+    log.info(logfmt(msg=f"vote {verb}", action=action_id, user=user.name, via="slack",
+                    state=result.record.state.value))
     return _reply(200, f"{user.name}: {verb} recorded for action {action_id}; healer "
                        "decides on its next cycle.")
 
@@ -81,7 +81,7 @@ async def interactions(request: Request) -> JSONResponse:
                      body, request.headers.get("x-slack-signature"),
                      now=ctx.clock().timestamp())
     except BadSignature as exc:
-        log.warning(kv(msg="slack request rejected", reason=exc.reason))
+        log.warning(logfmt(msg="slack request rejected", reason=exc.reason))
         return _reply(401, f"bad request signature: {exc.reason}")
     parsed = _parse(body)
     if parsed is None:

@@ -19,8 +19,7 @@ from typing import Any
 import pynvml
 
 from healer.errors import GpuError
-from healer.models import GpuProcess, GpuState
-from healer.monitor.gpu.backend import (
+from healer.host.gpu.backend import (
     COMPUTE_MODE_IDS,
     COMPUTE_MODES,
     TIMESLICE_LEVELS,
@@ -28,7 +27,8 @@ from healer.monitor.gpu.backend import (
     decode_clock_reasons,
     normalize_pci_bus_id,
 )
-from healer.monitor.gpu.bounded import BoundedCaller, CallTimeout
+from healer.host.gpu.bounded import BoundedCaller, CallTimeout
+from healer.models import GpuProcess, GpuState
 
 _OPTIONAL = (
     pynvml.NVMLError_NotSupported,

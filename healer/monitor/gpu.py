@@ -12,23 +12,11 @@ from __future__ import annotations
 import logging
 
 from healer.errors import GpuError
+from healer.host.gpu.backend import COMPUTE_MODE_IDS, GpuBackend
+from healer.host.gpu.simulated import SimulatedBackend
 from healer.models import GpuState, SamplePart
-from healer.monitor.gpu.backend import COMPUTE_MODE_IDS, GpuBackend
-from healer.monitor.gpu.nvml import NvmlBackend
-from healer.monitor.gpu.simulated import SimulatedBackend
-from healer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def make_gpu_backend(settings: Settings) -> GpuBackend | None:
-    """The backend Settings.gpu_backend names; None for ``none``."""
-    kind = settings.gpu_backend
-    if kind == "none":
-        return None
-    if kind == "simulated":
-        return SimulatedBackend(settings.gpu_sim_state or settings.state_dir / "gpu-sim.json")
-    return NvmlBackend(timeout=settings.nvml_timeout_seconds, procfs_root=settings.procfs_root)
 
 
 def gpu_metrics(state: GpuState) -> dict[str, float]:

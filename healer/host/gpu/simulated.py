@@ -64,13 +64,13 @@ from pathlib import Path
 from typing import Any
 
 from healer.errors import GpuError
-from healer.models import GpuProcess, GpuState
-from healer.monitor.gpu.backend import (
+from healer.host.gpu.backend import (
     COMPUTE_MODE_IDS,
     TIMESLICE_LEVELS,
     clock_reason_metrics,
     decode_clock_reasons,
 )
+from healer.models import GpuProcess, GpuState
 
 DEFAULT_DEVICE: dict[str, Any] = {
     "name": "H100-SIM", "uuid": "GPU-sim-0", "pci_bus_id": "0000:3b:00.0",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from healer.act.cgroupfs import (
+from healer.host.cgroupfs import (
     from_v1_value,
     parse_mountinfo,
     shares_to_weight,

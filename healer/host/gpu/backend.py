@@ -1,8 +1,8 @@
 """The GPU backend protocol, shared by NVML and the simulated device, plus decoders.
 
-Readers return ``GpuState`` with unprefixed metric names (``temperature_celsius``);
-the collector prefixes them as ``gpu.<index>.<name>``. Setters exist for the
-actuators; they raise ``GpuError`` when the device refuses.
+Readers return ``GpuState`` with unprefixed metric names (``temperature_celsius``); the
+collector (``healer.monitor.gpu``) prefixes them as ``gpu.<index>.<name>``. Setters exist
+for the actuators; they raise ``GpuError`` when the device refuses.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from healer.host.netns import NetnsError, NetnsRunner
 from healer.monitor.net import NetCollector
-from healer.netns import NetnsError, NetnsRunner
 
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
 pytestmark = pytest.mark.root
