@@ -1,14 +1,20 @@
 """How much does healer cost the host it watches? Prints one table.
 
+``healer run`` is two processes: the root agent (the loop) and the unprivileged side it
+starts (``healer serve``: dashboard, API, LLM client, notifications). Both are measured
+side by side with Debian's prometheus-node-exporter, in the same run, over the same
+seconds; node_exporter is scraped once a second, as Prometheus would at 1 Hz. No client
+talks to healer's dashboard during the run.
+
 Rows:
   1. the median cost of one full sample without the process scan (target <= 1 ms);
-  2. the daemon (``healer run``, scratch state dir, free port, 1 Hz) CPU % of one core
-     and RSS over ``--seconds`` (targets <= 1 % and <= 80 MB);
-  3. Debian's prometheus-node-exporter scraped once a second over the same time
-     (installed with apt-get if missing), and the healer/node_exporter CPU ratio.
+  2. the agent's CPU % of one core and RSS (targets: CPU <= node_exporter's, RSS <= 60 MB);
+  3. the unprivileged side's CPU % and RSS (target: CPU <= 0.3 % with no client);
+  4. node_exporter's CPU % and RSS, and the agent/node_exporter CPU ratio (target <= 1.0).
 
-CPU % is the median over 10 s windows of utime+stime deltas from
-/proc/PID/stat; RSS is the median of /proc/PID/status VmRSS readings.
+CPU % is the median over 10 s windows of utime+stime deltas from /proc/PID/stat; RSS is
+the median of /proc/PID/status VmRSS readings, once a second. Each figure is the median
+over ``--runs`` runs (default 3). Default settings, 1 Hz, a scratch state directory.
 Run as root on the machine being measured: ``.venv/bin/python bench/overhead.py``.
 """
 
@@ -25,10 +31,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
+WINDOW_SECONDS = 10.0
+WARMUP_SECONDS = 5.0  # past start-up: migrations, the first process scan, serve's imports
 
 
 def free_port() -> int:
@@ -44,7 +54,7 @@ def sample_cost(n: int) -> float:
     from healer.settings import load_settings
 
     with tempfile.TemporaryDirectory() as d:
-        settings = load_settings(state_dir=Path(d))
+        settings = load_settings(state_dir=Path(d), agent_dir=Path(d) / "agent")
         monitor = Monitor(build_collectors(settings, processes=False))
         monitor.sample()
         costs = []
@@ -68,6 +78,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def uid_of(pid: int) -> int:
+    return Path(f"/proc/{pid}").stat().st_uid
+
+
+def children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        kids.extend(int(k) for k in text)
+    return kids
+
+
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (proc is None or proc.poll() is None):
@@ -77,51 +99,6 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
         except OSError:
             time.sleep(0.5)
     return False
-
-
-def measure(pid: int, seconds: float, scrape_url: str | None) -> tuple[float, float]:
-    """(median CPU % of one core, median RSS bytes) over ``seconds``, 10 s windows."""
-    window = min(10.0, seconds)
-    cpu, rss = [], []
-    end = time.monotonic() + seconds
-    t0, c0 = time.monotonic(), cpu_ticks(pid)
-    while time.monotonic() < end:
-        if scrape_url:
-            urllib.request.urlopen(scrape_url, timeout=5).read()
-        time.sleep(1.0)
-        rss.append(rss_bytes(pid))
-        if time.monotonic() - t0 >= window:
-            t1, c1 = time.monotonic(), cpu_ticks(pid)
-            cpu.append(100.0 * (c1 - c0) / TICK / (t1 - t0))
-            t0, c0 = t1, c1
-    return statistics.median(cpu or [0.0]), statistics.median(rss or [0])
-
-
-def run_healer(seconds: float) -> tuple[float, float] | str:
-    exe = shutil.which("healer", path=str(ROOT / ".venv/bin")) or shutil.which("healer")
-    if exe is None:
-        return "healer not installed"
-    if subprocess.run([exe, "run", "--help"], capture_output=True).returncode != 0:
-        return "`healer run` not available yet"
-    port = free_port()
-    with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "HEALER_STATE_DIR": state, "HEALER_MODE": "observe"}
-        log = Path(state) / "run.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen([exe, "run", "--port", str(port)], env=env,
-                                    stdout=out, stderr=subprocess.STDOUT)
-        try:
-            if not wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc):
-                last = (log.read_text().strip().splitlines() or ["no output"])[-1]
-                return f"`healer run` did not answer /healthz: {last[:120]}"
-            time.sleep(5)  # past start-up (migrations, first process scan)
-            return measure(proc.pid, seconds, None)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def node_exporter_binary() -> str | None:
@@ -134,46 +111,133 @@ def node_exporter_binary() -> str | None:
     return exe
 
 
-def run_node_exporter(seconds: float) -> tuple[float, float] | str:
+class Skipped(Exception):
+    """A run could not measure; the message says why."""
+
+
+@contextmanager
+def node_exporter() -> Iterator[tuple[int, str]]:
     exe = node_exporter_binary()
     if exe is None:
-        return "prometheus-node-exporter missing (apt-get install prometheus-node-exporter)"
+        raise Skipped("prometheus-node-exporter missing (apt-get install prometheus-node-exporter)")
     port = free_port()
     proc = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        if not wait_http(url):
-            return "node_exporter did not answer"
-        return measure(proc.pid, seconds, url)
+        if not wait_http(url, proc=proc):
+            raise Skipped("node_exporter did not answer")
+        yield proc.pid, url
     finally:
         proc.terminate()
         proc.wait(20)
 
 
+@contextmanager
+def healer_run() -> Iterator[tuple[int, int]]:
+    """Start ``healer run`` on a scratch state directory; yield (agent pid, serve pid)."""
+    exe = shutil.which("healer", path=str(ROOT / ".venv/bin")) or shutil.which("healer")
+    if exe is None:
+        raise Skipped("healer not installed (make install)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o711)  # the service user must reach its state directory
+        state = Path(scratch) / "state"
+        env = {**os.environ, "HEALER_STATE_DIR": str(state),
+               "HEALER_AGENT_DIR": str(Path(scratch) / "agent"), "HEALER_MODE": "observe"}
+        log = Path(scratch) / "run.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([exe, "run", "--port", str(port)], env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            if not wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc):
+                last = (log.read_text().strip().splitlines() or ["no output"])[-1]
+                raise Skipped(f"`healer run` did not answer /healthz: {last[:120]}")
+            kids = children(proc.pid)
+            if len(kids) != 1:
+                raise Skipped(f"expected one unprivileged child of the agent, found {kids}")
+            yield proc.pid, kids[0]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def measure(pids: dict[str, int], seconds: float, scrape_url: str) -> dict[str, tuple[float, float]]:
+    """Per name: (median CPU % of one core over 10 s windows, median RSS bytes)."""
+    cpu: dict[str, list[float]] = {name: [] for name in pids}
+    rss: dict[str, list[int]] = {name: [] for name in pids}
+    end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    c0 = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    while time.monotonic() < end:
+        urllib.request.urlopen(scrape_url, timeout=5).read()
+        time.sleep(1.0)
+        for name, pid in pids.items():
+            rss[name].append(rss_bytes(pid))
+        if time.monotonic() - t0 >= WINDOW_SECONDS:
+            t1 = time.monotonic()
+            c1 = {name: cpu_ticks(pid) for name, pid in pids.items()}
+            for name in pids:
+                cpu[name].append(100.0 * (c1[name] - c0[name]) / TICK / (t1 - t0))
+            t0, c0 = t1, c1
+    return {name: (statistics.median(cpu[name] or [0.0]), statistics.median(rss[name] or [0]))
+            for name in pids}
+
+
+def one_run(seconds: float) -> tuple[dict[str, tuple[float, float]], int]:
+    with node_exporter() as (node_pid, url), healer_run() as (agent, serve):
+        time.sleep(WARMUP_SECONDS)
+        result = measure({"agent": agent, "serve": serve, "node_exporter": node_pid},
+                         seconds, url)
+        return result, uid_of(serve)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=60.0, help="measurement time per daemon")
+    ap.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
+    ap.add_argument("--runs", type=int, default=3, help="runs; each figure is their median")
     ap.add_argument("--samples", type=int, default=1000, help="samples for the cost median")
     args = ap.parse_args()
 
     rows: list[tuple[str, str, str]] = []
     cost = sample_cost(args.samples)
     rows.append(("one sample, no process scan (median)", f"{cost * 1e3:.3f} ms", "<= 1 ms"))
-    healer = run_healer(args.seconds)
-    node = run_node_exporter(args.seconds)
-    for label, res in (("healer run", healer), ("node_exporter, scraped 1/s", node)):
-        if isinstance(res, str):
-            rows.append((f"{label}: CPU / RSS", "skipped", res))
-        else:
-            rows.append((f"{label}: CPU of one core (median)", f"{res[0]:.2f} %",
-                         "<= 1 %" if label == "healer run" else ""))
-            rows.append((f"{label}: RSS (median)", f"{res[1] / 2**20:.1f} MB",
-                         "<= 80 MB" if label == "healer run" else ""))
-    if not isinstance(healer, str) and not isinstance(node, str):
-        ratio = healer[0] / node[0] if node[0] > 0 else float("inf")
-        rows.append(("CPU ratio healer / node_exporter", f"{ratio:.2f}x", ""))
+    runs: list[dict[str, tuple[float, float]]] = []
+    serve_uids: set[int] = set()
+    skipped = ""
+    for _ in range(args.runs):
+        try:
+            result, uid = one_run(args.seconds)
+        except Skipped as exc:
+            skipped = str(exc)
+            break
+        runs.append(result)
+        serve_uids.add(uid)
+    if skipped:
+        rows.append(("agent, serve, node_exporter", "skipped", skipped))
+    else:
+        def med(name: str, i: int) -> float:
+            return statistics.median(r[name][i] for r in runs)
+
+        targets = {"agent": ("<= node_exporter", "<= 60 MB"), "serve": ("<= 0.3 %", ""),
+                   "node_exporter": ("scraped 1/s", "")}
+        labels = {"agent": "agent (healer run, root)", "serve": "unprivileged side (healer serve)",
+                  "node_exporter": "node_exporter"}
+        for name in ("agent", "serve", "node_exporter"):
+            rows.append((f"{labels[name]}: CPU of one core", f"{med(name, 0):.2f} %",
+                         targets[name][0]))
+            rows.append((f"{labels[name]}: RSS", f"{med(name, 1) / 2**20:.1f} MB",
+                         targets[name][1]))
+        node_cpu = med("node_exporter", 0)
+        ratio = med("agent", 0) / node_cpu if node_cpu > 0 else float("inf")
+        rows.append(("CPU ratio agent / node_exporter", f"{ratio:.2f}x", "<= 1.0"))
+        rows.append(("uid listening on the dashboard port",
+                     ",".join(str(u) for u in sorted(serve_uids)), "not 0 when run as root"))
     w = max(len(r[0]) for r in rows)
+    print(f"medians of {len(runs)} run(s) x {args.seconds:.0f} s, side by side")
     print(f"{'measure':<{w}}  {'value':>12}  target/note")
     print("-" * (w + 30))
     for name, value, note in rows:

@@ -15,16 +15,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from functools import cache
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 HUMAN_ROLES: tuple[str, ...] = ("viewer", "approver", "admin")  # each includes the ones before
 SERVICE_ROLES: tuple[str, ...] = ("ingest", "host")
 ROLE_RANK: dict[str, int] = {role: rank for rank, role in enumerate(HUMAN_ROLES, start=1)}
 TOKEN_PREFIX = "hlr_"
 MIN_PASSWORD = 8
-_hasher = PasswordHasher()
+
+
+@cache
+def _hasher() -> PasswordHasher:
+    # Imported on first use: the agent checks roles (votes) but never hashes a password.
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 def is_service(role: str) -> bool:
@@ -44,13 +53,15 @@ def lesser_role(a: str, b: str) -> str:
 
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password`` (PHC string)."""
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """True when ``password`` matches the stored argon2 hash."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -20,8 +20,8 @@ SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 @pytest.fixture(autouse=True)
 def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Still argon2id, at the smallest cost: each default hash takes ~0.1 s of CPU."""
-    monkeypatch.setattr("healer.store.credentials._hasher",
-                        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr("healer.store.credentials._hasher", lambda: cheap)
 
 
 @pytest.fixture

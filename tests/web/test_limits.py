@@ -136,7 +136,8 @@ def test_at_most_two_password_hashes_run_at_once(app: FastAPI, repo: Repository,
                 running[0] -= 1
             return real.verify(stored, password)
 
-    monkeypatch.setattr("healer.store.credentials._hasher", Slow())
+    slow = Slow()
+    monkeypatch.setattr("healer.store.credentials._hasher", lambda: slow)
     with serve(app) as base:
         import httpx
 
