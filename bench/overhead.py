@@ -165,7 +165,10 @@ def healer_run() -> Iterator[tuple[int, int]]:
                 proc.kill()
 
 
-def measure(pids: dict[str, int], seconds: float, scrape_url: str) -> dict[str, tuple[float, float]]:
+Figures = dict[str, tuple[float, float]]  # name -> (CPU % of one core, RSS bytes)
+
+
+def measure(pids: dict[str, int], seconds: float, scrape_url: str) -> Figures:
     """Per name: (median CPU % of one core over 10 s windows, median RSS bytes)."""
     cpu: dict[str, list[float]] = {name: [] for name in pids}
     rss: dict[str, list[int]] = {name: [] for name in pids}
@@ -187,7 +190,7 @@ def measure(pids: dict[str, int], seconds: float, scrape_url: str) -> dict[str, 
             for name in pids}
 
 
-def one_run(seconds: float) -> tuple[dict[str, tuple[float, float]], int]:
+def one_run(seconds: float) -> tuple[Figures, int]:
     with node_exporter() as (node_pid, url), healer_run() as (agent, serve):
         time.sleep(WARMUP_SECONDS)
         result = measure({"agent": agent, "serve": serve, "node_exporter": node_pid},
@@ -205,7 +208,7 @@ def main() -> int:
     rows: list[tuple[str, str, str]] = []
     cost = sample_cost(args.samples)
     rows.append(("one sample, no process scan (median)", f"{cost * 1e3:.3f} ms", "<= 1 ms"))
-    runs: list[dict[str, tuple[float, float]]] = []
+    runs: list[Figures] = []
     serve_uids: set[int] = set()
     skipped = ""
     for _ in range(args.runs):
