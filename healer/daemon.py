@@ -30,7 +30,6 @@ from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.context import playbook_context
 from healer.diagnose.playbook import PlaybookDiagnoser
-from healer.errors import ConfigError
 from healer.fleet.link import FleetConfig, FleetLink
 from healer.host.gpu import build_gpu_backend
 from healer.live import LivePublisher, prepare_runtime_dir
@@ -144,12 +143,11 @@ def effective_settings(settings: Settings) -> Settings:
 
 
 def build_daemon(settings: Settings, *, publish_group: int | None = None,
-                 publish: bool = True, fleet_token: str | None = None) -> Daemon:
+                 publish: bool = True, fleet: FleetConfig | None = None) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``.
 
     ``publish``: write the live file for ``healer serve`` (in ``settings.live_dir``, group
-    ``publish_group``). ``fleet_token``: the host token, needed with ``control_plane_url``
-    (ConfigError without it)."""
+    ``publish_group``). ``fleet``: join that fleet (healer.fleet.link.fleet_config)."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
     repo = open_store(settings, isolate_migration=True)  # alembic stays out of the daemon
@@ -160,12 +158,13 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
                                        cgroup_tree=cgroups), telemetry=telemetry)
     window = MetricWindow(settings.window_seconds, settings.interval_seconds)
     notifier = Notifier(settings, repo)
-    fleet = _fleet_link(settings, fleet_token, repo, telemetry, notifier)
+    link = None if fleet is None else FleetLink(fleet, repo, telemetry=telemetry,
+                                                notifier=notifier)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier,
                                         seal=JournalSeal.open(repo, settings.key_dir),
-                                        fleet=fleet.leases if fleet else None)
+                                        fleet=link.leases if link else None)
     watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
     unknown = UnknownPath(load_noise(), SilenceCache(repo.active_silences),
                           new_per_hour=settings.unclassified_templates_per_hour)
@@ -184,23 +183,13 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
         # every proposal with the guard (healer.diagnose.pending.take_up_answers).
         take_llm_answers=settings.llm_enabled,
     )
-    if fleet is not None:
-        fleet.intake = pipeline
+    if link is not None:
+        link.intake = pipeline
     scheduler = BackgroundScheduler(timezone=UTC)
     publisher = None
     if publish:
         prepare_runtime_dir(settings.live_dir, publish_group)
         publisher = LivePublisher(settings.live_dir, interval_seconds=settings.interval_seconds,
                                   mode=settings.mode, group=publish_group)
-    return Daemon(settings, repo, telemetry, pipeline, scheduler, publisher, fleet)
+    return Daemon(settings, repo, telemetry, pipeline, scheduler, publisher, link)
 
-
-def _fleet_link(settings: Settings, token: str | None, repo: Repository, telemetry: Telemetry,
-                notifier: Notifier) -> FleetLink | None:
-    if settings.control_plane_url is None:
-        return None
-    if not token:
-        raise ConfigError("HEALER_AGENT_TOKEN", "a control plane needs this host's token in "
-                          "the environment (`healer host add ID` prints it)")
-    return FleetLink(FleetConfig.of(settings, token), repo, telemetry=telemetry,
-                     notifier=notifier)

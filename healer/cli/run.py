@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from healer.cli.common import settings_from_args
-from healer.fleet.link import TOKEN_ENV
+from healer.fleet.link import TOKEN_ENV, fleet_config
 from healer.logs import setup_logging
 from healer.privsep import interpreter
 from healer.settings import Settings
@@ -77,13 +77,13 @@ def _run(args: argparse.Namespace) -> int:
     # The host token stays in this process: out of the environment every child inherits
     # (healer serve gets an allowlist anyway, healer.privsep), and out of Settings, which
     # healer serve receives whole.
-    token = os.environ.pop(TOKEN_ENV, None)
+    fleet = fleet_config(settings, os.environ.pop(TOKEN_ENV, None))
     setup_logging(settings.log_level)
     identity = service_identity(settings.service_user) if os.geteuid() == 0 else None
     if identity is not None and settings.serve == "spawn":
         check_reachable(identity, _code_paths())
     daemon = build_daemon(settings, publish_group=identity.gid if identity else None,
-                          fleet_token=token)
+                          fleet=fleet)
     share_state(daemon.settings, identity)
     if identity is not None:
         check_reachable(identity, {"state directory": daemon.settings.state_dir,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from healer.errors import HealerError
+from healer.errors import ConfigError, HealerError
 from healer.fleet.events import CycleEvent, EventPoller
 from healer.fleet.leases import LeaseClient
 from healer.fleet.sender import HEARTBEAT_SECONDS, Sender
@@ -73,6 +73,7 @@ class FleetConfig:
     version: str = field(default_factory=agent_version)
     outbox_bytes: int = 64 * 1024 * 1024
     sample_seconds: float = 60.0
+    unreachable_after: float = UNREACHABLE_AFTER  # no answer this long: tell a person
 
     @classmethod
     def of(cls, settings: Settings, token: str) -> FleetConfig:
@@ -82,6 +83,17 @@ class FleetConfig:
                    mode=settings.mode, labels=dict(settings.host_labels),
                    ca_file=settings.ca_file, outbox_bytes=settings.fleet_outbox_bytes,
                    sample_seconds=settings.fleet_sample_seconds)
+
+
+def fleet_config(settings: Settings, token: str | None) -> FleetConfig | None:
+    """The fleet's config when ``control_plane_url`` is set (None: a single host);
+    ConfigError without a host token."""
+    if settings.control_plane_url is None:
+        return None
+    if not token:
+        raise ConfigError(TOKEN_ENV, "a control plane needs this host's token in the "
+                          "environment (`healer host add ID` prints it)")
+    return FleetConfig.of(settings, token)
 
 
 class Intake(Protocol):
@@ -120,12 +132,14 @@ class FleetLink:
                              config.version, config.outbox_bytes, telemetry=telemetry,
                              wall=wall, monotonic=monotonic)
         self.events = EventPoller(transport(), repo, self.state)
-        lease_worker = Worker("fleet-leases", [self.leases.step])
+        lease_worker = Worker("fleet-leases", [self.leases.step],
+                              abort=self.leases.transport.close)
         self.leases.wake = lease_worker.wake
         self._workers = [
             lease_worker,
-            Worker("fleet-sender", [self.sender.heartbeat, self.sender.report]),
-            Worker("fleet-events", [self.events.poll], abort=self.events.transport.abort),
+            Worker("fleet-sender", [self.sender.heartbeat, self.sender.report],
+                   abort=self.sender.transport.close),
+            Worker("fleet-events", [self.events.poll], abort=self.events.transport.close),
         ]
         self.intake: Intake | None = None
         self._outage: datetime | None = None  # when the current outage was noticed
@@ -140,7 +154,8 @@ class FleetLink:
                         host_id=self.config.host_id, version=self.config.version))
 
     def stop(self) -> None:
-        """Stop the threads (a long poll is cut short); what is unsent stays in the outbox."""
+        """Stop the threads (requests in flight, a long poll too, are cut short); what is
+        unsent stays in the outbox."""
         for worker in self._workers:
             worker.stop()
 
@@ -191,7 +206,7 @@ class FleetLink:
         down_for = self.state.unreachable_for()
         if self.telemetry is not None:
             self.telemetry.fleet_reachable.set(0 if down_for else 1)
-        if down_for < UNREACHABLE_AFTER:
+        if down_for < self.config.unreachable_after:
             if self._outage is not None and down_for == 0:
                 log.warning(logfmt(msg="control plane answers again", down_since=self._outage))
                 self._outage = None

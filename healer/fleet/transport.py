@@ -123,6 +123,7 @@ class Transport:
         self._token = token
         self._context = context if context is not None or not endpoint.tls else tls_context(None)
         self._conn: http.client.HTTPConnection | None = None
+        self._closed = False
         self._lock = threading.Lock()  # guards _conn against abort() from another thread
 
     def call(self, method: str, name: str, body: dict[str, Any] | None = None, *,
@@ -178,6 +179,8 @@ class Transport:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         with self._lock:
+            if self._closed:
+                raise OSError("the transport is closed")
             if self._conn is None:
                 ep = self.endpoint
                 self._conn = (http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout,
@@ -189,6 +192,12 @@ class Transport:
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def close(self) -> None:
+        """Abort what is in flight and refuse further requests (the agent is stopping)."""
+        with self._lock:
+            self._closed = True
+        self.abort()
 
     def abort(self) -> None:
         """Drop the connection (a request blocked on it fails at once); the next call

@@ -25,7 +25,7 @@ class Worker:
         self.name = name
         self._steps = list(steps)
         self._due = [0.0] * len(self._steps)
-        self._abort = abort  # ends a blocking request at once (a long poll) on stop
+        self._abort = abort  # ends a request in flight (a long poll) at once on stop
         self._mono = monotonic
         self._wake = threading.Event()
         self._stop = threading.Event()
