@@ -17,7 +17,6 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,16 +142,6 @@ class ControlPlane:
     def requests(self, endpoint: str) -> list[Seen]:
         with self._cond:
             return [s for s in self.seen if s.endpoint == endpoint]
-
-    def wait_for(self, check: Callable[[], object], timeout: float = 10.0) -> Any:
-        """``check()``'s first truthy value, polling until ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError("timed out waiting on the control plane")
 
     # -- the protocol -----------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:

@@ -39,7 +39,6 @@ from healer.fleet.transport import Backpressure, FleetError, Outdated, Refused, 
 from healer.fleet.wire import Grant, LeaseReply, Remedy
 from healer.logs import logfmt
 from healer.models import ActionRecord, Incident
-from healer.telemetry import Telemetry
 
 log = logging.getLogger("healer.fleet")
 
@@ -98,7 +97,6 @@ class LeaseClient:
     host_id: str
     state: FleetState
     incident_of: IncidentOf
-    telemetry: Telemetry | None = None
     monotonic: Callable[[], float] = time.monotonic
     renew_seconds: float = RENEW_SECONDS
     _claims: dict[int, _Claim] = field(default_factory=dict)
@@ -205,18 +203,9 @@ class LeaseClient:
             due = [c.renew_at for c in self._claims.values() if c.phase == "granted"]
         return min([IDLE, *(max(0.0, d - now) for d in due)])
 
-    def _timed(self, body: dict[str, Any], name: str) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            return self.transport.call("POST", name, body)
-        finally:
-            if self.telemetry is not None:
-                self.telemetry.fleet_request_seconds.labels(name).observe(
-                    time.perf_counter() - started)
-
     def _ask(self, action_id: int, body: dict[str, Any], renewal: bool) -> None:
         try:
-            raw = self._timed(body, "lease")
+            raw = self.transport.call("POST", "lease", body)
             self.state.answered()
             reply = LeaseReply.model_validate(raw)
         except FleetError as exc:
@@ -290,7 +279,7 @@ class LeaseClient:
         body = {"host_id": self.host_id, "lease_id": rel.lease_id, "epoch": rel.epoch,
                 "outcome": rel.outcome}
         try:
-            self._timed(body, "release")
+            self.transport.call("POST", "release", body)
             self.state.answered()
         except Refused as exc:  # expired or reclaimed: nothing left to hand back
             self.state.answered()

@@ -121,13 +121,13 @@ class FleetLink:
 
         def transport() -> Transport:
             return Transport(endpoint, config.token, config.version, context=context,
-                             timeout=REQUEST_TIMEOUT)
+                             timeout=REQUEST_TIMEOUT, telemetry=telemetry)
 
         self.config, self.repo, self.telemetry, self.notifier = config, repo, telemetry, notifier
         self._mono, self._wall = monotonic, wall
         self.state = FleetState(monotonic)
         self.leases = LeaseClient(transport(), config.host_id, self.state, repo.get_incident,
-                                  telemetry=telemetry, monotonic=monotonic)
+                                  monotonic=monotonic)
         self.sender = Sender(transport(), repo, self.state, config.mode, dict(config.labels),
                              config.version, config.outbox_bytes, telemetry=telemetry,
                              wall=wall, monotonic=monotonic)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -40,6 +40,7 @@ BATCH_BYTES = 2 * 1024 * 1024  # the protocol's limit on a report body is 4 MiB
 REPORT_IDLE = 1.0  # how often an empty outbox is looked at again
 SKEW_WARN_SECONDS = 2.0
 REPORT_KEYS = {"incident": "incident", "transition": "action", "sample": "sample"}
+Reply = TypeVar("Reply", HeartbeatReply, ReportReply)
 
 
 def _utcnow() -> datetime:
@@ -86,13 +87,9 @@ class Sender:
                 "labels": self.labels, "sent_at": sent_at.isoformat(),
                 "open_incidents": self.repo.count_incidents(IncidentStatus.OPEN),
                 "last_report_seq": self.repo.last_report_seq()}
-        try:
-            reply = HeartbeatReply.model_validate(self._call("heartbeat", body))
-        except FleetError as exc:
-            return self._trouble("heartbeat", exc, self._beat_backoff)
-        except ValidationError:
-            log.error(logfmt(msg="heartbeat answer does not validate"))
-            return self._beat_backoff.next()
+        reply = self._exchange("heartbeat", body, HeartbeatReply, self._beat_backoff)
+        if isinstance(reply, float):
+            return reply
         self._beat_backoff.reset()
         self.state.outdated = None
         rtt = self.monotonic() - started
@@ -122,13 +119,9 @@ class Sender:
         if not batch:
             return REPORT_IDLE
         body = {"host_id": self.repo.host_id, "reports": [_wire(r) for r in batch]}
-        try:
-            reply = ReportReply.model_validate(self._call("report", body))
-        except FleetError as exc:
-            return self._trouble("report", exc, self._report_backoff)
-        except ValidationError:
-            log.error(logfmt(msg="report answer does not validate"))
-            return self._report_backoff.next()
+        reply = self._exchange("report", body, ReportReply, self._report_backoff)
+        if isinstance(reply, float):
+            return reply
         self._report_backoff.reset()
         if self.repo.ack_reports(reply.acked_through):
             log.warning(logfmt(msg="the control plane acked reports this host never numbered "
@@ -141,16 +134,19 @@ class Sender:
         return 0.0 if reply.acked_through >= sent else REPORT_IDLE
 
     # -- shared -----------------------------------------------------------------------
-    def _call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        started = time.perf_counter()
+    def _exchange(self, name: str, body: dict[str, Any], answer: type[Reply],
+                  backoff: Backoff) -> Reply | float:
+        """POST ``body`` to ``name``: its validated answer, or the seconds to wait before
+        calling it again."""
         try:
-            reply = self.transport.call("POST", name, body)
-        finally:
-            if self.telemetry is not None:
-                self.telemetry.fleet_request_seconds.labels(name).observe(
-                    time.perf_counter() - started)
-        self.state.answered()
-        return reply
+            raw = self.transport.call("POST", name, body)
+            self.state.answered()
+            return answer.model_validate(raw)
+        except FleetError as exc:
+            return self._trouble(name, exc, backoff)
+        except ValidationError:
+            log.error(logfmt(msg=f"{name} answer does not validate"))
+            return backoff.next()
 
     def _trouble(self, name: str, exc: FleetError, backoff: Backoff) -> float:
         """What to do after ``exc``: the seconds to wait before calling ``name`` again."""

@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pydantic_core import to_json
 from healer.errors import ConfigError, HealerError
 from healer.fleet.wire import API
 from healer.settings import check_control_plane_url
+from healer.telemetry import Telemetry
 
 log = logging.getLogger("healer.fleet")
 
@@ -118,8 +120,10 @@ class Transport:
     """JSON requests to ``/api/v1/agent/*`` with the host token and the agent's version."""
 
     def __init__(self, endpoint: Endpoint, token: str, version: str, *,
-                 context: ssl.SSLContext | None = None, timeout: float = 10.0) -> None:
+                 context: ssl.SSLContext | None = None, timeout: float = 10.0,
+                 telemetry: Telemetry | None = None) -> None:
         self.endpoint, self.version, self.timeout = endpoint, version, timeout
+        self.telemetry = telemetry  # healer_fleet_request_seconds, answered or not
         self._token = token
         self._context = context if context is not None or not endpoint.tls else tls_context(None)
         self._conn: http.client.HTTPConnection | None = None
@@ -130,6 +134,16 @@ class Transport:
              query: dict[str, str | int] | None = None,
              timeout: float | None = None) -> dict[str, Any]:
         """One request; the JSON object answered with 200, or a FleetError."""
+        started = time.perf_counter()
+        try:
+            return self._call(method, name, body, query, timeout)
+        finally:
+            if self.telemetry is not None:
+                self.telemetry.fleet_request_seconds.labels(name).observe(
+                    time.perf_counter() - started)
+
+    def _call(self, method: str, name: str, body: dict[str, Any] | None,
+              query: dict[str, str | int] | None, timeout: float | None) -> dict[str, Any]:
         path = f"{self.endpoint.prefix}{API}{name}"
         if query:
             path += "?" + urlencode(query)

@@ -37,11 +37,7 @@ class PeopleRepo(RepoBase):
         ``awaiting_approval`` (checked in the same transaction as the write).
         """
         with self._tx() as s:
-            action = s.get(ActionTable, action_id)
-            if action is None or action.host_id != self.host_id:
-                raise NotFound("action", action_id)
-            if action.state != _AWAITING:
-                raise StaleState(action_id, {_AWAITING}, action.state)
+            self._awaiting(s, action_id)
             user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
             if user_id is None:
                 raise NotFound("user", user)
@@ -63,11 +59,7 @@ class PeopleRepo(RepoBase):
         NotFound or StaleState as ``add_approval``."""
         name = f"{FLEET_VOTER}{user}"
         with self._tx() as s:
-            action = s.get(ActionTable, action_id)
-            if action is None or action.host_id != self.host_id:
-                raise NotFound("action", action_id)
-            if action.state != _AWAITING:
-                raise StaleState(action_id, {_AWAITING}, action.state)
+            self._awaiting(s, action_id)
             row = {"host_id": self.host_id, "action_id": action_id, "user": name,
                    "user_id": None, "approve": approve, "comment": comment, "at": self.now(),
                    "origin": "fleet"}
@@ -77,6 +69,15 @@ class PeopleRepo(RepoBase):
                         {"approve": approve, "comment": comment, "via": "fleet"})
             s.flush()
             return self._approvals(s, action_id)
+
+    def _awaiting(self, s: Session, action_id: int) -> None:
+        """NotFound unless ``action_id`` is this host's; StaleState unless it awaits votes
+        (checked in the vote's own transaction)."""
+        action = s.get(ActionTable, action_id)
+        if action is None or action.host_id != self.host_id:
+            raise NotFound("action", action_id)
+        if action.state != _AWAITING:
+            raise StaleState(action_id, {_AWAITING}, action.state)
 
     def list_approvals(self, action_id: int) -> list[ApprovalRow]:
         """Every vote on one action, oldest first."""

@@ -17,7 +17,7 @@ from tests.act.engine_kit import SPEC, feed, somaxconn
 from tests.fleet_server import ControlPlane
 
 from .conftest import HOST, TOKEN, LinkFactory, until
-from .test_leases import PLAYBOOK, _engine, _incident, _state
+from .test_leases import PLAYBOOK, _applied, _engine, _incident, _state
 
 S = ActionState
 REMEDY = {"playbook": PLAYBOOK, "kind": "sysctl_write", "target": "net.core.somaxconn"}
@@ -31,17 +31,13 @@ def _backlog(netns: str, value: str) -> Proposal:
 def test_a_pause_stops_every_automatic_change_within_2s_and_never_blocks_a_rollback(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
-    netns_sysctl(netns, "net.core.somaxconn", "128")
     netns_sysctl(netns, "net.ipv4.tcp_max_syn_backlog", "128")
     link = make_link(cp.url, repo)
-    engine = _engine(repo, clock, window, tmp_path, link)
-    incident = _incident(repo, clock, netns)
-    total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    first = engine.propose(incident, somaxconn(netns, "512"), SPEC)
-    until(engine.step)
+    engine, first, total = _applied(netns, repo, clock, window, tmp_path, link)
     feed(window, clock, 8, overflow_rate=0, psi=1.0, start_total=total)
     [verified] = engine.step()
     assert verified.state == S.VERIFIED
+    incident = repo.get_incident(first.incident_id or 0)
     second = engine.propose(incident, _backlog(netns, "512"), SPEC)
     engine.step()
     until(lambda: link.leases.answer(second).go)  # granted, not yet applied

@@ -54,6 +54,22 @@ def _state(repo: Repository, record: ActionRecord) -> ActionState:
     return found.state
 
 
+def _applied(netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+             link: FleetLink, original: str = "128", value: str = "512"
+             ) -> tuple[ChangeEngine, ActionRecord, float]:
+    """somaxconn in ``netns`` raised from ``original`` under a grant: (the engine, the record
+    now verifying, the overflow counter so far)."""
+    netns_sysctl(netns, "net.core.somaxconn", original)
+    engine = _engine(repo, clock, window, tmp_path, link)
+    total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
+    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, value), SPEC)
+    engine.step()
+    until(lambda: link.leases.answer(record).go)
+    [applied] = engine.step()
+    assert applied.state == S.VERIFYING and netns_sysctl(netns, "net.core.somaxconn") == value
+    return engine, applied, total
+
+
 def _dead_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,17 +176,10 @@ def test_a_grant_counts_only_while_younger_than_half_its_ttl_by_the_agents_own_c
 def test_a_lease_lost_while_verifying_ends_nothing_the_regression_still_rolls_back(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
-    netns_sysctl(netns, "net.core.somaxconn", "129")
     cp.ttl_seconds = 3.0
     repo.set_fleet_reporting(True)
     link = make_link(cp.url, repo)
-    engine = _engine(repo, clock, window, tmp_path, link)
-    total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "513"), SPEC)
-    engine.step()
-    until(lambda: link.leases.answer(record).go)
-    [applied] = engine.step()
-    assert applied.state == S.VERIFYING
+    engine, record, total = _applied(netns, repo, clock, window, tmp_path, link, "129", "513")
     cp.renew_status = 409  # reclaimed: every renewal now finds the lease lost
     until(lambda: link.leases.held() == 0, timeout=4)
     feed(window, clock, 4, overflow_rate=20, psi=30.0, start_total=total)
@@ -185,14 +194,8 @@ def test_a_lease_lost_while_verifying_ends_nothing_the_regression_still_rolls_ba
 def test_a_partitioned_agent_finishes_verifying_rolls_back_and_reports_later(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
-    netns_sysctl(netns, "net.core.somaxconn", "129")
     link = make_link(cp.url, repo)
-    engine = _engine(repo, clock, window, tmp_path, link)
-    total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "513"), SPEC)
-    engine.step()
-    until(lambda: link.leases.answer(record).go)
-    engine.step()
+    engine, _, total = _applied(netns, repo, clock, window, tmp_path, link, "129", "513")
     until(lambda: cp.reports and max(cp.reports) >= 4)  # proposed .. verifying reported
     port = cp.port
     cp.stop()  # the partition
@@ -234,15 +237,8 @@ def test_an_unreachable_control_plane_holds_every_change_tells_a_person_once_and
 def test_crash_recovery_restores_an_unverified_change_with_the_network_down(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
-    netns_sysctl(netns, "net.core.somaxconn", "128")
     link = make_link(cp.url, repo)
-    engine = _engine(repo, clock, window, tmp_path, link)
-    feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
-    engine.step()
-    until(lambda: link.leases.answer(record).go)
-    engine.step()
-    assert netns_sysctl(netns, "net.core.somaxconn") == "512"
+    _applied(netns, repo, clock, window, tmp_path, link)
     link.stop()
     cp.stop()  # the agent dies mid-verify, and comes back to no network
     offline = make_link(_dead_url(), repo)
