@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -158,8 +158,9 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
                                        cgroup_tree=cgroups), telemetry=telemetry)
     window = MetricWindow(settings.window_seconds, settings.interval_seconds)
     notifier = Notifier(settings, repo)
-    link = None if fleet is None else FleetLink(fleet, repo, telemetry=telemetry,
-                                                notifier=notifier)
+    # The mode the fleet sees is the one in force (capped at advise without root).
+    link = None if fleet is None else FleetLink(replace(fleet, mode=settings.mode), repo,
+                                                telemetry=telemetry, notifier=notifier)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier,

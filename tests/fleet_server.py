@@ -14,12 +14,14 @@ of its own: a test scripts what ``/lease`` answers. Every request is recorded.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -82,6 +84,7 @@ class ControlPlane:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _next_lease: int = 1
     server: ThreadingHTTPServer | None = None
+    tls: tuple[Path, Path] | None = None  # (certificate chain, key): serve https
 
     # -- life ---------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
@@ -107,6 +110,10 @@ class ControlPlane:
                 pass
 
         self.server = _Server(("127.0.0.1", port), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
 
@@ -125,7 +132,7 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # -- what tests script and read -------------------------------------------------------
     @staticmethod

@@ -205,7 +205,8 @@ class LeaseClient:
 
     def _ask(self, action_id: int, body: dict[str, Any], renewal: bool) -> None:
         try:
-            raw = self.transport.call("POST", "lease", body)
+            raw = self.transport.call("POST", "lease", body,
+                                      metric="renew" if renewal else "lease")
             self.state.answered()
             reply = LeaseReply.model_validate(raw)
         except FleetError as exc:

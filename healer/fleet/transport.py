@@ -131,15 +131,16 @@ class Transport:
         self._lock = threading.Lock()  # guards _conn against abort() from another thread
 
     def call(self, method: str, name: str, body: dict[str, Any] | None = None, *,
-             query: dict[str, str | int] | None = None,
-             timeout: float | None = None) -> dict[str, Any]:
-        """One request; the JSON object answered with 200, or a FleetError."""
+             query: dict[str, str | int] | None = None, timeout: float | None = None,
+             metric: str | None = None) -> dict[str, Any]:
+        """One request; the JSON object answered with 200, or a FleetError. ``metric``: the
+        endpoint label it is timed under (default ``name``; a lease renewal is ``renew``)."""
         started = time.perf_counter()
         try:
             return self._call(method, name, body, query, timeout)
         finally:
             if self.telemetry is not None:
-                self.telemetry.fleet_request_seconds.labels(name).observe(
+                self.telemetry.fleet_request_seconds.labels(metric or name).observe(
                     time.perf_counter() - started)
 
     def _call(self, method: str, name: str, body: dict[str, Any] | None,

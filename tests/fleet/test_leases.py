@@ -15,6 +15,7 @@ from healer.models import ActionRecord, ActionState, Incident, Proposal
 from healer.notify.notifier import Notifier
 from healer.settings import Settings
 from healer.store.repository import Repository
+from healer.telemetry import Telemetry
 from tests.act.conftest import Clock, Window, netns_sysctl
 from tests.act.engine_kit import SPEC, Notes, feed, make_engine, somaxconn
 from tests.fleet_server import ControlPlane, Throttle
@@ -81,7 +82,8 @@ def test_a_change_is_applied_with_a_grant_renewed_while_verifying_and_released_v
         cp: ControlPlane, make_link: LinkFactory) -> None:
     netns_sysctl(netns, "net.core.somaxconn", "128")
     cp.ttl_seconds = 3.0  # renewed every second
-    link = make_link(cp.url, repo)
+    telemetry = Telemetry()
+    link = make_link(cp.url, repo, telemetry=telemetry)
     engine = _engine(repo, clock, window, tmp_path, link)
     total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
@@ -102,6 +104,13 @@ def test_a_change_is_applied_with_a_grant_renewed_while_verifying_and_released_v
     assert verified.state == S.VERIFIED
     until(lambda: cp.releases)
     assert cp.releases == [{"host_id": HOST, "lease_id": 1, "epoch": 1, "outcome": "verified"}]
+
+    def timed(endpoint: str) -> float:
+        return telemetry.agent_registry.get_sample_value(
+            "healer_fleet_request_seconds_count", {"endpoint": endpoint}) or 0.0
+
+    until(lambda: timed("release") == 1)  # timed once its answer is read
+    assert timed("lease") == 1 and timed("renew") >= 1
 
 
 def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_grant(
