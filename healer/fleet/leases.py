@@ -35,7 +35,14 @@ from guardrails.actions import (
 )
 from healer.act.lease import FleetAnswer, Outcome
 from healer.fleet.state import FleetState, jittered
-from healer.fleet.transport import Backpressure, FleetError, Outdated, Refused, Transport
+from healer.fleet.transport import (
+    Backpressure,
+    FleetError,
+    Outdated,
+    Refused,
+    Transport,
+    Unreachable,
+)
 from healer.fleet.wire import Grant, LeaseReply, Remedy
 from healer.logs import logfmt
 from healer.models import ActionRecord, Incident
@@ -213,8 +220,10 @@ class LeaseClient:
             self._failed(action_id, exc, renewal)
             return
         except ValidationError:
-            self._failed(action_id, Refused(200, "a lease answer that does not validate"),
-                         renewal)
+            reply = LeaseReply()
+        if reply.grant is None and reply.wait is None:
+            self._failed(action_id, Refused(200, "a lease answer with neither a grant nor a "
+                                                 "wait"), renewal)
             return
         now = self.monotonic()
         with self._lock:
@@ -236,13 +245,12 @@ class LeaseClient:
 
     def _failed(self, action_id: int, exc: FleetError, renewal: bool) -> None:
         now = self.monotonic()
-        if isinstance(exc, Backpressure):
-            self.state.answered()
-            self._blocked_until = now + jittered(exc.retry_after, 0.2)
-        elif isinstance(exc, Outdated):
-            self.state.answered()
-        elif not isinstance(exc, Refused):
+        if isinstance(exc, Unreachable):
             self.state.unanswered()
+        else:  # it answered: busy, outdated or refusing
+            self.state.answered()
+        if isinstance(exc, Backpressure):
+            self._hold_back(exc)
         with self._lock:
             claim = self._claims.get(action_id)
             if claim is None:
@@ -286,12 +294,17 @@ class LeaseClient:
             self.state.answered()
             log.info(logfmt(msg="release refused", lease=rel.lease_id, error=exc))
         except FleetError as exc:
-            if isinstance(exc, Backpressure):
-                self._blocked_until = self.monotonic() + jittered(exc.retry_after, 0.2)
-            else:
+            if isinstance(exc, Unreachable):
                 self.state.unanswered()
+            else:
+                self.state.answered()
+            self._hold_back(exc)
             if self.monotonic() < rel.give_up_at:
                 with self._lock:
                     self._releases.append(rel)
-            if not isinstance(exc, Backpressure):
-                self._blocked_until = self.monotonic() + UNREACHABLE_RETRY
+
+    def _hold_back(self, exc: FleetError) -> None:
+        """No lease traffic for a while: Retry-After, or a pause fit for the failure."""
+        wait = (exc.retry_after if isinstance(exc, Backpressure) else
+                OUTDATED_RETRY if isinstance(exc, Outdated) else UNREACHABLE_RETRY)
+        self._blocked_until = self.monotonic() + jittered(wait, 0.2)

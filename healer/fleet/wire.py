@@ -8,10 +8,10 @@ sends is built as plain JSON by the module that sends it.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from healer.models import Alert
 
@@ -56,6 +56,11 @@ class HeartbeatReply(_Wire):
     server_time: datetime
     paused: bool = False
     heartbeat_seconds: float = Field(default=5.0, ge=1, le=300)
+
+    @field_validator("server_time")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)  # the protocol's zone
 
 
 class ReportReply(_Wire):
@@ -136,4 +141,4 @@ EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 class EventsReply(_Wire):
     cursor: str = Field(default="", max_length=256)
-    events: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    events: list[dict[str, Any]] = Field(default_factory=list)  # each validated on its own
