@@ -107,6 +107,7 @@ class LeaseClient:
     monotonic: Callable[[], float] = time.monotonic
     renew_seconds: float = RENEW_SECONDS
     _claims: dict[int, _Claim] = field(default_factory=dict)
+    _remedies: dict[int, Remedy] = field(default_factory=dict)  # kept between claims
     _releases: deque[_Release] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _blocked_until: float = 0.0  # Retry-After of the last 429/503
@@ -118,13 +119,16 @@ class LeaseClient:
         assert record.id is not None
         now = self.monotonic()
         with self._lock:
-            if self.state.paused:
-                return FleetAnswer(wait="paused")
             claim = self._claims.get(record.id)
+            remedy = self._remedies.get(record.id)
+            held = "paused" if self.state.paused else (
+                "breaker" if remedy is not None and self.state.breaker_open(remedy) else "")
+            if held:  # no change starts; a grant held for one goes back to the fleet
+                if claim is not None:
+                    self._drop(record.id, claim, "abandoned")
+                return FleetAnswer(wait=held)
             if claim is None:
                 return FleetAnswer(ask=True)
-            if self.state.breaker_open(claim.remedy):
-                return FleetAnswer(wait="breaker")
             if claim.phase in ("queued", "sent"):
                 return FleetAnswer(wait="asking")
             if claim.phase == "granted" and claim.grant is not None:
@@ -149,6 +153,7 @@ class LeaseClient:
                 "renew": None}
         with self._lock:
             self._claims[record.id] = _Claim(body=body, remedy=remedy)
+            self._remedies[record.id] = remedy
         self.wake()
 
     def applying(self, action_id: int) -> None:
@@ -159,14 +164,20 @@ class LeaseClient:
                 claim.applying = True
 
     def release(self, action_id: int, outcome: Outcome) -> None:
-        """Forget the change's claim; hand a held lease back with ``outcome``."""
+        """Forget the change; hand a lease it held back with ``outcome``."""
         with self._lock:
-            claim = self._claims.pop(action_id, None)
-            if claim is None or claim.grant is None:
-                return
+            self._remedies.pop(action_id, None)
+            claim = self._claims.get(action_id)
+            if claim is not None:
+                self._drop(action_id, claim, outcome)
+
+    def _drop(self, action_id: int, claim: _Claim, outcome: Outcome) -> None:
+        """Forget a claim, queueing the release of its grant (called with the lock held)."""
+        del self._claims[action_id]
+        if claim.grant is not None:
             self._releases.append(_Release(claim.grant.lease_id, claim.grant.epoch, outcome,
                                            self.monotonic() + RELEASE_GIVE_UP))
-        self.wake()
+            self.wake()
 
     def held(self) -> int:
         """Leases held now (granted, being renewed)."""

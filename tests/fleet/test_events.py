@@ -49,6 +49,7 @@ def test_a_pause_stops_every_automatic_change_within_2s_and_never_blocks_a_rollb
     assert engine.step() == []
     assert _state(repo, second) == S.APPROVED
     assert netns_sysctl(netns, "net.ipv4.tcp_max_syn_backlog") == "128"
+    until(lambda: [r for r in cp.releases if r["outcome"] == "abandoned"])  # handed back
     rolled = engine.rollback(first.id or 0)  # a pause never blocks a rollback
     assert rolled.state == S.ROLLED_BACK and netns_sysctl(netns, "net.core.somaxconn") == "128"
     cp.push({"type": "resume", "remedy": None})
@@ -69,7 +70,11 @@ def test_an_open_breaker_holds_its_remedy_even_with_a_grant_until_resumed(
     engine.step()
     until(lambda: cp.leases)  # the control plane granted it
     until(lambda: link.leases.answer(record).wait == "breaker")
-    assert engine.step() == [] and netns_sysctl(netns, "net.core.somaxconn") == "128"
+    until(lambda: cp.releases)  # the grant goes back, and no other is asked for
+    for _ in range(5):
+        assert engine.step() == []
+    assert netns_sysctl(netns, "net.core.somaxconn") == "128"
+    assert len(cp.requests("lease")) == 1 and cp.releases[0]["outcome"] == "abandoned"
     cp.push({"type": "resume", "remedy": REMEDY})
     [applied] = until(engine.step)
     assert applied.state == S.VERIFYING
