@@ -74,11 +74,12 @@ class Daemon:
     def start(self) -> None:
         """Recover unfinished changes (the network is not needed for that), then start the
         fleet's threads and the scheduled jobs."""
+        # In a fleet the recovery's own transitions are reported too; a host that left its
+        # fleet stops queueing reports (root CLI commands follow the same flag).
+        self.repo.set_fleet_reporting(self.fleet is not None)
         self.pipeline.engine.reconcile_on_start()
         if self.fleet is not None:
             self.fleet.start()
-        else:  # a host that left its fleet: root CLI commands stop queueing reports too
-            self.repo.set_fleet_reporting(False)
         s = self.settings
         self.scheduler.add_job(self._cycle, "interval", seconds=s.interval_seconds, id="sample",
                                max_instances=1, coalesce=True, misfire_grace_time=None,

@@ -250,10 +250,13 @@ def test_crash_recovery_restores_an_unverified_change_with_the_network_down(
     _applied(netns, repo, clock, window, tmp_path, link)
     link.stop()
     cp.stop()  # the agent dies mid-verify, and comes back to no network
-    offline = make_link(_dead_url(), repo)
+    offline = make_link(_dead_url(), repo, start=False)
     restarted = _engine(repo, clock, window, tmp_path, offline)
+    repo.set_fleet_reporting(True)
     [restored] = restarted.reconcile_on_start()
     assert restored.state == S.ROLLED_BACK and netns_sysctl(netns, "net.core.somaxconn") == "128"
+    queued = repo.report_batch(100, 10**9)  # told once the control plane is back
+    assert queued[-1].kind == "transition" and queued[-1].body["state"] == "rolled_back"
 
 
 def test_back_pressure_on_lease_requests_is_honoured(
