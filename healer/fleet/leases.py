@@ -207,7 +207,7 @@ class LeaseClient:
                     return action_id, claim.body, False
             for action_id, claim in self._claims.items():
                 if claim.phase == "granted" and claim.grant and now >= claim.renew_at:
-                    claim.renew_at = now + self.renew_seconds
+                    claim.renew_at = now + self._period(claim.grant)
                     renew = {"lease_id": claim.grant.lease_id, "epoch": claim.grant.epoch}
                     return action_id, {**claim.body, "renew": renew}, True
         return None
@@ -236,23 +236,34 @@ class LeaseClient:
             self._failed(action_id, Refused(200, "a lease answer with neither a grant nor a "
                                                  "wait"), renewal)
             return
-        now = self.monotonic()
         with self._lock:
-            claim = self._claims.get(action_id)
-            if claim is None:  # released meanwhile: hand back what just arrived
-                if reply.grant is not None:
-                    self._releases.append(_Release(reply.grant.lease_id, reply.grant.epoch,
-                                                   "abandoned", now + RELEASE_GIVE_UP))
-                return
-            if reply.grant is not None:
-                claim.phase, claim.grant, claim.fresh_at = "granted", reply.grant, now
-                claim.renew_at = now + min(self.renew_seconds, reply.grant.ttl_seconds / 3)
-            elif reply.wait is not None and not (renewal and claim.applying):
-                claim.phase, claim.grant = "waiting", None
-                claim.reason, claim.rule = reply.wait.reason, reply.wait.rule
-                claim.retry_at = now + max(0.5, reply.wait.retry_after)
-            elif reply.wait is not None:
-                self._lost(action_id, claim, f"renewal answered wait ({reply.wait.reason})")
+            self._take(action_id, body, renewal, reply)
+
+    def _take(self, action_id: int, body: dict[str, Any], renewal: bool,
+              reply: LeaseReply) -> None:
+        """Apply a lease answer to its claim (called with the lock held)."""
+        now = self.monotonic()
+        claim = self._claims.get(action_id)
+        renewed = body["renew"]["lease_id"] if renewal else None
+        if claim is None or (renewal and (claim.grant is None
+                                          or claim.grant.lease_id != renewed)):
+            if reply.grant is not None:  # the claim went meanwhile: hand back what came
+                self._releases.append(_Release(reply.grant.lease_id, reply.grant.epoch,
+                                               "abandoned", now + RELEASE_GIVE_UP))
+            return
+        if reply.grant is not None:
+            claim.phase, claim.grant, claim.fresh_at = "granted", reply.grant, now
+            claim.renew_at = now + self._period(reply.grant)
+        elif reply.wait is not None and renewal:
+            self._lost(action_id, claim, f"renewal answered wait ({reply.wait.reason})")
+        elif reply.wait is not None:
+            claim.phase, claim.grant = "waiting", None
+            claim.reason, claim.rule = reply.wait.reason, reply.wait.rule
+            claim.retry_at = now + max(0.5, reply.wait.retry_after)
+
+    def _period(self, grant: Grant) -> float:
+        """Seconds between renewals: the protocol's 5 s, or TTL/3 when that is shorter."""
+        return min(self.renew_seconds, grant.ttl_seconds / 3)
 
     def _failed(self, action_id: int, exc: FleetError, renewal: bool) -> None:
         now = self.monotonic()

@@ -113,6 +113,24 @@ def test_a_change_is_applied_with_a_grant_renewed_while_verifying_and_released_v
     assert timed("lease") == 1 and timed("renew") >= 1
 
 
+def test_a_grant_is_necessary_never_sufficient_the_guard_rechecks_at_apply_time(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+        cp: ControlPlane, make_link: LinkFactory) -> None:
+    netns_sysctl(netns, "net.core.somaxconn", "128")
+    link = make_link(cp.url, repo)
+    engine = _engine(repo, clock, window, tmp_path, link)
+    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
+    engine.step()
+    until(lambda: link.leases.answer(record).go)
+    netns_sysctl(netns, "net.core.somaxconn", "8192")  # meanwhile someone raised it further
+    [denied] = engine.step()  # 512 would now lower it: the guard refuses, grant or not
+    assert denied.state == S.DENIED and "re-check at apply time" in str(
+        repo.list_audit(subject=f"action:{record.id}")[0].detail)
+    assert netns_sysctl(netns, "net.core.somaxconn") == "8192"
+    until(lambda: cp.releases)
+    assert cp.releases[0]["outcome"] == "denied"
+
+
 def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_grant(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
