@@ -158,6 +158,8 @@ class FleetLink:
         unsent stays in the outbox."""
         for worker in self._workers:
             worker.stop()
+        for worker in self._workers:
+            worker.join()
 
     # -- on the sampling cycle ----------------------------------------------------------
     def drain(self) -> None:

@@ -40,11 +40,14 @@ class Worker:
         self._due = [0.0] * len(self._steps)
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self) -> None:
+        """Ask the thread to end, cutting a request in flight short; ``join`` waits."""
         self._stop.set()
         self._wake.set()
         if self._abort is not None:
             self._abort()
+
+    def join(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
