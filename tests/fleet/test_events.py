@@ -9,7 +9,7 @@ from pathlib import Path
 from guardrails.actions import SysctlWrite
 from healer.daemon import build_daemon
 from healer.fleet.link import FleetConfig
-from healer.models import ActionState, IncidentStatus, Proposal
+from healer.models import ActionRecord, ActionState, IncidentStatus, Proposal
 from healer.settings import Settings
 from healer.store.repository import Repository
 from tests.act.conftest import Clock, Window, netns_sysctl
@@ -170,7 +170,13 @@ def test_alerts_and_fleet_diagnoses_enter_a_real_daemons_loop_as_untrusted_input
                  "model": "fleet-model", "answer": {
                      "root_cause": "disk-filling", "explanation": "the disk fills",
                      "confidence": 0.9, "proposals": proposals}})
-        records = until(lambda: len(repo.list_actions()) == 2 and repo.list_actions())
+
+        def decided() -> list[ActionRecord]:
+            records = repo.list_actions()
+            settled = len(records) == 2 and all(r.state != S.PROPOSED for r in records)
+            return records if settled else []
+
+        records = until(decided)
         by_key = {getattr(r.action, "key", ""): r for r in records}
         raise_it, panic = by_key["net.core.somaxconn"], by_key["kernel.panic"]
         assert raise_it.provenance == panic.provenance == "llm"
