@@ -7,6 +7,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+# A throwaway CA and certificate for the fleet agent's TLS test (tests/fleet/test_tls.py).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The system's Python builds root's environment: the `healer` user must be able to run it.
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 \
     || need+=(python3 python3-venv)

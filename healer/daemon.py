@@ -4,7 +4,10 @@ APScheduler runs the sampling cycle (one instance at a time, coalescing missed r
 retention pruning. After every cycle the agent publishes its live file (the latest sample,
 its own metrics and a heartbeat) for ``healer serve``, the unprivileged process that
 answers HTTP and delivers notifications; the agent itself listens on no port
-(healer.cli.run starts both). Nothing here is built at import time.
+(healer.cli.run starts both). In a fleet (``control_plane_url``), the agent also speaks
+the control-plane protocol on threads of its own (healer.fleet): every change that writes
+the host waits for a lease, and what happens is reported. Nothing here is built at import
+time.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,6 +30,7 @@ from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.context import playbook_context
 from healer.diagnose.playbook import PlaybookDiagnoser
+from healer.fleet.link import FleetConfig, FleetLink
 from healer.host.gpu import build_gpu_backend
 from healer.live import LivePublisher, prepare_runtime_dir
 from healer.logs import logfmt
@@ -62,13 +66,20 @@ class Daemon:
     pipeline: Pipeline
     scheduler: BackgroundScheduler
     publisher: LivePublisher | None = None  # None: nobody reads the live file (tests)
+    fleet: FleetLink | None = None  # None: a single host
     _last_start: float = 0.0
     _lag: float = 0.0
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
-        """Recover unfinished changes, then start the scheduled jobs."""
+        """Recover unfinished changes (the network is not needed for that), then start the
+        fleet's threads and the scheduled jobs."""
+        # In a fleet the recovery's own transitions are reported too; a host that left its
+        # fleet stops queueing reports (root CLI commands follow the same flag).
+        self.repo.set_fleet_reporting(self.fleet is not None)
         self.pipeline.engine.reconcile_on_start()
+        if self.fleet is not None:
+            self.fleet.start()
         s = self.settings
         self.scheduler.add_job(self._cycle, "interval", seconds=s.interval_seconds, id="sample",
                                max_instances=1, coalesce=True, misfire_grace_time=None,
@@ -87,6 +98,8 @@ class Daemon:
             return
         self._stopped.set()
         self.scheduler.shutdown(wait=True)
+        if self.fleet is not None:
+            self.fleet.stop()
         self.pipeline.close()
         log.info(logfmt(msg="healer stopped"))
 
@@ -99,7 +112,11 @@ class Daemon:
         _guarded("cycle", self._cycle_and_publish)
 
     def _cycle_and_publish(self) -> None:
+        if self.fleet is not None:
+            self.fleet.drain()  # votes, alerts, diagnoses: into this cycle
         sample = self.pipeline.cycle()
+        if self.fleet is not None:
+            self.fleet.sampled(sample)
         if self.publisher is not None:
             agent_metrics = generate_latest(self.telemetry.agent_registry).decode()
             self.publisher.publish(sample, agent_metrics, self._lag)
@@ -127,11 +144,11 @@ def effective_settings(settings: Settings) -> Settings:
 
 
 def build_daemon(settings: Settings, *, publish_group: int | None = None,
-                 publish: bool = True) -> Daemon:
+                 publish: bool = True, fleet: FleetConfig | None = None) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``.
 
     ``publish``: write the live file for ``healer serve`` (in ``settings.live_dir``, group
-    ``publish_group``)."""
+    ``publish_group``). ``fleet``: join that fleet (healer.fleet.link.fleet_config)."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
     repo = open_store(settings, isolate_migration=True)  # alembic stays out of the daemon
@@ -142,10 +159,14 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
                                        cgroup_tree=cgroups), telemetry=telemetry)
     window = MetricWindow(settings.window_seconds, settings.interval_seconds)
     notifier = Notifier(settings, repo)
+    # The mode the fleet sees is the one in force (capped at advise without root).
+    link = None if fleet is None else FleetLink(replace(fleet, mode=settings.mode), repo,
+                                                telemetry=telemetry, notifier=notifier)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier,
-                                        seal=JournalSeal.open(repo, settings.key_dir))
+                                        seal=JournalSeal.open(repo, settings.key_dir),
+                                        fleet=link.leases if link else None)
     watch_processes(monitor.collectors, engine.watched_pids)  # keep fixed pids in the scans
     unknown = UnknownPath(load_noise(), SilenceCache(repo.active_silences),
                           new_per_hour=settings.unclassified_templates_per_hour)
@@ -164,10 +185,13 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
         # every proposal with the guard (healer.diagnose.pending.take_up_answers).
         take_llm_answers=settings.llm_enabled,
     )
+    if link is not None:
+        link.intake = pipeline
     scheduler = BackgroundScheduler(timezone=UTC)
     publisher = None
     if publish:
         prepare_runtime_dir(settings.live_dir, publish_group)
         publisher = LivePublisher(settings.live_dir, interval_seconds=settings.interval_seconds,
                                   mode=settings.mode, group=publish_group)
-    return Daemon(settings, repo, telemetry, pipeline, scheduler, publisher)
+    return Daemon(settings, repo, telemetry, pipeline, scheduler, publisher, link)
+

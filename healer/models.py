@@ -121,6 +121,10 @@ class Evidence(_Frozen):
     captures: dict[str, str] = Field(default_factory=dict)  # named regex groups, untrusted
 
 
+UNCLASSIFIED = "unclassified"  # the playbook id of incidents no playbook claimed
+ALERT_SIGNAL = "alert:"  # evidence signal keys of an incident opened from an alert
+
+
 class IncidentStatus(enum.StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
@@ -147,6 +151,31 @@ class Incident(_Frozen):
         """playbook|scope, plus |subject when there is one (unique among open incidents)."""
         base = f"{self.playbook}|{self.scope}"
         return f"{base}|{self.subject}" if self.subject else base
+
+    @property
+    def from_alert(self) -> bool:
+        """Opened from an Alertmanager alert (healer.detect.alerts), not from a sample."""
+        return any(name.startswith(ALERT_SIGNAL) for name in self.evidence.signals)
+
+    @property
+    def fleet_fingerprint(self) -> str:
+        """What the fleet groups this incident by across hosts (docs/fleet-protocol.md): an
+        alert's name and labels and an unclassified message's template (both kept as the
+        subject), else the playbook and the kind of its scope (netns, not netns:chaos-1)."""
+        if self.from_alert or self.playbook == UNCLASSIFIED:
+            return self.subject
+        return f"{self.playbook}|{self.scope.partition(':')[0]}"
+
+
+class Alert(_Frozen):
+    """An Alertmanager alert about this host, relayed by the control plane: untrusted
+    labels, matched by playbooks' ``kind: alert`` signals (healer.detect.alerts)."""
+
+    alertname: str = Field(min_length=1, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+    # alertname plus every label except instance: the same alert on every host
+    fleet_fingerprint: str = Field(min_length=1, max_length=512)
 
 
 def split_fingerprint(fingerprint: str) -> tuple[str, str, str]:
@@ -225,6 +254,9 @@ class ActionState(enum.StrEnum):
     DENIED = "denied"
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"
+    # In a fleet: the control plane's canary for this remedy has not verified yet
+    # (docs/fleet-protocol.md); the change waits, unapplied, for its lease.
+    WAITING_CANARY = "waiting_canary"
     REJECTED = "rejected"
     EXPIRED = "expired"
     APPLYING = "applying"
@@ -243,7 +275,10 @@ TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     ActionState.AWAITING_APPROVAL: frozenset(
         {ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED}
     ),
-    ActionState.APPROVED: frozenset({ActionState.APPLYING, ActionState.DENIED}),
+    ActionState.APPROVED: frozenset(
+        {ActionState.APPLYING, ActionState.DENIED, ActionState.WAITING_CANARY}
+    ),
+    ActionState.WAITING_CANARY: frozenset({ActionState.APPLYING, ActionState.DENIED}),
     ActionState.APPLYING: frozenset(
         {ActionState.VERIFYING, ActionState.ROLLED_BACK, ActionState.ROLLBACK_FAILED}
     ),

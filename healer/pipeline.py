@@ -13,6 +13,11 @@ is configured, the LLM job (``healer.diagnose.pending``), which runs in the unpr
 store. Each cycle takes up its stored answers: they join the playbook's diagnosis (never
 replace it), and every LLM proposal goes to the engine's guard like any other.
 
+In a fleet (healer.fleet), two more things come in from the control plane, handed over on
+this thread before the cycle: Alertmanager alerts about this host (``take_alert``: they
+enter detection as events, healer.detect.alerts) and the fleet's LLM answers
+(``take_fleet_answer``: taken up as the local ones are, healer.diagnose.answers).
+
 An incident is diagnosed when it opens or reopens, and again while it keeps firing once
 its change was rolled back (a regression, or commit-confirmed recovery after a restart) and
 ``rediagnose_seconds`` passed since the last diagnosis and the rollback; see
@@ -29,14 +34,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.detect import Detector, IncidentChange, IncidentTracker
-from healer.diagnose.answers import rejoin, take_up_answers
+from healer.diagnose.answers import FleetAnswers, rejoin, take_up_answers
 from healer.diagnose.base import DiagnoseContext, Diagnoser
 from healer.diagnose.schedule import REDIAGNOSE_SECONDS, rediagnosis_due
 from healer.logs import logfmt
-from healer.models import Diagnosis, Incident, IncidentStatus, Sample
+from healer.models import Alert, Diagnosis, Incident, IncidentStatus, Sample
 from healer.monitor.registry import Monitor
 from healer.notify.notifier import Notifier
 from healer.recorder import RawRecorder
@@ -71,6 +77,8 @@ class Pipeline:
     rediagnose_seconds: float = REDIAGNOSE_SECONDS
     # With an LLM configured, healer serve stores its answers; the agent takes them up.
     take_llm_answers: bool = False
+    _alerts: list[Alert] = field(default_factory=list)  # relayed by the fleet, not yet seen
+    _fleet_answers: FleetAnswers = field(default_factory=FleetAnswers)
     _pending: dict[int, Future[Diagnosis]] = field(default_factory=dict)
     _diagnosed: dict[int, datetime] = field(default_factory=dict)  # incident id -> last submit
     _started: datetime | None = None
@@ -87,7 +95,10 @@ class Pipeline:
         sample = self.monitor.sample()  # monitor
         self.window.append(sample)
         self.repo.add_rollups(self.rollups.add(sample))
-        for change in self.tracker.apply(self.detector.observe(self.window, sample)):  # detect
+        events = self.detector.observe(self.window, sample)
+        events += [self.detector.alert(a, self.window, sample.ts) for a in self._alerts]
+        self._alerts.clear()
+        for change in self.tracker.apply(events):  # detect
             self._on_incident(change)
             self.raw.incident(change.kind, change.incident, sample.ts)
         self.raw.add(sample)
@@ -96,6 +107,15 @@ class Pipeline:
         self.engine.step()  # act -> verify -> keep | roll back
         self.telemetry.cycle_seconds.observe(time.perf_counter() - started)
         return sample
+
+    def take_alert(self, alert: Alert) -> None:
+        """An alert about this host, relayed by the fleet: detected on the next cycle."""
+        self._alerts.append(alert)
+
+    def take_fleet_answer(self, fleet_fingerprint: str, answer: dict[str, Any],
+                          model: str) -> None:
+        """The fleet's LLM answer for a fleet fingerprint: taken up on the next cycles."""
+        self._fleet_answers.add(fleet_fingerprint, answer, model, self.engine.clock())
 
     def _on_incident(self, change: IncidentChange) -> None:
         incident = change.incident
@@ -164,9 +184,12 @@ class Pipeline:
                 self.engine.propose(incident, proposal, playbook)
 
     def _consult_llm(self) -> None:
-        """Take up the LLM's stored answers: every proposal is guarded here, as any other."""
+        """Take up the LLM's stored answers and the fleet's: every proposal is guarded here,
+        as any other."""
         if self.take_llm_answers:
             take_up_answers(self.repo, self.library, self.engine.propose)
+        self._fleet_answers.take_up(self.repo, self.library, self.engine.propose,
+                                    self.engine.clock())
 
     def close(self) -> None:
         """Cancel diagnoses not yet started (one already running is abandoned, not awaited)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -28,6 +30,7 @@ from healer.models import Slo
 
 Mode = Literal["observe", "advise", "auto"]
 GpuBackend = Literal["auto", "nvml", "simulated", "none"]
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")  # operator config: Prometheus's label names
 
 
 def _default_state_dir() -> Path:
@@ -126,6 +129,16 @@ class Settings(BaseSettings):
     # "*@critical" (severity = that level or higher). Unset channel: every event.
     notify_routes: dict[str, list[str]] = Field(default_factory=dict)
 
+    # Fleet (docs/fleet-protocol.md): the control plane this agent reports to and asks for
+    # leases; None runs the single-host daemon. The host token comes from the environment
+    # (HEALER_AGENT_TOKEN), never from here: these settings reach the unprivileged side.
+    control_plane_url: str | None = None
+    ca_file: Path | None = None  # CA bundle the control plane's certificate must chain to
+    # Failure domains for the fleet's in-flight caps, "rack=r12,zone=a" in the environment.
+    host_labels: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    fleet_outbox_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    fleet_sample_seconds: float = Field(default=60.0, ge=1, le=3600)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("host_id")
@@ -161,6 +174,30 @@ class Settings(BaseSettings):
     def _slo_metrics(cls, v: list[str]) -> list[str]:
         for text in v:
             Slo.parse(text)  # ValueError names the bad entry
+        return v
+
+    @field_validator("control_plane_url")
+    @classmethod
+    def _control_plane(cls, v: str | None) -> str | None:
+        return None if v is None else check_control_plane_url(v)
+
+    @field_validator("host_labels", mode="before")
+    @classmethod
+    def _label_text(cls, v: Any) -> Any:
+        if isinstance(v, str):  # HEALER_HOST_LABELS="rack=r12,zone=a"
+            pairs = [part.strip().partition("=") for part in v.split(",") if part.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValueError("give labels as name=value pairs, separated by commas")
+            return {k.strip(): val.strip() for k, _, val in pairs}
+        return v
+
+    @field_validator("host_labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _LABEL_RE.fullmatch(key) or len(value) > 128:
+                raise ValueError(f"label {key[:40]!r}: names are [a-zA-Z_][a-zA-Z0-9_]*, "
+                                 "values at most 128 characters")
         return v
 
     @model_validator(mode="after")
@@ -207,6 +244,35 @@ class Settings(BaseSettings):
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_control_plane_url(url: str) -> str:
+    """``url`` when it can carry the host token: https, or http to a loopback address only;
+    ValueError saying why not."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(f"plain HTTP to {parts.hostname} would send the host token in clear: "
+                         "use https:// (with --ca-file for a private CA); http:// is accepted "
+                         "only to a loopback address")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("give the base URL only: no query, fragment or credentials")
+    return url
 
 
 def load_settings(config: Path | None = None, **flags: Any) -> Settings:

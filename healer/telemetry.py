@@ -123,6 +123,26 @@ class Telemetry:
         self.actions = Counter(
             "healer_actions_total", "Action journal transitions", ["kind", "state"], registry=r
         )
+        # In a fleet (healer.fleet): the agent's side of the control-plane protocol.
+        self.fleet_request_seconds = Histogram(
+            "healer_fleet_request_seconds", "Requests to the control plane, answered or not",
+            ["endpoint"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.fleet_reachable = Gauge(
+            "healer_fleet_reachable", "1 while the control plane answers", registry=r
+        )
+        self.fleet_clock_skew_seconds = Gauge(
+            "healer_fleet_clock_skew_seconds", "Control plane's clock minus this host's",
+            registry=r,
+        )
+        self.fleet_outbox_reports = Gauge(
+            "healer_fleet_outbox_reports", "Reports waiting for the control plane", registry=r
+        )
+        self.fleet_outbox_bytes = Gauge(
+            "healer_fleet_outbox_bytes", "Bytes of reports waiting for the control plane",
+            registry=r,
+        )
         r = self.serve_registry = CollectorRegistry()
         self.llm_calls = Counter("healer_llm_calls_total", "LLM requests", registry=r)
         self.llm_failures = Counter(

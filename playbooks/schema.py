@@ -8,6 +8,7 @@ to ``file:line: key: problem``. Computed remedy fields are parsed with
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -234,9 +235,24 @@ class Trend(_Model):
         return self
 
 
+class AlertSignal(_Model):
+    """An Alertmanager alert about this host, relayed by the fleet's control plane: its
+    ``alertname``, and labels that must each hold one of the listed values (exact
+    matches on untrusted text, no patterns)."""
+
+    kind: Literal["alert"]
+    alertname: str = Field(min_length=1, max_length=200)
+    labels: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def matches(self, alertname: str, labels: Mapping[str, str]) -> bool:
+        """Whether an alert with this name and these labels is this signal's."""
+        return alertname == self.alertname and all(
+            labels.get(name) in allowed for name, allowed in self.labels.items())
+
+
 Signal = Annotated[
     Threshold | Rate | Baseline | Kmsg | Absent | ProcessPredicate | GpuProcessSignal
-    | GpuThrottle | Trend,
+    | GpuThrottle | Trend | AlertSignal,
     Field(discriminator="kind"),
 ]
 
@@ -470,6 +486,19 @@ class Playbook(_Model):
         return v
 
     @model_validator(mode="after")
+    def _alerts(self) -> Playbook:
+        alerts = [s for s in self.detect.signals if isinstance(s, AlertSignal)]
+        if alerts and (len(alerts) != len(self.detect.signals) or self.detect.all):
+            raise ValueError("alert signals go alone, under any: (an alert arrives as an "
+                             "event, not in the metric window)")
+        return self
+
+    @property
+    def from_alerts(self) -> bool:
+        """Whether this playbook matches alerts (its signals are all ``kind: alert``)."""
+        return any(isinstance(s, AlertSignal) for s in self.detect.signals)
+
+    @model_validator(mode="after")
     def _kernel_report(self) -> Playbook:
         kmsg = [s for s in self.detect.signals if isinstance(s, Kmsg)]
         if any(s.role in ("start", "end") for s in kmsg) and self.report is None:
@@ -496,6 +525,8 @@ class Playbook(_Model):
 
 
 def describe_signal(s: Signal) -> str:
+    if isinstance(s, AlertSignal):
+        return f"alert:{s.alertname}"
     if isinstance(s, Kmsg):
         return f"kmsg:{s.literals[0]!r}"
     if isinstance(s, ProcessPredicate):

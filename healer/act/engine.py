@@ -8,8 +8,11 @@
 
 Nothing is applied without a fresh ``allow``: ``step`` re-runs ``guardrails.check`` (with
 the recorded human approvals) immediately before writing; a stored verdict or a web
-approval is never trusted on its own. A capacity raise kept as "insufficient" is stepped
-again at once, each step its own proposal through the same gate (healer.act.converge).
+approval is never trusted on its own. In a fleet (``fleet``, healer.act.lease), a change
+that writes the host is applied only while the control plane's lease on its remedy is
+fresh, and that lease is necessary, never sufficient: the guard still decides. A capacity
+raise kept as "insufficient" is stepped again at once, each step its own proposal through
+the same gate (healer.act.converge).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from healer.act.converge import Converger
 from healer.act.executor import (
     LIVE_STATES,
     MESSAGE_KINDS,
+    READY_STATES,
     ActionNotifier,
     Executor,
     SeriesSource,
     verification_of,
 )
 from healer.act.gate import Gate, Mode
+from healer.act.lease import FleetAnswer, FleetGate, Outcome
 from healer.act.limits import converge_for, max_per_incident_for
 from healer.act.persist import DropIn
 from healer.act.seal import JournalSeal
@@ -64,7 +69,8 @@ from playbooks.schema import Playbook
 log = logging.getLogger("healer.act")
 
 S = ActionState
-OPEN_STATES = (S.PROPOSED, S.AWAITING_APPROVAL, S.APPROVED, S.APPLYING, S.VERIFYING)
+OPEN_STATES = (S.PROPOSED, S.AWAITING_APPROVAL, S.APPROVED, S.WAITING_CANARY, S.APPLYING,
+               S.VERIFYING)
 # Guard findings that only say "not now": the approved change waits for a later cycle.
 WAIT_RULES = frozenset({"B-cycle", "W-window"})
 DRIFT_EVERY_CYCLES = 30  # verified changes: live value re-read every N cycles, not every one
@@ -72,6 +78,10 @@ DRIFT_EVERY_CYCLES = 30  # verified changes: live value re-read every N cycles, 
 APPLIED_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED, S.ROLLED_BACK, S.ROLLBACK_FAILED,
                   S.SUPERSEDED)
 LOCAL_ADMIN = "local-admin"
+# How a change that held a fleet lease ended, as the control plane's /release takes it.
+OUTCOMES: dict[ActionState, Outcome] = {
+    S.VERIFIED: "verified", S.ROLLED_BACK: "rolled_back", S.ROLLBACK_FAILED: "rollback_failed",
+    S.SUPERSEDED: "superseded", S.DENIED: "denied"}
 
 
 def _utcnow() -> datetime:
@@ -98,8 +108,10 @@ class ChangeEngine:
                  approval_ttl_seconds: float = 3600.0, dropin: DropIn | None = None,
                  root: bool | None = None, checkpoint: Callable[[str], None] = _noop,
                  drift_every_cycles: int = DRIFT_EVERY_CYCLES, slos: tuple[Slo, ...] = (),
-                 seal: JournalSeal | None = None) -> None:
+                 seal: JournalSeal | None = None, fleet: FleetGate | None = None) -> None:
         self.repo, self.actuators, self.clock = repo, actuators, clock
+        self.fleet = fleet  # None: a single host, no control plane to ask
+        self._fleet_waits: dict[int, str] = {}  # action id -> the wait last recorded
         # Only rows this agent sealed are acted on (healer.act.seal); the daemon and root's
         # CLI pass the persistent key, anything else gets a key that dies with it.
         self.seal = seal or JournalSeal.ephemeral(repo)
@@ -120,6 +132,7 @@ class ChangeEngine:
         )
         self.converger = Converger(repo, actuators, policy, propose=self.propose,
                                    escalate=self.executor.escalate)
+        self.executor.on_move = self._moved
         self.seal.report = lambda record, why: self.executor.escalate(
             record, f"journal row {record.id} failed its seal check ({why}): not acted on; "
                     "check the database, then `healer journal adopt` if the rows are genuine")
@@ -224,7 +237,7 @@ class ChangeEngine:
         # Approvals arrive from other processes (web, CLI) as rows, so probe every cycle.
         if self.repo.has_actions((S.AWAITING_APPROVAL,), created_before=now - self.approval_ttl):
             changed += self._expire(now)
-        if self.repo.has_actions((S.APPROVED, S.VERIFYING)):
+        if self.repo.has_actions((*READY_STATES, S.VERIFYING)):
             changed += self._advance()
         self._cycles += 1
         if self._cycles % self.drift_every == 0:
@@ -238,7 +251,7 @@ class ChangeEngine:
     def _advance(self) -> list[ActionRecord]:
         changed: list[ActionRecord] = []
         applied = 0
-        for record in self._sealed(self.repo.iter_actions(states=(S.APPROVED,),
+        for record in self._sealed(self.repo.iter_actions(states=READY_STATES,
                                                           oldest_first=True)):
             moved = self._apply(record, applied)
             if moved is not None:
@@ -319,8 +332,13 @@ class ChangeEngine:
         return out
 
     def _apply(self, record: ActionRecord, changes_this_cycle: int) -> ActionRecord | None:
-        """Re-check the guard, read the original, then hand over to the executor."""
+        """Ask the fleet (when in one), re-check the guard, read the original, then hand
+        over to the executor."""
         assert record.id is not None
+        fleet = None if record.action.kind in MESSAGE_KINDS else self.fleet
+        answer = fleet.answer(record) if fleet is not None else None
+        if answer is not None and not (answer.go or answer.ask):
+            return self._fleet_wait(record, answer)
         now = self.clock()
         approvers = tally(self.repo.list_approvals(record.id), users_by_id(self.repo)).approvers
         ver = verification_of(record)
@@ -337,12 +355,45 @@ class ChangeEngine:
             decision, original = Decision(verdict="deny", reasons=(str(exc),),
                                           rules=("E-actuator",)), None
         if decision.verdict != "allow" and set(decision.rules) & WAIT_RULES:
+            if fleet is not None and answer is not None and answer.go:
+                fleet.release(record.id, "abandoned")  # not now: a later cycle asks again
             return None  # not now (blast radius this cycle, maintenance window): next cycle
         if decision.verdict != "allow" or original is None:
             why = "; ".join(decision.reasons) if decision.verdict != "allow" else "target is gone"
-            return self.executor.move(record, S.DENIED, (S.APPROVED,),
+            return self.executor.move(record, S.DENIED, READY_STATES,
                                       f"re-check at apply time: {why}", decision=decision)
-        return self.executor.apply(record, decision, original, *self._intent(record, now))
+        if fleet is not None and answer is not None and not answer.go:
+            fleet.request(record)  # the guard allows it: now ask the control plane
+            return None
+        if fleet is not None:
+            fleet.applying(record.id)
+        moved = self.executor.apply(record, decision, original, *self._intent(record, now))
+        if moved is None and fleet is not None:
+            fleet.release(record.id, "abandoned")  # someone else moved the record first
+        return moved
+
+    def _fleet_wait(self, record: ActionRecord, answer: FleetAnswer) -> ActionRecord | None:
+        """The fleet says wait: behind a canary the record moves to ``waiting_canary``; any
+        other reason keeps it approved, recorded once each time the reason changes."""
+        assert record.id is not None
+        if answer.wait == "canary" and record.state == S.APPROVED:
+            return self.executor.move(record, S.WAITING_CANARY, (S.APPROVED,), answer.detail)
+        if answer.wait != "asking" and self._fleet_waits.get(record.id) != answer.wait:
+            self._fleet_waits[record.id] = answer.wait
+            log.info(logfmt(msg=f"fleet wait: {record.action.target}", id=record.id,
+                            reason=answer.wait, rule=answer.rule))
+            self.repo.add_audit("healer", "action.fleet_wait", f"action:{record.id}",
+                                {"reason": answer.wait, "rule": answer.rule})
+        return None
+
+    def _moved(self, record: ActionRecord) -> None:
+        """After every transition: a change that ended hands its fleet lease back."""
+        outcome = OUTCOMES.get(record.state)
+        if outcome is None or record.id is None:
+            return
+        self._fleet_waits.pop(record.id, None)
+        if self.fleet is not None and record.action.kind not in MESSAGE_KINDS:
+            self.fleet.release(record.id, outcome)
 
     def _intent(self, record: ActionRecord, now: datetime) -> tuple[Verification, datetime]:
         """The verification to commit with the intent (baseline summarized now), and the

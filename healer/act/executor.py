@@ -37,6 +37,7 @@ S = ActionState
 MESSAGE_KINDS = frozenset({"notify", "escalate"})
 SENT = "sent"  # the "applied" value of a notify/escalate record
 LIVE_STATES = (S.APPLYING, S.VERIFYING, S.VERIFIED)  # a change that is (or may be) in place
+READY_STATES = (S.APPROVED, S.WAITING_CANARY)  # allowed, not applied yet
 
 
 class SeriesSource(Protocol):
@@ -87,6 +88,7 @@ class Executor:
         self.notifier, self.telemetry, self.window = notifier, telemetry, window
         self.dropin, self.checkpoint = dropin, checkpoint
         self.processes = ProcessSeries()
+        self.on_move: Callable[[ActionRecord], None] | None = None  # after every transition
 
     # -- journal plumbing ----------------------------------------------------------------
     def move(self, record: ActionRecord, to: ActionState, expect: Sequence[ActionState],
@@ -103,6 +105,8 @@ class Executor:
             self.telemetry.actions.labels(record.action.kind, to.value).inc()
         log.info(logfmt(msg=f"action {to.value}: {record.action.target}", id=record.id,
                         original=moved.original, applied=moved.applied, comment=comment))
+        if self.on_move is not None:
+            self.on_move(moved)
         return moved
 
     def tell(self, event: str, record: ActionRecord, detail: str = "") -> None:
@@ -143,7 +147,7 @@ class Executor:
     def apply(self, record: ActionRecord, decision: Decision, original: str,
               verification: Verification, deadline: datetime) -> ActionRecord | None:
         """Commit the intent, write, read back, and move to verifying."""
-        intent = self.move(record, S.APPLYING, (S.APPROVED,), "intent committed",
+        intent = self.move(record, S.APPLYING, READY_STATES, "intent committed",
                            original=original, deadline=deadline, decision=decision,
                            verification=verification)
         if intent is None:

@@ -157,6 +157,7 @@ def _engine(settings: Settings, repo: Repository) -> ChangeEngine:
     # Without a usable GPU backend, GPU changes cannot be rolled back from here.
     with contextlib.suppress(HealerError):
         gpu = build_gpu_backend(settings)
+    repo.follow_fleet_reporting()  # in a fleet, an operator's rollback is reported too
     return ChangeEngine.from_settings(settings, repo=repo,
                                       actuators=build_actuators(settings, gpu=gpu),
                                       seal=JournalSeal.open(repo, settings.key_dir))

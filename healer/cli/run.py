@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from healer.cli.common import settings_from_args
+from healer.fleet.link import TOKEN_ENV, fleet_config
 from healer.logs import setup_logging
 from healer.privsep import interpreter
 from healer.settings import Settings
@@ -30,6 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--mode", choices=("observe", "advise", "auto"), default=None)
     p.add_argument("--host", default=None, help="dashboard bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="dashboard port (default 8765)")
+    p.add_argument("--control-plane", default=None, metavar="URL",
+                   help="join a fleet: the control plane's URL (host token in "
+                        f"{TOKEN_ENV}; plain http only to loopback)")
+    p.add_argument("--host-id", default=None, metavar="ID",
+                   help="this host's id (default: the host name)")
+    p.add_argument("--ca-file", default=None, metavar="PATH",
+                   help="CA bundle the control plane's certificate must chain to")
     p.set_defaults(func=_run)
 
 
@@ -63,12 +71,19 @@ def _run(args: argparse.Namespace) -> int:
         spawn,
     )
 
-    settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port)
+    settings = settings_from_args(args, mode=args.mode, host=args.host, port=args.port,
+                                  control_plane_url=args.control_plane, host_id=args.host_id,
+                                  ca_file=args.ca_file)
+    # The host token stays in this process: out of the environment every child inherits
+    # (healer serve gets an allowlist anyway, healer.privsep), and out of Settings, which
+    # healer serve receives whole.
+    fleet = fleet_config(settings, os.environ.pop(TOKEN_ENV, None))
     setup_logging(settings.log_level)
     identity = service_identity(settings.service_user) if os.geteuid() == 0 else None
     if identity is not None and settings.serve == "spawn":
         check_reachable(identity, _code_paths())
-    daemon = build_daemon(settings, publish_group=identity.gid if identity else None)
+    daemon = build_daemon(settings, publish_group=identity.gid if identity else None,
+                          fleet=fleet)
     share_state(daemon.settings, identity)
     if identity is not None:
         check_reachable(identity, {"state directory": daemon.settings.state_dir,

@@ -17,9 +17,8 @@ from typing import Any
 from healer.act.engine import LOCAL_ADMIN
 from healer.cli.common import print_json, settings_from_args
 from healer.detect.silences import silence_for
-from healer.detect.unknown import UNCLASSIFIED
 from healer.errors import ConfigError
-from healer.models import Incident, SilenceRefused, split_fingerprint
+from healer.models import UNCLASSIFIED, Incident, SilenceRefused, split_fingerprint
 from healer.store.engine import open_store
 from healer.store.errors import NotFound
 from healer.store.repository import Repository

@@ -9,8 +9,9 @@ from healer.detect.incidents import (
     MemorySink,
     RepositorySink,
 )
-from healer.detect.unknown import UNCLASSIFIED, UnknownPath
+from healer.detect.unknown import UnknownPath
 from healer.detect.view import WindowView
+from healer.models import UNCLASSIFIED
 
 __all__ = [
     "UNCLASSIFIED",

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 from guardrails.actions import check_scope
 from healer.detect import signals as S
+from healer.detect.alerts import alert_event
 from healer.detect.events import DetectEvent
 from healer.detect.evidence import ReadCgroup, ReadSysctl, gather
 from healer.detect.kmsg import Found, KmsgMatcher, SigKey
 from healer.detect.subjects import SubjectCap
 from healer.detect.unknown import UnknownPath
 from healer.detect.view import WindowView
-from healer.models import Evidence, GpuState, ProcessInfo, Sample
+from healer.models import Alert, Evidence, GpuState, ProcessInfo, Sample
 from playbooks.schema import (
     SEVERITY_RANK,
     Absent,
@@ -85,7 +86,10 @@ class Detector:
         cgroup_root: str | None = None,
         unknown: UnknownPath | None = None,
     ) -> None:
-        self.playbooks: tuple[Playbook, ...] = tuple(playbooks)
+        library = tuple(playbooks)
+        # Alert playbooks match alerts as they arrive (``alert``), never the window.
+        self.playbooks: tuple[Playbook, ...] = tuple(pb for pb in library if not pb.from_alerts)
+        self.alert_playbooks = tuple(pb for pb in library if pb.from_alerts)
         # Confined (a sandboxed daemon): process signals and evidence see only the processes
         # at or below this cgroup; a host's own top process is not ours to scope or act on.
         self.cgroup_root = _norm_cgroup(cgroup_root) if cgroup_root is not None else None
@@ -147,6 +151,12 @@ class Detector:
         if self.unknown is not None:
             events += self.unknown.observe(scan.unclaimed, now)
         return events
+
+    def alert(self, alert: Alert, window: WindowView, now: float) -> DetectEvent:
+        """The event of an alert the fleet relayed (healer.detect.alerts)."""
+        self._index.refresh(window.names())
+        return alert_event(alert, self.alert_playbooks, self._scope, window, self._index,
+                           self.read_sysctl, self.read_cgroup, now)
 
     def _idle(self, pi: int) -> bool:
         """A kernel-log-only playbook with nothing in its windows and nothing firing: its

@@ -138,14 +138,16 @@ class IncidentTracker:
             if event.kind == "fire":
                 changes.append(self._fire(key, event))
             else:
-                state = self._states.get(key)
+                state = self._state(key)
                 if state and state.incident.status == IncidentStatus.OPEN \
                         and state.clear_since is None:
                     state.clear_since = event.ts
         changes += self._expire(self.clock())
         return changes
 
-    def _fire(self, key: tuple[str, str, str], event: DetectEvent) -> IncidentChange:
+    def _state(self, key: tuple[str, str, str]) -> _State | None:
+        """The key's state, loaded from the sink the first time (an incident opened before a
+        restart, or by an alert that now resolves)."""
         state = self._states.get(key)
         if state is None:
             found = self._sink.find(*key)
@@ -153,6 +155,10 @@ class IncidentTracker:
                 resolved_at = found.last_seen.timestamp() \
                     if found.status == IncidentStatus.RESOLVED else None
                 state = self._states[key] = _State(found, resolved_at=resolved_at)
+        return state
+
+    def _fire(self, key: tuple[str, str, str], event: DetectEvent) -> IncidentChange:
+        state = self._state(key)
         if state is not None and state.incident.status == IncidentStatus.OPEN:
             state.clear_since = None
             state.incident = self._sink.update(self._merge(state.incident, event))

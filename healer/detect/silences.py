@@ -17,9 +17,8 @@ from functools import partial
 
 from healer.detect.kmsg import KmsgMatcher
 from healer.detect.templates import MAX_TEMPLATE_CHARS, example
-from healer.detect.unknown import UNCLASSIFIED
 from healer.errors import HealerError
-from healer.models import Incident, SilenceCheck, SilenceRefused, SilenceRequest
+from healer.models import UNCLASSIFIED, Incident, SilenceCheck, SilenceRefused, SilenceRequest
 from playbooks.schema import Playbook
 
 log = logging.getLogger("healer.detect")

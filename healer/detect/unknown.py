@@ -25,10 +25,9 @@ from guardrails import linear
 from healer.detect.events import DetectEvent
 from healer.detect.subjects import HOUR, NewPerHour
 from healer.detect.templates import template
-from healer.models import Evidence, KmsgRecord
+from healer.models import UNCLASSIFIED, Evidence, KmsgRecord
 from playbooks.noise import Noise
 
-UNCLASSIFIED = "unclassified"  # the playbook id of these incidents
 OVERFLOW = "(new kernel-message templates over the hourly cap)"
 SIGNAL = "kmsg:unclassified"
 REPEATS = 10  # lines of one template in an hour that make it more than a one-off

@@ -24,7 +24,8 @@ from healer.models import (
     Verification,
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
-from healer.store.repo_base import RepoBase, _short
+from healer.store.repo_base import _short
+from healer.store.repo_reports import ReportsRepo, incident_body
 from healer.store.rows import HistoryEntry, IncidentActivity
 from healer.store.seal import SEALED_FIELDS, Sealer
 from healer.store.tables import ActionTable, IncidentTable, JournalLogTable
@@ -98,11 +99,13 @@ def _sealed_values(row: ActionTable) -> dict[str, Any]:
     return {name: getattr(row, name) for name in SEALED_FIELDS}
 
 
-class JournalRepo(RepoBase):
+class JournalRepo(ReportsRepo):
     """Incident and action-journal methods of the Repository.
 
     ``sealer`` (set by the root agent and root CLI, which hold the journal key) seals every
     journal write; ``on_sealed(seq)`` runs after each sealed commit (the high-water mark).
+    In a fleet (``fleet_reports``), every incident change and journal write is queued as a
+    report in its own transaction (healer.store.repo_reports).
     """
 
     sealer: Sealer | None = None
@@ -129,7 +132,9 @@ class JournalRepo(RepoBase):
         with self._tx() as s:
             s.add(row)
             s.flush()
-            return _incident(row)
+            opened = _incident(row)
+            self._report(s, "incident", f"incident:{row.id}", incident_body(opened))
+            return opened
 
     def update_incident(self, incident: Incident) -> Incident:
         """Update count, last_seen, evidence, status and severity by id."""
@@ -145,7 +150,10 @@ class JournalRepo(RepoBase):
             row.status = incident.status.value
             row.severity = incident.severity
             s.flush()
-            return _incident(row)
+            updated = _incident(row)
+            self._report(s, "incident", f"incident:{row.id}", incident_body(updated),
+                         coalesce=True)
+            return updated
 
     def find_incident(
         self, playbook: str, scope: str, *, subject: str = "",
@@ -216,6 +224,11 @@ class JournalRepo(RepoBase):
             ).rowcount  # type: ignore[attr-defined]
             if n == 0:
                 raise NotFound("incident", incident_id)
+            if self.fleet_reports:
+                row = s.get(IncidentTable, incident_id, populate_existing=True)
+                assert row is not None
+                self._report(s, "incident", f"incident:{incident_id}",
+                             incident_body(_incident(row)), coalesce=True)
 
     # -- action journal ----------------------------------------------------------------
     def add_action(self, record: ActionRecord) -> ActionRecord:
@@ -246,6 +259,7 @@ class JournalRepo(RepoBase):
             detail = {"to": record.state.value, "verdict": record.decision.verdict}
             self._audit(s, "healer", "action.added", f"action:{row.id}", detail)
             added = _record(row)
+            self._transition_report(s, added)
         self._sealed(seq)
         return added
 
@@ -299,6 +313,7 @@ class JournalRepo(RepoBase):
             assert row is not None
             seq = self._seal(s, row)
             moved = _record(row)
+            self._transition_report(s, moved)
         self._sealed(seq)
         return moved
 

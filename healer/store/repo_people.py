@@ -12,7 +12,7 @@ from healer.models import ActionRecord, ActionState
 from healer.store.errors import NotFound, StaleState
 from healer.store.repo_base import RepoBase
 from healer.store.repo_journal import _record
-from healer.store.rows import ApprovalRow, AuditRow, PausedTargetRow
+from healer.store.rows import FLEET_VOTER, ApprovalRow, AuditRow, PausedTargetRow
 from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTargetTable, UserTable
 
 _AWAITING = ActionState.AWAITING_APPROVAL.value
@@ -20,7 +20,7 @@ _AWAITING = ActionState.AWAITING_APPROVAL.value
 
 def _approval(r: ApprovalTable) -> ApprovalRow:
     return ApprovalRow(action_id=r.action_id, user=r.user, user_id=r.user_id, approve=r.approve,
-                       comment=r.comment, at=r.at)
+                       comment=r.comment, at=r.at, origin=r.origin)
 
 
 class PeopleRepo(RepoBase):
@@ -37,11 +37,7 @@ class PeopleRepo(RepoBase):
         ``awaiting_approval`` (checked in the same transaction as the write).
         """
         with self._tx() as s:
-            action = s.get(ActionTable, action_id)
-            if action is None or action.host_id != self.host_id:
-                raise NotFound("action", action_id)
-            if action.state != _AWAITING:
-                raise StaleState(action_id, {_AWAITING}, action.state)
+            self._awaiting(s, action_id)
             user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
             if user_id is None:
                 raise NotFound("user", user)
@@ -55,6 +51,33 @@ class PeopleRepo(RepoBase):
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
             s.flush()
             return self._approvals(s, action_id)
+
+    def add_fleet_vote(self, action_id: int, user: str, approve: bool, comment: str = ""
+                       ) -> list[ApprovalRow]:
+        """Record a vote the control plane relayed: a person it authenticated as an approver
+        (docs/fleet-protocol.md). Kept as ``fleet:<user>``, apart from local users' votes;
+        NotFound or StaleState as ``add_approval``."""
+        name = f"{FLEET_VOTER}{user}"
+        with self._tx() as s:
+            self._awaiting(s, action_id)
+            row = {"host_id": self.host_id, "action_id": action_id, "user": name,
+                   "user_id": None, "approve": approve, "comment": comment, "at": self.now(),
+                   "origin": "fleet"}
+            self._upsert(s, ApprovalTable.__table__, row, ("action_id", "user"),
+                         ("user_id", "approve", "comment", "at", "origin"))
+            self._audit(s, name, "approval.vote", f"action:{action_id}",
+                        {"approve": approve, "comment": comment, "via": "fleet"})
+            s.flush()
+            return self._approvals(s, action_id)
+
+    def _awaiting(self, s: Session, action_id: int) -> None:
+        """NotFound unless ``action_id`` is this host's; StaleState unless it awaits votes
+        (checked in the vote's own transaction)."""
+        action = s.get(ActionTable, action_id)
+        if action is None or action.host_id != self.host_id:
+            raise NotFound("action", action_id)
+        if action.state != _AWAITING:
+            raise StaleState(action_id, {_AWAITING}, action.state)
 
     def list_approvals(self, action_id: int) -> list[ApprovalRow]:
         """Every vote on one action, oldest first."""

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from healer.models import ActionState
 
+FLEET_VOTER = "fleet:"  # how a vote relayed by the control plane names its person
+
 
 class _Row(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,6 +55,7 @@ class ApprovalRow(_Row):
     approve: bool
     comment: str
     at: datetime
+    origin: str = "local"  # "fleet": relayed by the control plane, which vouched for the user
 
 
 class AuditRow(_Row):
@@ -146,3 +149,14 @@ class PausedTargetRow(_Row):
     target: str
     reason: str
     at: datetime
+
+
+class ReportRow(_Row):
+    """One report waiting in the fleet outbox; ``seq`` once it was sent."""
+
+    id: int
+    seq: int | None
+    kind: str
+    subject: str
+    at: datetime
+    body: dict[str, Any]

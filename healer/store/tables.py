@@ -176,6 +176,9 @@ class ApprovalTable(Base):
     approve: Mapped[bool]
     comment: Mapped[str] = mapped_column(sa.Text)
     at: Mapped[datetime]
+    # "local": a user of this host (counted by user_id); "fleet": a person the control plane
+    # authenticated, relayed to this host's agent (docs/fleet-protocol.md, vote events).
+    origin: Mapped[str] = mapped_column(sa.String(16), server_default="local")
 
 
 class AuditTable(Base):
@@ -313,3 +316,27 @@ class LlmAnswerTable(Base):
     tokens: Mapped[int]
     created_at: Mapped[datetime]
     taken_at: Mapped[datetime | None]
+
+
+class FleetReportTable(Base):
+    """The agent's reports to the control plane, waiting for its ack (docs/fleet-protocol.md).
+
+    Written in the same transaction as the journal or incident change it reports, so a
+    crash loses none. ``seq`` is given when the report first goes out, in ``id`` order:
+    reports never sent can still be dropped (samples, when over the cap) without leaving a
+    gap in what the control plane saw. Acked reports are deleted.
+    """
+
+    __tablename__ = "fleet_reports"
+    __table_args__ = (
+        sa.UniqueConstraint("host_id", "seq"),
+        sa.Index("ix_fleet_reports_subject", "host_id", "subject"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
+    seq: Mapped[int | None]
+    kind: Mapped[str] = mapped_column(sa.String(16))  # incident | transition | sample
+    subject: Mapped[str] = mapped_column(sa.String(64))  # incident:<id>, action:<id>, sample
+    at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+    size: Mapped[int]  # bytes of the body as JSON: the outbox cap counts these

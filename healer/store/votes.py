@@ -90,10 +90,13 @@ class Tally:
 
 
 def tally(votes: Sequence[ApprovalRow], users: Mapping[int, UserRow]) -> Tally:
-    """The votes that count: by users who exist now and hold the approver role now."""
+    """The votes that count: by users who exist now and hold the approver role now, and
+    the control plane's (``fleet:<user>``: it authenticated them as approvers; the trust
+    the fleet protocol gives it, which the guard's re-check at apply time bounds)."""
     counting = [(users[v.user_id].name, v.approve) for v in votes
-                if v.user_id is not None and v.user_id in users
+                if v.origin == "local" and v.user_id is not None and v.user_id in users
                 and role_at_least(users[v.user_id].role, VOTER_ROLE)]
+    counting += [(v.user, v.approve) for v in votes if v.origin == "fleet"]
     return Tally(approvers=tuple(sorted({n for n, ok in counting if ok})),
                  rejecters=tuple(sorted({n for n, ok in counting if not ok})))
 

@@ -58,3 +58,17 @@ def test_the_web_side_runs_as_healer_with_nothing_of_the_agent() -> None:
     assert serve["InaccessiblePaths"] == ["-/var/lib/healer-agent"]  # the journal key
     assert serve["ReadOnlyPaths"] == ["/run/healer"]  # the agent's live file
     assert "healer" in (DEPLOY / "sysusers.d" / "healer.conf").read_text()
+
+
+def test_an_agent_in_a_fleet_gains_ip_to_its_control_plane_and_nothing_more(
+        tmp_path: Path) -> None:
+    # systemd merges the drop-in's [Service] into the unit; the lists add up.
+    dropin = (DEPLOY / "healer.service.d" / "fleet.conf").read_text()
+    merged = tmp_path / "healer.service"
+    merged.write_text((DEPLOY / "healer.service").read_text()
+                      + dropin.replace("PLACEHOLDER_CONTROL_PLANE_ADDRESSES", "10.0.0.5"))
+    assert _exposure(merged) <= 5.0
+    agent = _settings(merged)
+    assert agent["IPAddressDeny"] == ["any"] and agent["IPAddressAllow"] == ["10.0.0.5"]
+    assert agent["RestrictAddressFamilies"] == ["AF_UNIX AF_NETLINK", "AF_INET AF_INET6"]
+    assert agent["EnvironmentFile"] == ["/etc/healer/agent.env"]  # the token: not in the unit

@@ -88,3 +88,18 @@ def test_actions_journal_shows_who_approved(signed_in: TestClient, repo: Reposit
     repo.add_approval(record.id, "ann", True, "ship it")  # type: ignore[arg-type]
     page = signed_in.get("/actions").text
     assert "ann ✓" in page and "ship it" in page
+
+
+def test_a_change_waiting_for_its_fleets_canary_shows_as_waiting_canary(
+        signed_in: TestClient, repo: Repository, clock: Clock) -> None:
+    incident = make_incident(repo, clock())
+    record = make_proposal(repo, clock(), incident_id=incident.id)
+    for to, frm in ((ActionState.APPROVED, ActionState.AWAITING_APPROVAL),
+                    (ActionState.WAITING_CANARY, ActionState.APPROVED)):
+        repo.transition(record.id, to, expect={frm})  # type: ignore[arg-type]
+    page = signed_in.get("/actions").text
+    assert '<span class="badge st-waiting_canary">waiting_canary</span>' in page
+    listed = signed_in.get("/api/v1/actions", params={"state": "waiting_canary"}).json()
+    assert [a["id"] for a in listed] == [record.id]
+    timeline = signed_in.get(f"/incidents/{incident.id}").text
+    assert "approved → waiting_canary" in timeline

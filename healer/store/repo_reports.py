@@ -1,0 +1,216 @@
+"""The fleet agent's report outbox (docs/fleet-protocol.md, ``POST /api/v1/agent/report``).
+
+Every incident change and every journal write of a host in a fleet is queued here in the
+same transaction as the change itself (JournalRepo calls ``_report``), so a crash between
+the two loses nothing. The reporter (healer.fleet.reports) sends them in ``id`` order,
+numbering each with the next per-host ``seq`` the first time it goes out, and deletes
+them once the control plane acks them. Numbering at send time keeps the drop rule simple:
+only reports never sent are dropped (samples, over the cap), so the control plane never
+sees a gap it would wait on forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic_core import to_json
+from sqlalchemy.orm import Session
+
+from healer.models import ActionRecord, Incident
+from healer.store.repo_base import RepoBase
+from healer.store.rows import ReportRow
+from healer.store.tables import AuditTable, FleetReportTable, KvTable
+
+KV_NAMESPACE = "fleet"
+SEQ_KEY = "report_seq"  # the last seq handed out
+FLAG_KEY = "reporting"  # "on" while this host's agent runs in a fleet
+JOURNAL_EVENTS = ("action.added", "action.transition")
+
+
+def _size(body: dict[str, Any]) -> int:
+    return len(to_json(body, inf_nan_mode="strings"))
+
+
+def incident_body(incident: Incident) -> dict[str, Any]:
+    """An incident as a report carries it: the API's shape (no evidence but its signals)
+    plus the fleet fingerprint."""
+    body: dict[str, Any] = incident.model_dump(mode="json", exclude={"evidence"})
+    body["signals"] = dict(incident.evidence.signals)
+    body["fleet_fingerprint"] = incident.fleet_fingerprint
+    return body
+
+
+def _row(r: FleetReportTable) -> ReportRow:
+    return ReportRow(id=r.id, seq=r.seq, kind=r.kind, subject=r.subject, at=r.at, body=r.body)
+
+
+class ReportsRepo(RepoBase):
+    """The outbox of reports; ``fleet_reports`` turns the queueing of changes on."""
+
+    fleet_reports: bool = False
+
+    # -- queueing, inside the caller's transaction --------------------------------------
+    def _report(self, s: Session, kind: str, subject: str, body: dict[str, Any], *,
+                coalesce: bool = False) -> None:
+        """Queue one report with the change being written. ``coalesce``: a newer state of
+        the same subject replaces its report not yet sent (an incident's updates)."""
+        if not self.fleet_reports:
+            return
+        now, size = self.now(), _size(body)
+        if coalesce:
+            pending = s.scalars(
+                sa.select(FleetReportTable)
+                .where(FleetReportTable.host_id == self.host_id,
+                       FleetReportTable.subject == subject, FleetReportTable.seq.is_(None))
+                .order_by(FleetReportTable.id.desc()).limit(1)).first()
+            if pending is not None:
+                pending.body, pending.size, pending.at = body, size, now
+                return
+        s.add(FleetReportTable(host_id=self.host_id, seq=None, kind=kind, subject=subject,
+                               at=now, body=body, size=size))
+
+    def _transition_report(self, s: Session, record: ActionRecord) -> None:
+        """A journal write's report: the record after it, with its transitions so far."""
+        if not self.fleet_reports or record.id is None:
+            return
+        s.flush()  # the audit row of this write is part of the transitions
+        body: dict[str, Any] = record.model_dump(mode="json")
+        body["transitions"] = self._transitions(s, record.id)
+        self._report(s, "transition", f"action:{record.id}", body)
+
+    def _transitions(self, s: Session, action_id: int) -> list[dict[str, str]]:
+        q = (sa.select(AuditTable.at, AuditTable.detail)
+             .where(AuditTable.host_id == self.host_id,
+                    AuditTable.subject == f"action:{action_id}",
+                    AuditTable.event.in_(JOURNAL_EVENTS))
+             .order_by(AuditTable.id))
+        return [{"state": str(detail.get("to", "")), "at": at.isoformat()}
+                for at, detail in s.execute(q)]
+
+    def action_transitions(self, action_id: int) -> list[dict[str, str]]:
+        """Every state one journal record entered, with when: ``[{"state", "at"}]``."""
+        with self._tx(write=False) as s:
+            return self._transitions(s, action_id)
+
+    # -- the flag other root processes follow ---------------------------------------------
+    def set_fleet_reporting(self, on: bool) -> None:
+        """Turn reporting on (the agent runs in a fleet) or off, here and for every other
+        root process that writes the journal (``healer rollback`` reads it back)."""
+        self.fleet_reports = on
+        with self._tx() as s:
+            if on:
+                self._upsert(s, KvTable.__table__, {
+                    "host_id": self.host_id, "namespace": KV_NAMESPACE, "key": FLAG_KEY,
+                    "value": "on", "expires_at": None, "updated_at": self.now()},
+                    ("host_id", "namespace", "key"), ("value", "updated_at"))
+            else:
+                s.execute(sa.delete(KvTable).where(
+                    KvTable.host_id == self.host_id, KvTable.namespace == KV_NAMESPACE,
+                    KvTable.key == FLAG_KEY))
+
+    def follow_fleet_reporting(self) -> None:
+        """Report journal writes when this host's agent does (root CLI commands)."""
+        with self._tx(write=False) as s:
+            self.fleet_reports = self._kv(s, FLAG_KEY) == "on"
+
+    def _kv(self, s: Session, key: str) -> str | None:
+        return s.scalar(sa.select(KvTable.value).where(
+            KvTable.host_id == self.host_id, KvTable.namespace == KV_NAMESPACE,
+            KvTable.key == key))
+
+    def _set_last_seq(self, s: Session, seq: int) -> None:
+        self._upsert(s, KvTable.__table__, {
+            "host_id": self.host_id, "namespace": KV_NAMESPACE, "key": SEQ_KEY,
+            "value": str(seq), "expires_at": None, "updated_at": self.now()},
+            ("host_id", "namespace", "key"), ("value", "updated_at"))
+
+    # -- the reporter's side ----------------------------------------------------------
+    def add_report(self, kind: str, subject: str, body: dict[str, Any]) -> None:
+        """Queue a report of its own (a sample summary)."""
+        with self._tx() as s:
+            self._report(s, kind, subject, body)
+
+    def last_report_seq(self) -> int:
+        """The highest seq handed out (0 before the first report went out)."""
+        with self._tx(write=False) as s:
+            return int(self._kv(s, SEQ_KEY) or 0)
+
+    def report_batch(self, max_reports: int, max_bytes: int) -> list[ReportRow]:
+        """The oldest reports, up to ``max_reports`` and ``max_bytes`` (at least one), each
+        numbered: those sent before keep their seq, the rest get the next ones."""
+        q = (sa.select(FleetReportTable).where(FleetReportTable.host_id == self.host_id)
+             .order_by(FleetReportTable.id).limit(max_reports))
+        with self._tx() as s:
+            rows: list[FleetReportTable] = []
+            total = 0
+            for row in s.scalars(q):
+                if rows and total + row.size > max_bytes:
+                    break
+                rows.append(row)
+                total += row.size
+            last = int(self._kv(s, SEQ_KEY) or 0)
+            fresh = [r for r in rows if r.seq is None]
+            for row in fresh:
+                last += 1
+                row.seq = last
+            if fresh:
+                self._set_last_seq(s, last)
+            s.flush()
+            return [_row(r) for r in rows]
+
+    def ack_reports(self, acked_through: int) -> bool:
+        """Delete what the control plane acked. True when it acked more than this host ever
+        numbered (it kept a history this host lost: a reset state directory): the reports
+        in flight are numbered again above its mark, to be sent again."""
+        with self._tx() as s:
+            last = int(self._kv(s, SEQ_KEY) or 0)
+            if acked_through <= last:
+                s.execute(sa.delete(FleetReportTable).where(
+                    FleetReportTable.host_id == self.host_id,
+                    FleetReportTable.seq <= acked_through))
+                return False
+            sent = s.scalars(sa.select(FleetReportTable)
+                             .where(FleetReportTable.host_id == self.host_id,
+                                    FleetReportTable.seq.is_not(None))
+                             .order_by(FleetReportTable.id)).all()
+            for n, row in enumerate(sent, start=acked_through + 1):
+                row.seq = n
+            self._set_last_seq(s, acked_through + len(sent))
+            return True
+
+    def report_totals(self) -> tuple[int, int]:
+        """(reports waiting, their bytes)."""
+        q = sa.select(sa.func.count(FleetReportTable.id),
+                      sa.func.coalesce(sa.func.sum(FleetReportTable.size), 0)).where(
+            FleetReportTable.host_id == self.host_id)
+        with self._tx(write=False) as s:
+            count, size = s.execute(q).one()
+        return int(count), int(size)
+
+    def cap_reports(self, max_bytes: int, droppable: Sequence[str] = ("sample",)) -> int:
+        """Drop reports never sent, of the ``droppable`` kinds, oldest first, until the
+        outbox holds at most ``max_bytes``; returns how many went. Transitions are never
+        droppable: over the cap with nothing else left, the outbox keeps them all."""
+        with self._tx() as s:
+            total = int(s.scalar(sa.select(sa.func.coalesce(sa.func.sum(FleetReportTable.size),
+                                                            0))
+                                 .where(FleetReportTable.host_id == self.host_id)) or 0)
+            if total <= max_bytes:
+                return 0
+            q = (sa.select(FleetReportTable.id, FleetReportTable.size)
+                 .where(FleetReportTable.host_id == self.host_id,
+                        FleetReportTable.seq.is_(None),
+                        FleetReportTable.kind.in_(list(droppable)))
+                 .order_by(FleetReportTable.id))
+            doomed: list[int] = []
+            for report_id, size in s.execute(q):
+                if total <= max_bytes:
+                    break
+                doomed.append(report_id)
+                total -= size
+            for start in range(0, len(doomed), 500):
+                s.execute(sa.delete(FleetReportTable).where(
+                    FleetReportTable.id.in_(doomed[start:start + 500])))
+            return len(doomed)
