@@ -225,6 +225,7 @@ class ActionState(enum.StrEnum):
     DENIED = "denied"
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"
+    WAITING_CANARY = "waiting_canary"  # in a fleet: approved, waiting for the canary host
     REJECTED = "rejected"
     EXPIRED = "expired"
     APPLYING = "applying"
