@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from guardrails import linear
 from guardrails.actions import ACTION_KINDS, CGROUP_KNOBS, SYSCTL_KEY_RE
@@ -234,9 +241,28 @@ class Trend(_Model):
         return self
 
 
+def _check_glob(v: str) -> str:
+    """Alert label values are anyone's text: globs compile on RE2 (linear time)."""
+    if not v or len(v) > 256:
+        raise ValueError("a label glob is 1..256 characters")
+    linear.glob(v)
+    return v
+
+
+class AlertSignal(_Model):
+    """An Alertmanager alert about the host, by ``alertname`` and label globs; it reaches
+    the agent from the control plane (``POST /api/v1/alerts/alertmanager``), never from
+    the local window. A playbook matches alerts or the host's own signals, not both."""
+
+    kind: Literal["alert"]
+    alertname: str = Field(min_length=1, max_length=200)
+    labels: dict[str, Annotated[str, AfterValidator(_check_glob)]] = Field(
+        default_factory=dict)
+
+
 Signal = Annotated[
     Threshold | Rate | Baseline | Kmsg | Absent | ProcessPredicate | GpuProcessSignal
-    | GpuThrottle | Trend,
+    | GpuThrottle | Trend | AlertSignal,
     Field(discriminator="kind"),
 ]
 
@@ -251,9 +277,22 @@ class Detect(_Model):
             raise ValueError("give exactly one of all, any (a non-empty list of signals)")
         return self
 
+    @model_validator(mode="after")
+    def _alerts_alone(self) -> Detect:
+        alerts = [s for s in self.signals if isinstance(s, AlertSignal)]
+        if alerts and len(alerts) != len(self.signals):
+            raise ValueError("alert signals stand alone: a playbook matches alerts or the "
+                             "host's own signals, not both")
+        return self
+
     @property
     def signals(self) -> tuple[Signal, ...]:
         return self.all or self.any
+
+    @property
+    def alerts(self) -> tuple[AlertSignal, ...]:
+        """The alert signals (all of them, or none: they stand alone)."""
+        return tuple(s for s in self.signals if isinstance(s, AlertSignal))
 
 
 class EvidenceSpec(_Model):
@@ -504,4 +543,6 @@ def describe_signal(s: Signal) -> str:
         return f"gpu_process:{s.mode}"
     if isinstance(s, GpuThrottle):
         return "gpu_throttle:" + "|".join(s.reasons_contain)
+    if isinstance(s, AlertSignal):
+        return f"alert:{s.alertname}"
     return f"{s.kind}:{s.metric}"
