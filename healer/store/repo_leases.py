@@ -197,11 +197,11 @@ class LeasesRepo(RepoBase):
         since the breaker was last reset."""
         since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
         reset = s.scalar(sa.select(BreakerTable.reset_at).where(BreakerTable.remedy == remedy))
-        if reset is not None and reset > since:
-            since = reset
-        q = sa.select(sa.distinct(LeaseTable.host_id)).where(
-            LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)),
-            LeaseTable.released_at >= since)
+        after = LeaseTable.released_at >= since
+        if reset is not None and reset >= since:
+            after = LeaseTable.released_at > reset  # a resume forgives what came before
+        q = sa.select(LeaseTable.host_id).distinct().where(
+            LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)), after)
         return frozenset(s.scalars(q))
 
     def fleet_state(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
