@@ -13,8 +13,10 @@ The rules, in the order they are checked (the first that holds answers):
     F-breaker    the remedy's breaker is open, or failures + in flight reach K
     F-systemic   one fingerprint on too many hosts at once: nobody waits it out alone
     F-hold       a rollout starts no sooner than the hold after the first report
+    F-canary     while the canary verifies, every other host waits for it
+    F-breaker    failures + hosts in flight reach K
     F-in-flight  the count, share and failure-domain caps on hosts applying at once
-    F-canary     the first host is the canary; the others wait until it verifies
+    F-canary     the first host to get this far is the canary
     F-wave       then waves of ceil(wave_percent) of the hosts affected, one after another
 
 A *remedy* is (playbook, action kind, target name): the sysctl key, the cgroup knob, the
@@ -266,6 +268,9 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
             return _wait("hold", "F-hold", f"the fingerprint was first reported "
                          f"{policy.systemic_hold_seconds - held:.0f} s ago; rollouts start "
                          f"after {policy.systemic_hold_seconds:g} s", held)
+    elif not rollout.canary_verified and rollout.canary not in (None, request.host_id):
+        return _wait("canary", "F-canary", f"waiting for the canary {rollout.canary} to "
+                     "verify", min(RETRY_SOON, state.verify_window_seconds / 2))
     in_flight = len(state.in_flight)
     if failures + in_flight >= policy.breaker_failures:
         return _wait("breaker", "F-breaker", f"{failures} failed + {in_flight} in flight "
@@ -305,11 +310,8 @@ def _stage(state: FleetState, request: LeaseRequest, rollout: Rollout | None,
     host = request.host_id
     if rollout is None or (rollout.canary is None and not rollout.canary_verified):
         return _grant("canary", "F-canary", "the first host to apply: the canary")
-    if not rollout.canary_verified:
-        if rollout.canary == host:
-            return _grant("canary", "F-canary", "the canary, asking again")
-        return _wait("canary", "F-canary", f"waiting for the canary {rollout.canary} to "
-                     "verify", min(RETRY_SOON, state.verify_window_seconds / 2))
+    if not rollout.canary_verified:  # ``decide`` answered every other host already
+        return _grant("canary", "F-canary", "the canary, asking again")
     if host in rollout.wave_hosts:
         return _grant("wave", "F-wave", f"a member of wave {rollout.wave}, asking again",
                       wave=rollout.wave)

@@ -131,6 +131,8 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if fleet is not None:
+            await fleet.hub.start()  # LISTEN in place before the first agent waits
         yield
         if fleet is not None:
             await fleet.hub.close()

@@ -89,7 +89,7 @@ class EventHub:
 
     async def wait(self, host_id: str, mark: Mark, timeout: float) -> None:
         """Return when ``host_id`` is woken after ``mark``, or after ``timeout`` seconds."""
-        await self._start()
+        await self.start()
         if self.mark(host_id) != mark or timeout <= 0:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -104,12 +104,17 @@ class EventHub:
             if not waiters:
                 self._futures.pop(host_id, None)
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Start the poll and the LISTEN thread (the app's startup; else the first wait)."""
         if self._started:
             return
         self._started = True  # before the first await: two first waiters start it once
         loop = asyncio.get_running_loop()
-        self._seen = await run_in_threadpool(self._repo.latest_event_id)
+        try:
+            self._seen = await run_in_threadpool(self._repo.latest_event_id)
+        except Exception as e:  # no database yet: the poll starts from the first event
+            log.warning(logfmt(msg="event hub starts without the newest event id",
+                               error=str(e)[:200]))
         self._poller = loop.create_task(self._poll(), name="healer-events-poll")
         if self._listen:
             self._listener = EventListener(self._repo.engine, self._notified(loop))

@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # the web stack loads only after the privilege checks
 TICK_S = 0.5  # uvicorn's own loop wakes every 0.1 s: 0.2 % of a core on an idle host
 NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: often enough for chat, apart from HTTP
 LLM_EVERY_SECONDS = 2.0  # the LLM job looks for incidents that want its answer
+# On SIGTERM, requests still running after this are cut: agents' long polls (up to 25 s)
+# would otherwise hold a replica's restart; they simply ask the next replica.
+SHUTDOWN_GRACE_S = 3
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -185,7 +188,8 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
     app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live,
                      silence_check=parts.silence_check, fleet=parts.fleet)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                          log_level="warning", access_log=False))
+                                          log_level="warning", access_log=False,
+                                          timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     scheduler.start()
     try:
         server.run()  # returns on SIGTERM/SIGINT
