@@ -199,10 +199,11 @@ def test_the_same_alert_delivered_to_both_replicas_is_one_incident(
     headers = {"Authorization": f"Bearer {ingest}"}
     after = cursor(pair[0], host, token)
     for status in ("firing", "firing", "resolved", "resolved"):
+        body = webhook(status, ALERT)
         with ThreadPoolExecutor(4) as pool:  # HA: every delivery reaches every replica
-            sent = list(pool.map(lambda r: httpx.post(
-                f"{r.url}/api/v1/alerts/alertmanager", json=webhook(status, ALERT),
-                headers=headers, timeout=10), pair * 2))
+            sent = list(pool.map(lambda r, b=body: httpx.post(
+                f"{r.url}/api/v1/alerts/alertmanager", json=b, headers=headers, timeout=10),
+                pair * 2))
         assert {r.status_code for r in sent} == {200}, [r.text for r in sent]
     vera = repo.add_user("vera", hash_password("a long password"), "viewer")
     viewer = new_token()
