@@ -298,3 +298,30 @@ def test_a_fleet_pause_reaches_every_waiting_agent(cp: TestClient,
     assert agents[0].beat().json()["paused"] is True
     refused = cp.post("/api/v1/fleet/pause", headers=admin, json={"hosts": ""})
     assert refused.status_code == 400 and "empty" in refused.json()["detail"]
+
+
+# -- the fleet view ------------------------------------------------------------------------------
+def test_the_fleet_view_shows_hosts_rollouts_and_a_pause_switch_that_works(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agents = [Agent(cp, cp_repo, f"h{i}") for i in range(2)]
+    for agent in agents:
+        agent.beat(labels={"rack": "r1"})
+        agent.post("report", {"reports": [incident(1)]})
+    agents[0].post("lease", {"incident_fingerprint": "listen-backlog-too-small|host",
+                             "remedy": REMEDY})
+    viewer, approver = bearer(cp_repo, "vera", "viewer"), bearer(cp_repo, "alice", "approver")
+    page = cp.get("/fleet", headers=viewer)
+    assert page.status_code == 200
+    for text in ('href="/fleet"', "h0", "h1", "rack=r1", "h0 (in canary)",
+                 "listen-backlog-too-small:sysctl_write:net.core.somaxconn", "running"):
+        assert text in page.text, text
+    assert "fleet-switch" not in page.text  # a viewer sees no switch
+    flipped = cp.post("/fleet/switch", headers=approver, data={"action": "pause"},
+                      follow_redirects=False)
+    assert flipped.status_code == 303 and "paused" in flipped.headers["location"]
+    status = cp.get("/api/v1/fleet", headers=viewer).json()
+    assert status["paused"] is True and [r["rollout"]["canary"] for r in status["rollouts"]] \
+        == ["h0"]
+    assert all(h["paused"] for h in cp.get("/api/v1/hosts", headers=viewer).json())
+    assert cp.post("/fleet/switch", headers=viewer, data={"action": "resume"}).status_code \
+        == 403
