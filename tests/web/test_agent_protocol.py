@@ -325,3 +325,17 @@ def test_the_fleet_view_shows_hosts_rollouts_and_a_pause_switch_that_works(
     assert all(h["paused"] for h in cp.get("/api/v1/hosts", headers=viewer).json())
     assert cp.post("/fleet/switch", headers=viewer, data={"action": "resume"}).status_code \
         == 403
+
+
+def test_a_report_batch_may_be_4_mib_and_other_bodies_1_mib(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agent = Agent(cp, cp_repo, "a")
+    big = incident(1)
+    big["incident"]["evidence"] = {"kmsg": ["x" * 1000] * 2000}  # about 2 MB of lines
+    assert agent.post("report", {"reports": [big]}).json() == {"acked_through": 1}
+    assert agent.post("heartbeat", {"agent_version": VERSION, "mode": "auto",
+                                    "sent_at": _now_iso(), "labels": {"x": "y" * 200},
+                                    "pad": "z" * (1024 * 1024)}).status_code == 413
+    big["incident"]["evidence"] = {"kmsg": ["x" * 1000] * 4500}
+    big["seq"] = 2
+    assert agent.post("report", {"reports": [big]}).status_code == 413
