@@ -73,7 +73,7 @@ class _Frozen(BaseModel):
 class Remedy(_Frozen):
     """What a rollout rolls out: (playbook, action kind, target name), never a value."""
 
-    playbook: str = Field(min_length=1, max_length=200, pattern=r"^[^:\s]+$")
+    playbook: str = Field(max_length=200, pattern=r"^[^:\s]*$")  # "": an operator's change
     kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
     target: str = Field(min_length=1, max_length=256, pattern=r"^\S+$")
 

@@ -8,16 +8,10 @@ to ``file:line: key: problem``. Computed remedy fields are parsed with
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from guardrails import linear
 from guardrails.actions import ACTION_KINDS, CGROUP_KNOBS, SYSCTL_KEY_RE
@@ -241,23 +235,19 @@ class Trend(_Model):
         return self
 
 
-def _check_glob(v: str) -> str:
-    """Alert label values are anyone's text: globs compile on RE2 (linear time)."""
-    if not v or len(v) > 256:
-        raise ValueError("a label glob is 1..256 characters")
-    linear.glob(v)
-    return v
-
-
 class AlertSignal(_Model):
-    """An Alertmanager alert about the host, by ``alertname`` and label globs; it reaches
-    the agent from the control plane (``POST /api/v1/alerts/alertmanager``), never from
-    the local window. A playbook matches alerts or the host's own signals, not both."""
+    """An Alertmanager alert about this host, relayed by the fleet's control plane: its
+    ``alertname``, and labels that must each hold one of the listed values (exact
+    matches on untrusted text, no patterns)."""
 
     kind: Literal["alert"]
     alertname: str = Field(min_length=1, max_length=200)
-    labels: dict[str, Annotated[str, AfterValidator(_check_glob)]] = Field(
-        default_factory=dict)
+    labels: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def matches(self, alertname: str, labels: Mapping[str, str]) -> bool:
+        """Whether an alert with this name and these labels is this signal's."""
+        return alertname == self.alertname and all(
+            labels.get(name) in allowed for name, allowed in self.labels.items())
 
 
 Signal = Annotated[
@@ -277,22 +267,9 @@ class Detect(_Model):
             raise ValueError("give exactly one of all, any (a non-empty list of signals)")
         return self
 
-    @model_validator(mode="after")
-    def _alerts_alone(self) -> Detect:
-        alerts = [s for s in self.signals if isinstance(s, AlertSignal)]
-        if alerts and len(alerts) != len(self.signals):
-            raise ValueError("alert signals stand alone: a playbook matches alerts or the "
-                             "host's own signals, not both")
-        return self
-
     @property
     def signals(self) -> tuple[Signal, ...]:
         return self.all or self.any
-
-    @property
-    def alerts(self) -> tuple[AlertSignal, ...]:
-        """The alert signals (all of them, or none: they stand alone)."""
-        return tuple(s for s in self.signals if isinstance(s, AlertSignal))
 
 
 class EvidenceSpec(_Model):
@@ -509,6 +486,19 @@ class Playbook(_Model):
         return v
 
     @model_validator(mode="after")
+    def _alerts(self) -> Playbook:
+        alerts = [s for s in self.detect.signals if isinstance(s, AlertSignal)]
+        if alerts and (len(alerts) != len(self.detect.signals) or self.detect.all):
+            raise ValueError("alert signals go alone, under any: (an alert arrives as an "
+                             "event, not in the metric window)")
+        return self
+
+    @property
+    def from_alerts(self) -> bool:
+        """Whether this playbook matches alerts (its signals are all ``kind: alert``)."""
+        return any(isinstance(s, AlertSignal) for s in self.detect.signals)
+
+    @model_validator(mode="after")
     def _kernel_report(self) -> Playbook:
         kmsg = [s for s in self.detect.signals if isinstance(s, Kmsg)]
         if any(s.role in ("start", "end") for s in kmsg) and self.report is None:
@@ -535,6 +525,8 @@ class Playbook(_Model):
 
 
 def describe_signal(s: Signal) -> str:
+    if isinstance(s, AlertSignal):
+        return f"alert:{s.alertname}"
     if isinstance(s, Kmsg):
         return f"kmsg:{s.literals[0]!r}"
     if isinstance(s, ProcessPredicate):
@@ -543,6 +535,4 @@ def describe_signal(s: Signal) -> str:
         return f"gpu_process:{s.mode}"
     if isinstance(s, GpuThrottle):
         return "gpu_throttle:" + "|".join(s.reasons_contain)
-    if isinstance(s, AlertSignal):
-        return f"alert:{s.alertname}"
     return f"{s.kind}:{s.metric}"

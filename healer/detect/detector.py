@@ -85,9 +85,10 @@ class Detector:
         cgroup_root: str | None = None,
         unknown: UnknownPath | None = None,
     ) -> None:
-        # Alert playbooks match alerts the control plane sends, never the local window.
-        self.playbooks: tuple[Playbook, ...] = tuple(pb for pb in playbooks
-                                                     if not pb.detect.alerts)
+        library = tuple(playbooks)
+        # Alert playbooks match alerts as they arrive (``alert``), never the window.
+        self.playbooks: tuple[Playbook, ...] = tuple(pb for pb in library if not pb.from_alerts)
+        self.alert_playbooks = tuple(pb for pb in library if pb.from_alerts)
         # Confined (a sandboxed daemon): process signals and evidence see only the processes
         # at or below this cgroup; a host's own top process is not ours to scope or act on.
         self.cgroup_root = _norm_cgroup(cgroup_root) if cgroup_root is not None else None

@@ -61,6 +61,7 @@ class ReportedIncident(BaseModel):
     first_seen: AwareDatetime
     last_seen: AwareDatetime
     evidence: dict[str, Any] = Field(default_factory=dict)
+    signals: dict[str, float] = Field(default_factory=dict)  # evidence's, sent without it
     diagnosis: dict[str, Any] | None = None
     fleet_fingerprint: str = Field(default="", max_length=4096)
     # Set on an incident the agent opened from an ``incident`` event: the control plane's
@@ -232,6 +233,8 @@ class AlertIn(_In):
 
     host_id: HostId
     alert_key: str = Field(max_length=200)  # Alertmanager's fingerprint @ startsAt
+    alertname: str
+    labels: dict[str, str]  # untrusted: for the agent to match its alert playbooks
     fingerprint: str  # the fleet fingerprint (guardrails.fleet.alert_fingerprint)
     playbook: str
     scope: str

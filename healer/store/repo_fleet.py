@@ -254,6 +254,7 @@ class FleetRepo(LeasesRepo, EventsRepo):
                                       "fleet_fingerprint": incident.fleet_fingerprint,
                                       "incident_id": incident.source_id,
                                       "control_plane_id": incident.id,
+                                      "model": answer.model,
                                       "answer": answer.answer}, incident.host_id, now)
             s.execute(sa.update(LlmAnswerTable).where(LlmAnswerTable.id == answer.id)
                       .values(taken_at=now))
@@ -291,7 +292,7 @@ class FleetRepo(LeasesRepo, EventsRepo):
             incident = _incident(found)
             if changed:
                 emit(s, "incident", {"type": "incident",
-                                     "incident": incident_event(incident, alert.fingerprint)},
+                                     "incident": incident_event(incident, alert)},
                      alert.host_id, now)
                 self._audit(s, "alertmanager", "alert.firing" if alert.firing
                             else "alert.resolved", f"incident:{incident.id}",
@@ -299,7 +300,13 @@ class FleetRepo(LeasesRepo, EventsRepo):
         return incident, changed
 
 
-def incident_event(incident: Incident, fingerprint: str) -> dict[str, object]:
-    """The incident JSON an ``incident`` event carries (its ``id`` is the control plane's:
-    the agent reports it back as ``control_plane_id``)."""
-    return incident.model_dump(mode="json") | {"fleet_fingerprint": fingerprint}
+def incident_event(incident: Incident, alert: AlertIn) -> dict[str, object]:
+    """What an ``incident`` event carries: the alert (its name, labels, ``firing`` or
+    ``resolved``, fleet fingerprint) for the agent to match against its own playbooks, and
+    the control plane's incident (``id``: the agent may report it back as
+    ``control_plane_id``)."""
+    return {"id": incident.id, "alertname": alert.alertname, "labels": alert.labels,
+            "status": "firing" if alert.firing else "resolved",
+            "fleet_fingerprint": alert.fingerprint, "playbook": incident.playbook,
+            "severity": incident.severity, "subject": incident.subject,
+            "starts_at": incident.first_seen.isoformat()}

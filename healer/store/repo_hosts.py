@@ -35,7 +35,6 @@ from healer.store.fleet_types import (
 from healer.store.repo_base import RepoBase
 from healer.store.repo_events import emit
 from healer.store.tables import (
-    FINGERPRINT_LEN,
     ActionTable,
     FleetPauseTable,
     HostTable,
@@ -55,7 +54,11 @@ class SelectorRefused(StoreError):
     once wiped a CDN's disks): refused, whatever the command."""
 
 
-def bounded(key: str, limit: int = FINGERPRINT_LEN) -> str:
+# Fleet fingerprints and remedy keys on the wire: at most this long (the agent's bound).
+KEY_MAX = 512
+
+
+def bounded(key: str, limit: int = KEY_MAX) -> str:
     """``key``, or its head plus a hash of the whole when it is longer than ``limit``."""
     if len(key) <= limit:
         return key
@@ -218,17 +221,16 @@ class HostsRepo(RepoBase):
             host.sample = body.get("sample")
 
     def _mirror_incident(self, s: Session, host_id: str, inc: ReportedIncident) -> None:
-        evidence = Evidence.model_validate(inc.evidence).model_dump(mode="json")
+        evidence = Evidence.model_validate({"signals": inc.signals} | inc.evidence
+                                           ).model_dump(mode="json")
         diagnosis = None if inc.diagnosis is None \
             else Diagnosis.model_validate(inc.diagnosis).model_dump(mode="json")
         fp = bounded(inc.fleet_fingerprint or fleet_fingerprint(inc.playbook, inc.scope,
                                                                 inc.subject))
         row = s.scalars(sa.select(IncidentTable).where(IncidentTable.host_id == host_id,
                                                        IncidentTable.source_id == inc.id)).first()
-        if row is None and inc.control_plane_id is not None:
-            row = s.scalars(sa.select(IncidentTable).where(
-                IncidentTable.host_id == host_id, IncidentTable.id == inc.control_plane_id,
-                IncidentTable.source_id.is_(None))).first()
+        if row is None:
+            row = self._alert_incident(s, host_id, inc, fp)
         if row is None:
             row = IncidentTable(host_id=host_id, evidence={}, fleet_fingerprint=fp)
             s.add(row)
@@ -239,6 +241,21 @@ class HostsRepo(RepoBase):
         row.evidence, row.diagnosis = evidence, diagnosis
         if row.alert_key is None:  # an alert's incident keeps the alert's fingerprint
             row.fleet_fingerprint = fp
+
+    def _alert_incident(self, s: Session, host_id: str, inc: ReportedIncident,
+                        fp: str) -> IncidentTable | None:
+        """The incident an alert opened here that this report is the agent's own copy of:
+        named by ``control_plane_id``, else the newest alert incident of the host with the
+        same fleet fingerprint that no report has claimed yet. So the alert stays one
+        incident once the agent reports it."""
+        unclaimed = (IncidentTable.host_id == host_id, IncidentTable.source_id.is_(None),
+                     IncidentTable.alert_key.is_not(None))
+        if inc.control_plane_id is not None:
+            return s.scalars(sa.select(IncidentTable).where(
+                *unclaimed, IncidentTable.id == inc.control_plane_id)).first()
+        return s.scalars(sa.select(IncidentTable).where(
+            *unclaimed, IncidentTable.fleet_fingerprint == fp)
+            .order_by(IncidentTable.id.desc()).limit(1)).first()
 
     def _mirror_action(self, s: Session, host_id: str, act: ReportedAction) -> None:
         verification = None if act.verification is None \

@@ -25,7 +25,7 @@ METRIC_NAME_LEN = 600
 MetricName = sa.String(NAME_LEN).with_variant(sa.String(METRIC_NAME_LEN), "postgresql")
 SUBJECT_LEN = 512  # healer.detect.templates keeps templates shorter
 # Fleet fingerprints and remedy keys (guardrails.fleet): within PostgreSQL's btree limit
-# like metric names; longer ones are shortened with a hash (healer.store.repo_fleet).
+# like metric names; longer ones are shortened with a hash (healer.store.repo_hosts).
 FINGERPRINT_LEN = 600
 
 

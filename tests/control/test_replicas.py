@@ -214,7 +214,7 @@ def test_the_same_alert_delivered_to_both_replicas_is_one_incident(
     events = httpx.get(f"{pair[1].url}/api/v1/agent/events", headers=agent_headers(token),
                        params={"host_id": host, "after": after, "wait": 0}, timeout=10).json()
     alerts = [e["incident"] for e in events["events"] if e["type"] == "incident"]
-    assert [a["status"] for a in alerts] == ["open", "resolved"]
+    assert [a["status"] for a in alerts] == ["firing", "resolved"]
     assert {a["id"] for a in alerts} == {incident["id"]}
     assert alerts[0]["subject"] == 'HostListenOverflows{job="healer",severity="warning"}'
     assert alerts[0]["playbook"] == "unclassified"  # no playbook claims this alert

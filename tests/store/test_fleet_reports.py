@@ -99,6 +99,8 @@ def test_a_vote_on_an_agents_record_goes_back_to_that_agent_as_its_own_id(
 
 def alert(firing: bool = True) -> AlertIn:
     return AlertIn(host_id="h0", alert_key="0f1e2d3c4b5a6978@2026-03-01T11:59:00+00:00",
+                   alertname="HostListenOverflows",
+                   labels={"alertname": "HostListenOverflows", "severity": "warning"},
                    fingerprint='HostListenOverflows{severity="warning"}',
                    playbook="unclassified", scope="host",
                    subject='HostListenOverflows{severity="warning"}', severity="warning",
@@ -124,7 +126,7 @@ def test_the_same_alert_on_every_replica_at_once_is_one_incident_and_one_event(
     assert incident.status == IncidentStatus.RESOLVED
     events = replicas[0].events_after("h0", 0)
     assert [(e.type, e.payload["incident"]["status"]) for e in events] == [
-        ("incident", "open"), ("incident", "resolved")]
+        ("incident", "firing"), ("incident", "resolved")]
     assert events[0].payload["incident"]["id"] == incident.id
 
 
@@ -141,5 +143,28 @@ def test_an_llm_answer_goes_to_the_incidents_host_once(replicas: list[Repository
     assert deliver_answers(replicas[2]) == 0
     [event] = repo.events_after(host, 0)
     assert event.payload == {"type": "diagnosis", "answer": answer, "incident_id": 1,
-                             "control_plane_id": incident.id,
+                             "control_plane_id": incident.id, "model": "m",
                              "fleet_fingerprint": "listen-backlog-too-small|host"}
+
+
+def test_the_agents_report_of_an_alert_incident_updates_the_alerts_incident(
+        replicas: list[Repository]) -> None:
+    repo = replicas[0]
+    add_fleet(repo, 1, sick=0)
+    opened, _ = repo.ingest_alert(alert())
+    at = repo.now().isoformat()
+    fp = alert().fingerprint
+    mirrored = Report.model_validate({"seq": 1, "kind": "incident", "at": at, "incident": {
+        "id": 41, "playbook": "unclassified", "scope": "host", "subject": fp,
+        "status": "open", "severity": "warning", "first_seen": at, "last_seen": at,
+        "signals": {"alert:HostListenOverflows": 1.0}, "fleet_fingerprint": fp}})
+    assert replicas[1].store_reports(batch("h0", mirrored)) == 1
+    [incident] = repo.list_incidents(host="h0")
+    assert incident.id == opened.id and incident.evidence.signals == {
+        "alert:HostListenOverflows": 1.0}
+    [event] = repo.events_after("h0", 0)
+    assert event.payload["incident"] | {"id": None} == {
+        "id": None, "alertname": "HostListenOverflows", "status": "firing",
+        "labels": {"alertname": "HostListenOverflows", "severity": "warning"},
+        "fleet_fingerprint": fp, "playbook": "unclassified", "severity": "warning",
+        "subject": fp, "starts_at": alert().starts_at.isoformat()}

@@ -90,6 +90,7 @@ def to_incident(alert: AlertmanagerAlert, fleet: FleetConfig) -> AlertIn | None:
     captures = labels | {f"annotation_{k}": v for k, v in alert.annotations.items()}
     return AlertIn(
         host_id=host, alert_key=f"{alert.fingerprint}@{starts.isoformat()}"[:200],
+        alertname=name, labels=labels,
         fingerprint=bounded(identity), playbook=playbook.id if playbook else "unclassified",
         scope="host", subject=bounded(identity, SUBJECT_LEN), severity=severity,
         firing=alert.status == "firing", starts_at=starts, ends_at=_when(alert.endsAt),
