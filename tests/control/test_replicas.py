@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from guardrails.policy import default_policy_path
@@ -28,6 +29,7 @@ from tests.pg import PgServer
 from tests.serve import Replica, agent_headers, cli, heartbeat, replicas
 
 TTL = 2.0
+POOL, OVERFLOW = 3, 1  # each replica's pool: at most 4 connections, plus its LISTEN
 REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
           "target": "net.core.somaxconn"}
 FP = "listen-backlog-too-small|host"
@@ -57,7 +59,9 @@ def policy_file() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def pair(db: str, policy_file: Path) -> Iterator[list[Replica]]:
-    with replicas(db, 2, {"HEALER_POLICY_FILE": str(policy_file)}) as started:
+    env = {"HEALER_POLICY_FILE": str(policy_file), "HEALER_DB_POOL_SIZE": str(POOL),
+           "HEALER_DB_MAX_OVERFLOW": str(OVERFLOW)}
+    with replicas(db, 2, env) as started:
         yield started
 
 
@@ -218,3 +222,37 @@ def test_the_same_alert_delivered_to_both_replicas_is_one_incident(
     assert {a["id"] for a in alerts} == {incident["id"]}
     assert alerts[0]["subject"] == 'HostListenOverflows{job="healer",severity="warning"}'
     assert alerts[0]["playbook"] == "unclassified"  # no playbook claims this alert
+
+
+def _connections(server: PgServer, db: str) -> int:
+    name = sa.make_url(db).database
+    with server.connect() as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                           (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_database_connections_are_bounded_by_the_pools_not_by_the_agents(
+        db: str, repo: Repository, pair: list[Replica], pg_server: PgServer) -> None:
+    hosts = fleet_of(repo, pair, "crowd-", 40)
+    stop = threading.Event()
+    peak = 0
+
+    def agent(i: int) -> None:
+        host, token = hosts[i]
+        while not stop.is_set():  # a long poll each, and heartbeats between
+            httpx.get(f"{pair[i % 2].url}/api/v1/agent/events", headers=agent_headers(token),
+                      params={"host_id": host, "wait": 1}, timeout=20)
+            heartbeat(pair[(i + 1) % 2], host, token)
+
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        running = [pool.submit(agent, i) for i in range(len(hosts))]
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            peak = max(peak, _connections(pg_server, db))
+            time.sleep(0.05)
+        stop.set()
+        for done in running:
+            done.result()  # every agent was answered: none failed for want of a connection
+    mine = 2  # this test's own repository pool
+    assert peak <= 2 * (POOL + OVERFLOW + 1) + mine, peak
