@@ -197,6 +197,43 @@ class ProvenanceRules(_Strict):
     llm_outside_playbook: HumanApproval = "approve"
 
 
+_LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class FleetPolicy(_Strict):
+    """The fleet's guardrails (guardrails.fleet.decide): how many hosts a control plane
+    lets start one remedy, and when. An agent without a control plane ignores them."""
+
+    # A rollout starts no sooner than this after the first report of its fingerprint.
+    systemic_hold_seconds: float = Field(default=30.0, ge=0, le=86400)
+    # Systemic: at least this share of the reporting hosts, and at least min_hosts of them,
+    # reported the same fingerprint within the window.
+    systemic_percent: float = Field(default=30.0, gt=0, le=100)
+    systemic_min_hosts: int = Field(default=5, ge=1)
+    systemic_window_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # After the canary verified: waves of this share of the hosts affected when each starts.
+    wave_percent: float = Field(default=10.0, gt=0, le=100)
+    # A wave that has not verified after this many verify windows lets the next one start.
+    wave_timeout_windows: float = Field(default=2.0, gt=0, le=100)
+    # At most this many hosts, and this share of the reporting hosts (at least one), apply
+    # or verify one remedy at once; per failure-domain label (the agents' host_labels), at
+    # most N hosts that share the label's value.
+    in_flight_max: int = Field(default=5, ge=1)
+    in_flight_percent: float = Field(default=10.0, gt=0, le=100)
+    in_flight_per_label: dict[Annotated[str, Field(pattern=_LABEL_NAME)],
+                              Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    # A host may start while failed verifications (one per host) in the window, plus the
+    # hosts in flight, number fewer than breaker_failures; at that many failures the
+    # breaker trips and stays open until a person resumes the remedy.
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_window_seconds: float = Field(default=3600.0, gt=0)
+    lease_ttl_seconds: float = Field(default=15.0, ge=2, le=600)
+    # A host counts as reporting while its last heartbeat is this recent.
+    reporting_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # A rollout ends once no host has had its incident open for this long.
+    rollout_quiet_seconds: float = Field(default=3600.0, gt=0)
+
+
 class Policy(_Strict):
     """A loaded, validated guard policy with its globs compiled."""
 
@@ -215,6 +252,7 @@ class Policy(_Strict):
     limits: Limits = Limits()
     maintenance: Maintenance = Maintenance()
     provenance: ProvenanceRules = ProvenanceRules()
+    fleet: FleetPolicy = FleetPolicy()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Policy:

@@ -41,6 +41,11 @@ PREFIX = "healer-pg-"
 OWNER_FILE = "owner.pid"  # the pid of the test process that started the server
 
 
+def url_database(url: str) -> str:
+    """The database a URL of ``PgServer.url`` names (its socket path holds slashes too)."""
+    return url.split("?")[0].rsplit("/", 1)[-1]
+
+
 def find_bindir(root: Path = PG_ROOT) -> Path | None:
     """The newest installed major version's bin dir with initdb and postgres, if any."""
     found = [d / "bin" for d in root.glob("*") if (d / "bin" / "initdb").exists()
@@ -136,7 +141,7 @@ class PgServer:
 
     def drop_database(self, url: str) -> None:
         """Drop the database ``url`` names, closing whatever still holds it open."""
-        name = url.split("/")[-1].split("?")[0]
+        name = url_database(url)
         with self.connect() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -7,8 +7,9 @@ daemon writes to the kernel or the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
@@ -25,12 +26,15 @@ from healer.store.repository import Repository
 from healer.store.votes import VoteRefused
 from web.auth import AuthError, Principal, optional_principal, requires
 from web.context import AppContext, Metrics
+from web.fleet import FleetConfig
 from web.headers import SecurityHeaders
 from web.limits import BodyLimit
 from web.live import LiveState
 from web.render import build_templates, render
 from web.routers import (
     actions,
+    agent,
+    alerts,
     approvals_pages,
     audit,
     health,
@@ -44,6 +48,7 @@ from web.routers import (
     snapshot,
     targets,
 )
+from web.routers import fleet as fleet_routes
 from web.security import LoginThrottle, Signer, load_or_create_key, parse_networks
 
 _PUBLIC_401 = ("/api/", "/metrics", "/openapi.json", "/slack/")
@@ -77,7 +82,8 @@ async def _on_vote_refused(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if _is_api(request) or request.method != "GET":
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=exc.headers)  # Retry-After on 429 and 503
     return render(request, "error.html.j2", optional_principal(request),
                   status=exc.status_code, message=str(exc.detail))
 
@@ -108,8 +114,11 @@ def cookies_secure(settings: Settings) -> bool:
 
 def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
                silence_check: SilenceCheck, live: LiveState | None = None,
-               clock: Callable[[], datetime] = _utcnow) -> FastAPI:
-    """Build the web app; reads (or makes) the signing key in ``settings.state_dir``."""
+               clock: Callable[[], datetime] = _utcnow,
+               fleet: FleetConfig | None = None) -> FastAPI:
+    """Build the web app; reads (or makes) the signing key in ``settings.state_dir``.
+    With ``fleet`` it is a control plane: the agent protocol, the alert webhook, the
+    hosts and the fleet view are mounted, and listings span every host."""
     ctx = AppContext(
         settings=settings, repo=repo, telemetry=telemetry, silence_check=silence_check,
         live=live,
@@ -117,12 +126,26 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
         login_throttle=LoginThrottle(), templates=build_templates(), clock=clock,
         secure_cookies=cookies_secure(settings),
         trusted_proxies=parse_networks(settings.trusted_proxies), started=clock(),
+        fleet=fleet,
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if fleet is not None:
+            await fleet.hub.start()  # LISTEN in place before the first agent waits
+        yield
+        if fleet is not None:
+            await fleet.hub.close()
+
     app = FastAPI(title="healer", version="1", docs_url=None, redoc_url=None, openapi_url=None,
-                  description="healer's dashboard API: incidents, the action journal, approvals.")
+                  description="healer's dashboard API: incidents, the action journal, approvals.",
+                  lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
-                   approvals_pages, journal_pages, silences, targets):
+    modules = [health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
+               approvals_pages, journal_pages, silences, targets]
+    if fleet is not None:
+        modules += [agent, alerts, fleet_routes]
+    for module in modules:
         app.include_router(module.router)
 
     @app.get("/openapi.json", include_in_schema=False)

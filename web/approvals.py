@@ -8,9 +8,11 @@ request on its next cycle, so a proposal returned right after a vote may still b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from healer.models import ActionRecord
 from healer.store.repository import Repository
-from healer.store.rows import ApprovalRow, UserRow
+from healer.store.rows import ApprovalRow, Transition, UserRow
 from healer.store.votes import expires_at, needed, tally, users_by_id
 from web.schemas import ActionOut, ApprovalOut, ProposalOut, VoteOut
 
@@ -35,6 +37,8 @@ def record_status(repo: Repository, record: ActionRecord, ttl: float) -> Approva
     return approval_status(record, votes, users_by_id(repo) if votes else {}, ttl)
 
 
-def proposal_out(repo: Repository, record: ActionRecord, ttl: float) -> ProposalOut:
-    """The API view of a proposal, with its votes."""
-    return ProposalOut(**ActionOut.fields_of(record), approval=record_status(repo, record, ttl))
+def proposal_out(repo: Repository, record: ActionRecord, ttl: float,
+                 moves: Sequence[Transition]) -> ProposalOut:
+    """The API view of a proposal, with its votes and its transitions."""
+    return ProposalOut(**ActionOut.fields_of(record, moves),
+                       approval=record_status(repo, record, ttl))

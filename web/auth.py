@@ -108,6 +108,22 @@ def requires(role: str) -> Callable[[Request], Principal]:
     return dependency
 
 
+def requires_service(role: str) -> Callable[[Request], Principal]:
+    """A dependency that admits only service tokens of ``role`` (``ingest``): a person's
+    token or session, however high, is 403 here, as a service token is on their pages."""
+
+    def dependency(request: Request) -> Principal:
+        principal = resolve_principal(request, get_ctx(request))
+        if principal is None:
+            raise AuthError(401, "authentication required")
+        if principal.role != role or principal.user_id is not None:
+            raise AuthError(403, f"requires a service token of role {role}")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
 def mutates(role: str) -> Callable[..., Awaitable[Principal]]:
     """``requires(role)`` plus a valid CSRF token for cookie sessions (header or form field)."""
     base = requires(role)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import jinja2
 from fastapi import Request
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from healer.models import SilenceCheck
 from healer.settings import Settings
 from healer.store.repository import Repository
+from web.fleet import FleetConfig
 from web.live import LiveState
 from web.security import LoginThrottle, Networks, Signer
 
@@ -33,6 +34,13 @@ class Metrics(Protocol):
     def agent_registry(self) -> CollectorRegistry: ...
 
 
+class HostScope(TypedDict):
+    """Whose records a listing reads (the repository's ``host``/``every_host`` keywords)."""
+
+    host: str | None
+    every_host: bool
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -49,6 +57,12 @@ class AppContext:
     started: datetime  # the loop's lag is counted from here until the first sample
     hash_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(HASH_SLOTS))
+    fleet: FleetConfig | None = None  # a control plane: the agent protocol, alerts, hosts
+
+    def hosts(self, host: str | None = None) -> HostScope:
+        """``host``'s records; without one, every host's on a control plane, else this
+        host's own."""
+        return {"host": host, "every_host": host is None and self.fleet is not None}
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Slack sends small form bodies; 64 KiB is ample for one block_actions payload.
 SLACK_MAX_BODY = 64 * 1024
+# An agent's batch of reports (docs/fleet-protocol.md): incidents carry their evidence.
+REPORT_MAX_BODY = 4 * 1024 * 1024
 # Everything else healer accepts is a login form, a vote comment or a small JSON body.
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -33,7 +35,8 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, *, default: int = DEFAULT_MAX_BODY,
                  limits: Mapping[str, int] | None = None) -> None:
         self.app, self.default = app, default
-        self.limits = dict(limits or {"/slack/": SLACK_MAX_BODY})
+        self.limits = dict(limits or {"/slack/": SLACK_MAX_BODY,
+                                      "/api/v1/agent/report": REPORT_MAX_BODY})
 
     def limit_for(self, path: str) -> int:
         """The limit that applies to ``path``."""

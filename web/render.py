@@ -48,5 +48,5 @@ def render(request: Request, template: str, principal: Principal | None, *,
         ctx.started.timestamp()) == "dead"
     html = ctx.templates.get_template(template).render(
         user=principal, csrf=csrf, host_id=ctx.settings.host_id, path=request.url.path,
-        agent_dead=agent_dead, **values)
+        agent_dead=agent_dead, fleet_view=ctx.fleet is not None, **values)
     return HTMLResponse(html, status_code=status)

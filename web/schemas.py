@@ -5,6 +5,7 @@ Timestamps are ISO 8601 in UTC; lists are newest first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,13 +15,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from guardrails.actions import Action
 from guardrails.decision import Decision
 from healer.models import ActionRecord, Diagnosis, Incident, Opinion, Sample, Verification
-from healer.store.rows import ApprovalRow, AuditRow
+from healer.store.rows import ApprovalRow, AuditRow, Transition
 
 # Row ids are 64-bit in every database healer supports; a larger number can name no row
 # (and SQLite's driver raises on it rather than finding nothing).
 ID_MAX = 2**63 - 1
 PathId = Annotated[int, Path(ge=1, le=ID_MAX, examples=[1])]
 QueryId = Annotated[int, Query(ge=1, le=ID_MAX)]
+HostQuery = Annotated[str | None, Query(min_length=1, max_length=253)]
 
 
 class _Out(BaseModel):
@@ -105,6 +107,11 @@ class DecisionOut(_Out):
         return cls(verdict=d.verdict, reasons=list(d.reasons), rules=list(d.rules))
 
 
+class TransitionOut(_Timestamps):
+    state: str
+    at: UtcDatetime
+
+
 class ActionOut(_Timestamps):
     id: int
     host_id: str
@@ -117,18 +124,20 @@ class ActionOut(_Timestamps):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     verification: Verification | None
+    transitions: list[TransitionOut]  # every state the record entered, oldest first
 
     @classmethod
-    def fields_of(cls, r: ActionRecord) -> dict[str, Any]:
+    def fields_of(cls, r: ActionRecord, moves: Sequence[Transition]) -> dict[str, Any]:
         return {"id": r.id or 0, "host_id": r.host_id, "incident_id": r.incident_id,
                 "action": r.action, "decision": DecisionOut.of(r.decision),
                 "state": r.state.value, "original": r.original, "applied": r.applied,
                 "created_at": r.created_at, "updated_at": r.updated_at,
-                "verification": r.verification}
+                "verification": r.verification,
+                "transitions": [TransitionOut(state=t.state.value, at=t.at) for t in moves]}
 
     @classmethod
-    def of(cls, r: ActionRecord) -> ActionOut:
-        return cls(**cls.fields_of(r))
+    def of(cls, r: ActionRecord, moves: Sequence[Transition]) -> ActionOut:
+        return cls(**cls.fields_of(r, moves))
 
 
 class VoteOut(_Timestamps):

@@ -153,7 +153,7 @@ class TimelineEntry:
 def _action_entries(repo: Repository, incident: Incident, latest: Sample | None, ttl: float,
                     now: datetime) -> list[TimelineEntry]:
     entries = []
-    for record in repo.list_actions(incident_id=incident.id, limit=200):
+    for record in repo.list_actions(incident_id=incident.id, limit=200, every_host=True):
         view = proposal_view(repo, record, incident, latest, ttl)
         entries.append(TimelineEntry(utc(record.created_at), "action",
                                      f"Proposal #{record.id}: {view.target}", record=record,

@@ -87,9 +87,17 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     return data
 
 
-def record_json(record: ActionRecord) -> dict[str, Any]:
-    """The ARCHITECTURE.md action record shape (plus provenance, deadline, rationale)."""
-    return record.model_dump(mode="json")
+def record_json(repo: Repository, record: ActionRecord) -> dict[str, Any]:
+    """The ARCHITECTURE.md action record shape (plus provenance, deadline, rationale),
+    with its ``transitions``."""
+    return records_json(repo, [record])[0]
+
+
+def records_json(repo: Repository, records: list[ActionRecord]) -> list[dict[str, Any]]:
+    """``record_json`` of many records, their transitions read in one query."""
+    moves = repo.transitions([r.id for r in records if r.id is not None])
+    return [r.model_dump(mode="json") | {"transitions": [
+        t.model_dump(mode="json") for t in moves.get(r.id or 0, [])]} for r in records]
 
 
 def _line(record: ActionRecord) -> str:
@@ -120,7 +128,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
     states = [ActionState(s) for s in args.state] if args.state else None
     records = repo.list_actions(states=states, limit=args.limit)
     if args.json:
-        print_json([record_json(r) for r in records])
+        print_json(records_json(repo, records))
     else:
         for record in records:
             print(_line(record))
@@ -138,7 +146,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
     record = result.record
     counted = tally(result.votes, users_by_id(repo))
     if args.json:
-        print_json(record_json(record) | {"approved_by": list(counted.approvers),
+        print_json(record_json(repo, record) | {"approved_by": list(counted.approvers),
                                           "rejected_by": list(counted.rejecters)})
         return 0
     verb = "approval" if args.approve else "rejection"
@@ -173,7 +181,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     else:
         records, left = [engine.rollback(args.id, LOCAL_ADMIN)], []
     if args.json:
-        print_json([record_json(r) for r in records])
+        print_json(records_json(repo, records))
     else:
         for record in records:
             print(_line(record))
@@ -188,7 +196,7 @@ def cmd_persist(args: argparse.Namespace) -> int:
     settings, repo = _repo(args)
     record = _engine(settings, repo).persist(args.id, LOCAL_ADMIN)
     if args.json:
-        print_json(record_json(record) | {"persisted_to": str(settings.sysctl_dropin)})
+        print_json(record_json(repo, record) | {"persisted_to": str(settings.sysctl_dropin)})
     else:
         print(f"action {args.id}: persisted to {settings.sysctl_dropin}")
     return 0

@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "users",  # user add|remove|passwd|role|list, token create|list|revoke
     "silences",  # silence add, list, remove
     "targets",  # target list, resume
+    "fleet",  # host add, fleet pause|resume|status (a control plane)
 )
 
 

@@ -12,6 +12,13 @@ environment, privileges already dropped by the kernel between fork and exec); a 
 unit may run it on its own instead (``deploy/healer-serve.service``). Either way it sets
 ``no_new_privs`` and refuses to run with root privileges before it imports anything that
 faces the network.
+
+On a shared PostgreSQL database (``HEALER_DATABASE_URL=postgresql+psycopg://...``) and not
+under an agent, it is the fleet's control plane: it migrates the schema itself (replicas
+starting together upgrade once), serves the agent protocol and the alert webhook, runs
+the fleet's periodic jobs on one replica at a time, and asks the LLM once per fleet
+fingerprint across replicas. It keeps no state of its own: run several behind a load
+balancer. It reads no live file (no agent runs beside it).
 """
 
 from __future__ import annotations
@@ -36,10 +43,14 @@ if TYPE_CHECKING:  # the web stack loads only after the privilege checks
     from healer.settings import Settings
     from healer.store.repository import Repository
     from healer.telemetry import Telemetry
+    from web.fleet import FleetConfig
 
 TICK_S = 0.5  # uvicorn's own loop wakes every 0.1 s: 0.2 % of a core on an idle host
 NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: often enough for chat, apart from HTTP
 LLM_EVERY_SECONDS = 2.0  # the LLM job looks for incidents that want its answer
+# On SIGTERM, requests still running after this are cut: agents' long polls (up to 25 s)
+# would otherwise hold a replica's restart; they simply ask the next replica.
+SHUTDOWN_GRACE_S = 3
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +73,9 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         settings = settings_from_args(args, host=args.host, port=args.port)
     setup_logging(settings.log_level)
-    return serve(settings)
+    from healer.store.engine import is_fleet
+
+    return serve(settings, fleet=not args.from_agent and is_fleet(settings))
 
 
 @dataclass
@@ -73,13 +86,16 @@ class Serve:
     settings: Settings
     repo: Repository
     telemetry: Telemetry
-    live: LiveReader
+    live: LiveReader | None  # None: a control plane (no agent beside it)
     jobs: dict[str, tuple[Callable[[], object], float]]  # id -> (job, period in seconds)
     silence_check: SilenceCheck  # refuses a silence over a template a playbook claims
+    fleet: FleetConfig | None = None  # a control plane
 
 
-def build_serve(settings: Settings) -> Serve:
+def build_serve(settings: Settings, *, fleet: bool = False) -> Serve:
     """Build every part of ``healer serve`` from settings; nothing runs yet."""
+    if fleet:
+        return build_control_plane(settings)
     from healer.detect.silences import silence_check
     from healer.diagnose.context import llm_context
     from healer.diagnose.factory import build_llm, llm_limits
@@ -112,23 +128,68 @@ def build_serve(settings: Settings) -> Serve:
     return Serve(settings, repo, telemetry, live, jobs, silence_check(library.playbooks))
 
 
-def serve(settings: Settings) -> int:
+def build_control_plane(settings: Settings) -> Serve:
+    """A fleet's control plane: the store (migrated here), the fleet policy and jobs, the
+    fleet's LLM job, and the long-poll hub; no live file, no agent."""
+    from guardrails.policy import load_policy
+    from healer.control.answers import deliver_answers
+    from healer.control.jobs import TICK_SECONDS, FleetJobs
+    from healer.detect.silences import silence_check
+    from healer.diagnose.factory import build_llm, llm_limits
+    from healer.diagnose.pending import diagnose_pending
+    from healer.notify.channels import build_channels
+    from healer.notify.notifier import Notifier
+    from healer.notify.outbox import OutboxDeliverer
+    from healer.store.engine import open_control_plane
+    from healer.telemetry import Telemetry
+    from playbooks.loader import load_library
+    from web.events import EventHub
+    from web.fleet import FleetConfig, own_version
+
+    repo = open_control_plane(settings)
+    telemetry = Telemetry()
+    policy = load_policy(settings.policy_file).fleet
+    library = load_library(settings.playbooks_dir)
+    fleet_jobs = FleetJobs(repo, policy, Notifier(settings, repo))
+    deliverer = OutboxDeliverer(repo, build_channels(settings), telemetry=telemetry)
+
+    def notify() -> None:  # one replica delivers: no page goes out twice
+        with repo.one_replica("notify") as mine:
+            if mine:
+                deliverer.deliver_due(datetime.now(UTC))
+
+    jobs: dict[str, tuple[Callable[[], object], float]] = {
+        "fleet": (fleet_jobs.tick, TICK_SECONDS), "notify": (notify, NOTIFY_EVERY_SECONDS),
+        "answers": (partial(deliver_answers, repo), LLM_EVERY_SECONDS)}
+    if settings.llm_enabled:
+        llm = build_llm(settings, telemetry)
+        jobs["llm"] = (partial(diagnose_pending, repo, llm, library, limits=llm_limits(settings),
+                               telemetry=telemetry, fleet=True), LLM_EVERY_SECONDS)
+    config = FleetConfig(policy=policy, library=library, hub=EventHub(repo),
+                         version=own_version())
+    return Serve(settings, repo, telemetry, None, jobs, silence_check(library.playbooks),
+                 config)
+
+
+def serve(settings: Settings, *, fleet: bool = False) -> int:
     """Run the unprivileged side until SIGTERM/SIGINT; 0 after a clean stop."""
     import uvicorn
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from web.app import create_app
 
-    parts = build_serve(settings)
+    parts = build_serve(settings, fleet=fleet)
     scheduler = BackgroundScheduler(timezone=UTC)
     for job_id, (job, seconds) in parts.jobs.items():
         scheduler.add_job(job, "interval", seconds=seconds, id=job_id, max_instances=1,
                           coalesce=True)
-    parts.live.poll()
+    if parts.live is not None:
+        parts.live.poll()
     app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live,
-                     silence_check=parts.silence_check)
+                     silence_check=parts.silence_check, fleet=parts.fleet)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                          log_level="warning", access_log=False))
+                                          log_level="warning", access_log=False,
+                                          timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     scheduler.start()
     try:
         server.run()  # returns on SIGTERM/SIGINT

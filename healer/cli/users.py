@@ -2,8 +2,9 @@
 
 Hashing lives in ``healer.store.credentials`` (the web layer uses the same helpers).
 A person's token belongs to a user (``--user``): its role is at most the user's, and it
-goes when the user goes. Service tokens (``--role ingest|host``) belong to no one and
-reach only their own endpoints.
+goes when the user goes. Service tokens (``--role ingest``) belong to no one and
+reach only their own endpoints; a host's token comes from ``healer host add ID``, bound to
+that host.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from healer.store.credentials import (
     lesser_role,
     new_token,
 )
+from healer.store.repo_hosts import HOST_ROLE
 from healer.store.repository import Repository
 from healer.store.rows import TokenRow
 
@@ -116,6 +118,9 @@ def _token_create(args: argparse.Namespace) -> int:
     elif role is None or not is_service(role):
         raise ConfigError("--user", "a person's token needs --user NAME (service tokens: "
                                     f"--role {'|'.join(SERVICE_ROLES)})")
+    elif role == HOST_ROLE:
+        raise ConfigError("--role", "a host token is bound to its host: create it with "
+                                    "`healer host add ID`")
     expires = repo.now() + parse_duration(args.expires_in) if args.expires_in else None
     token = new_token()
     repo.add_token(args.name, hash_token(token), role, user_id=user_id, expires_at=expires)

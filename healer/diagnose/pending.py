@@ -97,21 +97,29 @@ class PendingRun:
 def diagnose_pending(repo: Repository, llm: LLMDiagnoser, library: Library, *,
                      limits: LLMLimits | None = None,
                      context_for: Callable[[Incident], DiagnoseContext] | None = None,
-                     telemetry: Telemetry | None = None) -> PendingRun:
-    """Ask the LLM about every open incident that wants its answer and has none yet."""
+                     telemetry: Telemetry | None = None,
+                     fleet: bool = False) -> PendingRun:
+    """Ask the LLM about every open incident that wants its answer and has none yet.
+
+    ``fleet`` (a control plane): every host's incidents, and the cache, the claim and the
+    failures keyed by the incident's fleet fingerprint, so one fingerprint costs one call
+    however many hosts report it, across every replica."""
     limits = limits or LLMLimits()
     run = PendingRun()
     if llm.client.breaker.state == "open":
         return run  # no call could be made; the next run looks again
     model, version = llm.model[:NAME_LEN], llm.prompt_version
     waiting = repo.incidents_awaiting_llm(model, version, asking=asking_playbooks(library),
-                                          known=set(library.ids), limit=limits.batch)
+                                          known=set(library.ids), limit=limits.batch,
+                                          every_host=fleet)
     if not waiting:
         return run
     open_now = repo.list_incidents(status=IncidentStatus.OPEN, limit=MAX_RELATED + 1)
     for incident in waiting:
         ctx = _context(incident, library, context_for, open_now)
-        outcome = _answer(repo, llm, incident, ctx, limits, telemetry)
+        key = repo.fleet_fingerprint_of(incident.id or 0) if fleet else incident.fingerprint
+        outcome = _answer(repo, llm, incident, key or incident.fingerprint, ctx, limits,
+                          telemetry)
         run.count(outcome)
         if outcome in ("busy", "waiting", "budget") and telemetry is not None:
             telemetry.llm_deferred.labels("backoff" if outcome == "waiting" else outcome).inc()
@@ -134,12 +142,12 @@ def _context(incident: Incident, library: Library,
     return replace(ctx, related=related[:MAX_RELATED], root_causes=library.ids)
 
 
-def _answer(repo: Repository, llm: LLMDiagnoser, incident: Incident, ctx: DiagnoseContext,
-            limits: LLMLimits, telemetry: Telemetry | None) -> Outcome:
+def _answer(repo: Repository, llm: LLMDiagnoser, incident: Incident, fingerprint: str,
+            ctx: DiagnoseContext, limits: LLMLimits, telemetry: Telemetry | None) -> Outcome:
     """One incident: from the cache, or one call under the fingerprint's lease."""
     assert incident.id is not None
     model, version = llm.model[:NAME_LEN], llm.prompt_version
-    key = cache_key(incident.fingerprint, model, version)
+    key = cache_key(fingerprint, model, version)
     if _from_cache(repo, incident.id, key, model, version, telemetry):
         return "cached"
     attempts = _attempts(repo, key)

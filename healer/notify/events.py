@@ -17,6 +17,8 @@ class Event(enum.StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     ESCALATION = "escalation"
     APPROVAL_EXPIRED = "approval_expired"
+    FLEET_INCIDENT = "fleet_incident"  # one fingerprint on too many hosts: automation holds
+    BREAKER_TRIPPED = "breaker_tripped"  # a remedy failed on K hosts: it waits for a person
 
 
 # Syslog-like ordering (RFC 5424 names); route patterns "event@warning" match this or higher.
@@ -33,6 +35,8 @@ DEFAULT_SEVERITY: dict[Event, str] = {
     Event.ROLLBACK_FAILED: "critical",
     Event.ESCALATION: "critical",
     Event.APPROVAL_EXPIRED: "warning",
+    Event.FLEET_INCIDENT: "critical",
+    Event.BREAKER_TRIPPED: "critical",
 }
 
 

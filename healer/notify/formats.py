@@ -34,6 +34,8 @@ _TITLES: dict[str, str] = {
     "rollback_failed": "Rollback FAILED",
     "escalation": "Escalation: a person must act",
     "approval_expired": "Approval expired",
+    "fleet_incident": "Fleet incident: automation holds",
+    "breaker_tripped": "Breaker tripped: a remedy waits for a person",
 }
 
 

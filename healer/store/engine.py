@@ -44,7 +44,10 @@ POOL_SIZE: int = Settings.model_fields["db_pool_size"].default
 MAX_OVERFLOW: int = Settings.model_fields["db_max_overflow"].default
 # pg_advisory_lock key for schema upgrades: any constant that no other lock user picks.
 MIGRATION_LOCK_KEY = 0x6865616C6572  # "healer"
-UPGRADE_TIMEOUT_S = 300.0  # a long migration on a big PostgreSQL table; SQLite takes < 1 s
+UPGRADE_TIMEOUT_S = 300.0
+# The repository identity of a control plane (``healer serve`` on PostgreSQL): every
+# replica writes its own rows (audit, the LLM's cache and budget) under this one id.
+CONTROL_PLANE = "control-plane"  # a long migration on a big PostgreSQL table; SQLite takes < 1 s
 
 
 def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -257,3 +260,17 @@ def open_store(settings: Settings, *, isolate_migration: bool = False,
         migrate_to_head(engine)
     log.info("store opened: url=%s host_id=%s", safe_url(settings.db_url), settings.host_id)
     return Repository(engine, settings.host_id)
+
+
+def is_fleet(settings: Settings) -> bool:
+    """Whether ``settings`` name a shared PostgreSQL database (a fleet's control plane)."""
+    try:
+        return sa.make_url(settings.db_url).get_backend_name() == "postgresql"
+    except (SQLAlchemyError, ValueError):
+        return False
+
+
+def open_control_plane(settings: Settings) -> Repository:
+    """The control plane's repository: migrated (replicas starting together upgrade once,
+    under the migration lock) and writing as ``CONTROL_PLANE``."""
+    return open_store(settings.model_copy(update={"host_id": CONTROL_PLANE}))

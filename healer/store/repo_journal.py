@@ -26,9 +26,9 @@ from healer.models import (
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repo_base import _short
 from healer.store.repo_reports import ReportsRepo, incident_body
-from healer.store.rows import HistoryEntry, IncidentActivity
+from healer.store.rows import HistoryEntry, IncidentActivity, Transition
 from healer.store.seal import SEALED_FIELDS, Sealer
-from healer.store.tables import ActionTable, IncidentTable, JournalLogTable
+from healer.store.tables import ActionTable, AuditTable, IncidentTable, JournalLogTable
 
 # Rows per page when iterating the journal completely (``iter_actions``, ``iter_incidents``):
 # a page is one short read transaction, so a writer in another process never waits long.
@@ -179,10 +179,13 @@ class JournalRepo(ReportsRepo):
             return None if row is None else _incident(row)
 
     def list_incidents(
-        self, status: IncidentStatus | None = None, limit: int = 100
+        self, status: IncidentStatus | None = None, limit: int = 100, *,
+        host: str | None = None, every_host: bool = False,
     ) -> list[Incident]:
-        """This host's incidents, newest first."""
-        q = sa.select(IncidentTable).where(IncidentTable.host_id == self.host_id)
+        """This host's incidents (or ``host``'s, or every host's), newest first."""
+        q = sa.select(IncidentTable)
+        if not every_host:
+            q = q.where(IncidentTable.host_id == (host or self.host_id))
         if status is not None:
             q = q.where(IncidentTable.status == status.value)
         with self._tx(write=False) as s:
@@ -408,18 +411,23 @@ class JournalRepo(ReportsRepo):
         states: Collection[ActionState] | None = None,
         incident_id: int | None = None,
         limit: int = 100,
+        host: str | None = None,
+        every_host: bool = False,
     ) -> list[ActionRecord]:
-        """This host's newest ``limit`` records, optionally by states and incident (for a
-        listing; the change path reads them all with ``iter_actions``)."""
-        q = self._actions_query(states, incident_id)
+        """This host's (or ``host``'s, or every host's) newest ``limit`` records, optionally
+        by states and incident (for a listing; the change path reads them all with
+        ``iter_actions``)."""
+        q = self._actions_query(states, incident_id, host=host, every_host=every_host)
         with self._tx(write=False) as s:
             rows = s.scalars(q.order_by(ActionTable.id.desc()).limit(limit))
             return [_record(r) for r in rows]
 
     def _actions_query(self, states: Collection[ActionState] | None, incident_id: int | None,
-                       target: str | None = None,
-                       created_before: datetime | None = None) -> sa.Select[Any]:
-        q = sa.select(ActionTable).where(ActionTable.host_id == self.host_id)
+                       target: str | None = None, created_before: datetime | None = None, *,
+                       host: str | None = None, every_host: bool = False) -> sa.Select[Any]:
+        q = sa.select(ActionTable)
+        if not every_host:
+            q = q.where(ActionTable.host_id == (host or self.host_id))
         if states is not None:
             q = q.where(ActionTable.state.in_([ActionState(x).value for x in states]))
         if incident_id is not None:
@@ -506,6 +514,32 @@ class JournalRepo(ReportsRepo):
         )
         with self._tx(write=False) as s:
             return [_history(r) for r in s.scalars(q) if r.applied_at is not None]
+
+    def transitions(self, action_ids: Collection[int]) -> dict[int, list[Transition]]:
+        """Each record's moves, oldest first: as its agent reported them (a mirrored
+        record), else from this journal's audit rows (``action.added``, then each
+        ``action.transition``)."""
+        ids = sorted(set(action_ids))
+        if not ids:
+            return {}
+        with self._tx(write=False) as s:
+            stored: dict[int, list[dict[str, Any]] | None] = {
+                int(i): t for i, t in s.execute(sa.select(ActionTable.id, ActionTable.transitions)
+                                                .where(ActionTable.id.in_(ids)))}
+            local = [i for i in ids if stored.get(i) is None]
+            audit = s.execute(
+                sa.select(AuditTable.subject, AuditTable.at, AuditTable.detail)
+                .where(AuditTable.subject.in_([f"action:{i}" for i in local]),
+                       AuditTable.event.in_(("action.added", "action.transition")))
+                .order_by(AuditTable.at, AuditTable.id)).all() if local else []
+        out = {i: [Transition.model_validate(t) for t in moves]
+               for i, moves in stored.items() if moves is not None}
+        for i in local:
+            out[i] = []
+        for subject, at, detail in audit:
+            out[int(subject.removeprefix("action:"))].append(
+                Transition(state=ActionState(detail["to"]), at=at))
+        return out
 
     def changes_since(self, since: datetime) -> int:
         """How many changes this host started applying since ``since`` (blast radius)."""

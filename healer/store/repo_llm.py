@@ -27,15 +27,17 @@ class LLMRepo(RepoBase):
 
     def incidents_awaiting_llm(self, model: str, prompt_version: str, *,
                                asking: Collection[str], known: Collection[str],
-                               limit: int = 50) -> list[Incident]:
-        """Open incidents of this host that want an LLM's answer and have none yet from
-        ``model`` with ``prompt_version``, oldest first. An incident wants one when its
-        playbook is in ``asking``, or is none of the ``known`` playbooks (unclassified)."""
+                               limit: int = 50, every_host: bool = False) -> list[Incident]:
+        """Open incidents of this host (or, on a control plane, of every host) that want an
+        LLM's answer and have none yet from ``model`` with ``prompt_version``, oldest
+        first. An incident wants one when its playbook is in ``asking``, or is none of the
+        ``known`` playbooks (unclassified)."""
         answered = sa.exists().where(LlmAnswerTable.incident_id == IncidentTable.id,
                                      LlmAnswerTable.model == model,
                                      LlmAnswerTable.prompt_version == prompt_version)
+        mine = sa.true() if every_host else IncidentTable.host_id == self.host_id
         q = sa.select(IncidentTable).where(
-            IncidentTable.host_id == self.host_id,
+            mine,
             IncidentTable.status == IncidentStatus.OPEN.value,
             sa.or_(IncidentTable.playbook.in_(list(asking)),
                    IncidentTable.playbook.not_in(list(known))),
@@ -43,6 +45,12 @@ class LLMRepo(RepoBase):
         ).order_by(IncidentTable.id).limit(limit)
         with self._tx(write=False) as s:
             return [_incident(r) for r in s.scalars(q)]
+
+    def fleet_fingerprint_of(self, incident_id: int) -> str:
+        """An incident's fleet fingerprint ("" when it has none)."""
+        q = sa.select(IncidentTable.fleet_fingerprint).where(IncidentTable.id == incident_id)
+        with self._tx(write=False) as s:
+            return str(s.scalar(q) or "")
 
     def add_llm_answer(self, incident_id: int, model: str, prompt_version: str, *,
                        answer: dict[str, Any] | None, failure: str | None, cached: bool,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from healer.models import ActionRecord, ActionState
 from healer.store.errors import NotFound, StaleState
 from healer.store.repo_base import RepoBase
+from healer.store.repo_events import emit
 from healer.store.repo_journal import _record
 from healer.store.rows import FLEET_VOTER, ApprovalRow, AuditRow, PausedTargetRow
 from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTargetTable, UserTable
@@ -34,10 +35,18 @@ class PeopleRepo(RepoBase):
 
         Returns all votes. Only records: the root agent's engine decides the request.
         NotFound for an unknown action or user; StaleState once the action left
-        ``awaiting_approval`` (checked in the same transaction as the write).
+        ``awaiting_approval`` (checked in the same transaction as the write). On a control
+        plane, a vote on an agent's record (mirrored from its reports) also goes to that
+        agent as a ``vote`` event naming its own record: its engine decides, its guard
+        checks again.
         """
         with self._tx() as s:
-            self._awaiting(s, action_id)
+            action = s.get(ActionTable, action_id)
+            mirrored = action is not None and action.source_id is not None
+            if action is None or (action.host_id != self.host_id and not mirrored):
+                raise NotFound("action", action_id)
+            if action.state != _AWAITING:
+                raise StaleState(action_id, {_AWAITING}, action.state)
             user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
             if user_id is None:
                 raise NotFound("user", user)
@@ -49,6 +58,10 @@ class PeopleRepo(RepoBase):
                          ("user_id", "approve", "comment", "at"))
             detail = {"approve": approve, "comment": comment} | ({"via": via} if via else {})
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
+            if mirrored:
+                emit(s, "vote", {"type": "vote", "action_id": action.source_id, "user": user,
+                                 "approve": approve, "comment": comment}, action.host_id,
+                     self.now())
             s.flush()
             return self._approvals(s, action_id)
 

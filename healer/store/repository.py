@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from healer.store.repo_base import Clock, utcnow
 from healer.store.repo_credentials import CredentialsRepo
+from healer.store.repo_fleet import FleetRepo
+from healer.store.repo_hosts import HostsRepo
 from healer.store.repo_journal import JournalRepo
 from healer.store.repo_llm import LLMRepo
 from healer.store.repo_outbox import OutboxRepo
@@ -18,7 +20,7 @@ from healer.store.repo_silences import SilencesRepo
 
 
 class Repository(JournalRepo, PeopleRepo, CredentialsRepo, OutboxRepo, SamplesRepo,
-                 SilencesRepo, LLMRepo):
+                 SilencesRepo, LLMRepo, HostsRepo, FleetRepo):
     """``Repository(engine, host_id, clock=utcnow)``: the store's whole API."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from healer.models import ActionState
 
@@ -38,6 +38,13 @@ class HistoryEntry(_Row):
     action_id: int | None = None
     judged: bool = True  # False: restored on start-up without a verdict (crash recovery)
     convergence: str | None = None  # a kept "insufficient" step: its convergence's key
+
+
+class Transition(_Row):
+    """One move of an action record: the state it entered, and when (``transitions``)."""
+
+    state: ActionState
+    at: AwareDatetime
 
 
 class IncidentActivity(_Row):

@@ -24,6 +24,9 @@ METRIC_NAME_LEN = 600
 # PostgreSQL's column is widened (migration 0003); SQLite's tables are not rebuilt.
 MetricName = sa.String(NAME_LEN).with_variant(sa.String(METRIC_NAME_LEN), "postgresql")
 SUBJECT_LEN = 512  # healer.detect.templates keeps templates shorter
+# Fleet fingerprints and remedy keys (guardrails.fleet): within PostgreSQL's btree limit
+# like metric names; longer ones are shortened with a hash (healer.store.repo_hosts).
+FINGERPRINT_LEN = 600
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -65,6 +68,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: sa.JSON(),
+        list[dict[str, Any]]: sa.JSON(),
         str: sa.String(NAME_LEN),
     }
 
@@ -98,9 +102,15 @@ class RawSampleTable(Base):
 
 
 class IncidentTable(Base):
+    """An incident. On a control plane, also every agent's incidents (``source_id``: the
+    agent's own id) and those opened by alerts (``alert_key``)."""
+
     __tablename__ = "incidents"
     __table_args__ = (
         sa.Index("ix_incidents_fingerprint", "host_id", "playbook", "scope", "status"),
+        sa.Index("ux_incidents_host_source", "host_id", "source_id", unique=True),
+        sa.Index("ux_incidents_host_alert", "host_id", "alert_key", unique=True),
+        sa.Index("ix_incidents_fleet", "fleet_fingerprint", "status"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
@@ -115,13 +125,21 @@ class IncidentTable(Base):
     last_seen: Mapped[datetime]
     evidence: Mapped[dict[str, Any]]
     diagnosis: Mapped[dict[str, Any] | None]
+    # guardrails.fleet: the same trouble on many hosts (systemic detection, the LLM cache)
+    fleet_fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), server_default="")
+    source_id: Mapped[int | None]  # a mirrored incident: its id in the agent's journal
+    alert_key: Mapped[str | None] = mapped_column(sa.String(NAME_LEN))  # fingerprint@startsAt
 
 
 class ActionTable(Base):
-    """The action journal: one row per proposed change, moved through TRANSITIONS."""
+    """The action journal: one row per proposed change, moved through TRANSITIONS. On a
+    control plane, also every agent's records as reported (``source_id``, ``transitions``)."""
 
     __tablename__ = "actions"
-    __table_args__ = (sa.Index("ix_actions_host_state", "host_id", "state"),)
+    __table_args__ = (
+        sa.Index("ix_actions_host_state", "host_id", "state"),
+        sa.Index("ux_actions_host_source", "host_id", "source_id", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
     incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incidents.id"), index=True)
@@ -144,6 +162,8 @@ class ActionTable(Base):
     # on a row nobody sealed (written before the seal existed, or forged).
     seq: Mapped[int | None]
     mac: Mapped[str | None] = mapped_column(sa.String(64))
+    source_id: Mapped[int | None]  # a mirrored record: its id in the agent's journal
+    transitions: Mapped[list[dict[str, Any]] | None]  # a mirrored record's [{state, at}]
 
 
 class JournalLogTable(Base):
@@ -340,3 +360,139 @@ class FleetReportTable(Base):
     at: Mapped[datetime]
     body: Mapped[dict[str, Any]]
     size: Mapped[int]  # bytes of the body as JSON: the outbox cap counts these
+
+
+# -- the fleet (a control plane on PostgreSQL; see docs/fleet-protocol.md) ------------------
+class HostTable(Base):
+    """An agent the control plane knows: its token, labels and latest heartbeat."""
+
+    __tablename__ = "hosts"
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
+    token_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("tokens.id", ondelete="SET NULL"), index=True)
+    labels: Mapped[dict[str, Any]]
+    agent_version: Mapped[str | None] = mapped_column(sa.String(32))
+    mode: Mapped[str | None] = mapped_column(sa.String(16))
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(index=True)
+    clock_skew_seconds: Mapped[float | None]
+    open_incidents: Mapped[int]
+    paused: Mapped[bool]
+    # the agent's own last report seq, from its heartbeat; reports applied here, in order
+    reported_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    applied_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    sample: Mapped[dict[str, Any] | None]  # the latest ``sample`` report
+    created_at: Mapped[datetime]
+
+
+class ReportTable(Base):
+    """An agent's report as received: upserted on (host_id, seq), applied in seq order."""
+
+    __tablename__ = "reports"
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LeaseTable(Base):
+    """A grant to apply one remedy on one host: live while renewed within its TTL.
+
+    ``live_key`` (remedy|host while live, NULL after) keeps one live lease per host and
+    remedy, whichever replica grants it.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        sa.Index("ix_leases_remedy_state", "remedy", "state"),
+        sa.Index("ix_leases_state_expires", "state", "expires_at"),
+        sa.Index("ix_leases_remedy_outcome", "remedy", "outcome", "released_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
+    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), index=True)
+    action_id: Mapped[int | None]  # the record in the agent's journal
+    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
+    epoch: Mapped[int]
+    rule: Mapped[str] = mapped_column(sa.String(32))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    wave: Mapped[int]
+    state: Mapped[str] = mapped_column(sa.String(16))  # live | released | reclaimed
+    outcome: Mapped[str | None] = mapped_column(sa.String(32))
+    live_key: Mapped[str | None] = mapped_column(sa.String(1024), unique=True)
+    ttl_seconds: Mapped[float]
+    granted_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+
+
+class RolloutTable(Base):
+    """A remedy's way through the fleet (guardrails.fleet.Rollout, as JSON in ``state``);
+    ``live_key`` (the remedy while it runs, NULL once ended) keeps one running per remedy."""
+
+    __tablename__ = "rollouts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), index=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
+    live_key: Mapped[str | None] = mapped_column(sa.String(FINGERPRINT_LEN), unique=True)
+    state: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class BreakerTable(Base):
+    """A remedy's circuit breaker: open from ``tripped_at`` until a person resumes it;
+    failures before ``reset_at`` no longer count."""
+
+    __tablename__ = "breakers"
+    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), primary_key=True)
+    tripped_at: Mapped[datetime | None]
+    failures: Mapped[int]
+    reset_at: Mapped[datetime | None]
+    reset_by: Mapped[str | None]
+    paged_at: Mapped[datetime | None]  # a person was told it tripped
+
+
+class FleetPauseTable(Base):
+    """The kill switch: ``*`` stops every automatic action fleet-wide, a remedy key one remedy."""
+
+    __tablename__ = "fleet_pauses"
+    target: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), primary_key=True)
+    paused_by: Mapped[str]
+    reason: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[datetime]
+
+
+class FleetIncidentTable(Base):
+    """One incident for the whole fleet (systemic: one fingerprint on too many hosts);
+    ``open_key`` (the fingerprint while open) makes it one, whichever replica sees it."""
+
+    __tablename__ = "fleet_incidents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    open_key: Mapped[str | None] = mapped_column(sa.String(FINGERPRINT_LEN), unique=True)
+    hosts: Mapped[int]
+    reporting: Mapped[int]
+    opened_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None]
+    paged_at: Mapped[datetime | None]  # the one page went out
+
+
+class EventTable(Base):
+    """What agents learn through ``/events``: for one host, or every host (``host_id`` NULL).
+    Ids are the cursors; they are written one at a time, so they commit in order."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_host_id", "host_id", "id"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                    primary_key=True)
+    host_id: Mapped[str | None] = mapped_column(sa.String(HOST_LEN))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(index=True)

@@ -99,6 +99,8 @@ def test_actions_and_incidents_print_the_documented_json(
                              "key": "net.core.somaxconn", "value": "8192"}
     assert {"decision", "original", "applied", "created_at", "updated_at",
             "verification", "host_id", "incident_id"} <= set(row)
+    assert [t["state"] for t in row["transitions"]] == ["proposed", "awaiting_approval"]
+    assert all(t["at"] for t in row["transitions"])
     assert main(["incidents", "--json", "--status", "open"]) == 0
     [inc] = json.loads(capsys.readouterr().out)
     assert inc["playbook"] == "listen-backlog-too-small" and inc["diagnosis"] is None

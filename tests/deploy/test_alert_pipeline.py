@@ -1,10 +1,13 @@
 """The alert pipe end to end, on real servers: Prometheus scrapes a real ``healer run
 --mode observe``, evaluates the shipped rules and a test rule over a metric healer
-exports, and Alertmanager posts the alert, with the shipped receiver's bearer token, to a
-local HTTP receiver standing where the control plane's webhook will be."""
+exports, and Alertmanager posts the alert, with the shipped receiver's bearer token (an
+``ingest`` token made by ``healer token create``), to a real control plane (``healer
+serve`` on PostgreSQL), where the incident appears once however often it is delivered,
+and to a local HTTP receiver that records exactly what was sent."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -17,10 +20,13 @@ import httpx
 import pytest
 import yaml
 
+from healer.store.credentials import hash_password, hash_token, new_token
+from healer.store.engine import CONTROL_PLANE, open_engine
+from healer.store.repository import Repository
 from tests.prom import DEPLOY, Delivery, ServiceFactory, WebhookReceiver, free_port, shipped
+from tests.serve import Replica, cli, replicas
 
 WEBHOOK_PATH = "/api/v1/alerts/alertmanager"
-TOKEN = "ingest-token-for-the-test"
 DELIVERY_TIMEOUT_S = 45.0
 TEST_RULES = {"groups": [{"name": "pipeline-test", "rules": [{
     "alert": "HealerPipelineTest",
@@ -53,13 +59,19 @@ def healer_agent(agent_tmp: Path) -> Iterator[str]:
             proc.wait()
 
 
-def _alertmanager_config(receiver: WebhookReceiver, token_file: Path) -> dict[str, Any]:
-    """The shipped config, pointed at the local receiver; the route kept, waits cut."""
+def _alertmanager_config(receiver: WebhookReceiver, control_plane: str,
+                         token_file: Path) -> dict[str, Any]:
+    """The shipped config, its one hook pointed at the control plane, and a copy of it at
+    the local receiver; the route kept, waits cut, and a repeat every two seconds (so the
+    control plane gets the same alert again and again)."""
     config = shipped("alertmanager.yml")
     (hook,) = config["receivers"][0]["webhook_configs"]
-    hook["url"] = receiver.url + WEBHOOK_PATH
+    hook["url"] = control_plane + WEBHOOK_PATH
     hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
-    config["route"].update(group_wait="1s", group_interval="1s")
+    recorded = copy.deepcopy(hook)
+    recorded["url"] = receiver.url + WEBHOOK_PATH
+    config["receivers"][0]["webhook_configs"].append(recorded)
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="2s")
     return config
 
 
@@ -82,12 +94,33 @@ def _shipped_rule_health(prom: str) -> dict[str, str]:
             for r in g["rules"]}
 
 
-def test_prometheus_scrapes_healer_and_alertmanager_posts_the_alert_to_the_webhook(
+@pytest.fixture
+def control_plane(pg_head_url: str) -> Iterator[tuple[Replica, str]]:
+    """A real ``healer serve`` on PostgreSQL, and an ``ingest`` token from the CLI."""
+    token = cli(pg_head_url, "token", "create", "alertmanager", "--role", "ingest")
+    with replicas(pg_head_url, 1) as (replica,):
+        yield replica, token.strip().splitlines()[-1]
+
+
+def _incidents(replica: Replica, repo: Repository, host: str) -> list[dict[str, Any]]:
+    viewer = new_token()
+    user = repo.get_user("vera") or repo.add_user("vera", hash_password("long enough"),
+                                                  "viewer")
+    repo.add_token(f"vera-{viewer[-6:]}", hash_token(viewer), "viewer", user_id=user.id)
+    found: list[dict[str, Any]] = httpx.get(
+        f"{replica.url}/api/v1/incidents", params={"host": host}, timeout=10,
+        headers={"Authorization": f"Bearer {viewer}"}).json()
+    return found
+
+
+def test_prometheus_scrapes_healer_and_alertmanager_posts_the_alert_to_the_control_plane(
         healer_agent: str, prometheus: ServiceFactory, alertmanager: ServiceFactory,
-        webhook_receiver: WebhookReceiver, tmp_path: Path) -> None:
+        webhook_receiver: WebhookReceiver, control_plane: tuple[Replica, str],
+        pg_head_url: str, tmp_path: Path) -> None:
+    replica, token = control_plane
     token_file = tmp_path / "ingest.token"
-    token_file.write_text(TOKEN)
-    am = alertmanager(_alertmanager_config(webhook_receiver, token_file))
+    token_file.write_text(token)
+    am = alertmanager(_alertmanager_config(webhook_receiver, replica.url, token_file))
     prom = prometheus(_prometheus_config(healer_agent, am.address, tmp_path / "prom-cfg"))
 
     def fired(d: Delivery) -> bool:
@@ -95,7 +128,7 @@ def test_prometheus_scrapes_healer_and_alertmanager_posts_the_alert_to_the_webho
 
     delivery = webhook_receiver.wait_for(fired, DELIVERY_TIMEOUT_S)
     assert delivery.path == WEBHOOK_PATH
-    assert delivery.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert delivery.headers["Authorization"] == f"Bearer {token}"
     assert delivery.body["version"] == "4" and delivery.body["status"] == "firing"
     (alert,) = [a for a in delivery.body["alerts"] if a["labels"]["alertname"]
                 == "HealerPipelineTest"]
@@ -105,6 +138,18 @@ def test_prometheus_scrapes_healer_and_alertmanager_posts_the_alert_to_the_webho
                      Path("/proc/meminfo").read_text().splitlines()
                      if line.startswith("MemTotal:"))
     assert float(alert["annotations"]["summary"]) == mem_total  # this host's real reading
+
+    # The control plane opened the incident once, though the alert keeps coming.
+    webhook_receiver.wait_for(lambda d: fired(d) and d is not delivery, DELIVERY_TIMEOUT_S)
+    engine = open_engine(pg_head_url, pool_size=1, max_overflow=0)
+    try:
+        repo = Repository(engine, CONTROL_PLANE)
+        tests = [i for i in _incidents(replica, repo, "127.0.0.1")
+                 if i["subject"].startswith("HealerPipelineTest{")]
+        assert [(i["status"], i["playbook"]) for i in tests] == [("open", "unclassified")]
+        assert 'severity="info"' in tests[0]["subject"] and "instance" not in tests[0]["subject"]
+    finally:
+        engine.dispose()
 
     # Every shipped rule evaluated cleanly against real healer series.
     deadline = time.monotonic() + 10

@@ -28,6 +28,7 @@ from healer.store.engine import (
 )
 from healer.store.errors import StaleState
 from healer.store.repository import Repository
+from tests.pg import PgServer, url_database
 
 from .conftest import HOST, T0, FakeClock, make_record
 
@@ -199,3 +200,11 @@ def test_the_pool_bounds_connections_whatever_the_number_of_callers(
         repo.engine.dispose()
         watcher.dispose()
     assert 2 <= peak <= 3  # db_pool_size + db_max_overflow, though 12 threads call at once
+
+
+def test_a_dropped_test_database_is_gone(pg_server: PgServer) -> None:
+    url = pg_server.create_database()
+    pg_server.drop_database(url)
+    with pg_server.connect() as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+    assert url_database(url) not in names

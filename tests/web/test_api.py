@@ -12,7 +12,7 @@ from tests.web.helpers import Clock, FakeWindow, add_user, bearer, make_incident
 INCIDENT_KEYS = {"id", "host_id", "playbook", "scope", "subject", "status", "severity", "count",
                  "first_seen", "last_seen", "diagnosis"}
 ACTION_KEYS = {"id", "host_id", "incident_id", "action", "decision", "state", "original",
-               "applied", "created_at", "updated_at", "verification"}
+               "applied", "created_at", "updated_at", "verification", "transitions"}
 
 
 @pytest.fixture
@@ -38,6 +38,23 @@ def test_action_record_has_exactly_the_documented_keys(client: TestClient, repo:
                               "key": "net.core.somaxconn", "value": "4096"}
     assert body["decision"] == {"verdict": "needs_approval", "reasons": ["above the auto band"],
                                 "rules": ["P-sysctl-net"]}
+    assert [t["state"] for t in body["transitions"]] == ["awaiting_approval"]
+    assert body["transitions"][0]["at"].endswith("Z")
+
+
+def test_every_action_record_lists_its_transitions_oldest_first(
+        client: TestClient, repo: Repository, clock: Clock, viewer: dict[str, str]) -> None:
+    record = make_proposal(repo, clock())
+    assert record.id is not None
+    clock.advance(5)
+    repo.transition(record.id, ActionState.APPROVED, expect={ActionState.AWAITING_APPROVAL})
+    clock.advance(5)
+    repo.transition(record.id, ActionState.APPLYING, expect={ActionState.APPROVED})
+    for body in (client.get(f"/api/v1/actions/{record.id}", headers=viewer).json(),
+                 client.get("/api/v1/actions", headers=viewer).json()[0]):
+        moves = body["transitions"]
+        assert [t["state"] for t in moves] == ["awaiting_approval", "approved", "applying"]
+        assert moves[0]["at"] < moves[1]["at"] < moves[2]["at"]
 
 
 def test_lists_are_newest_first(client: TestClient, repo: Repository, clock: Clock,

@@ -29,7 +29,8 @@ def inbox(request: Request, who: Annotated[Principal, Depends(requires("viewer")
     ctx = get_ctx(request)
     latest = ctx.live.latest() if ctx.live is not None else None
     views = []
-    for record in ctx.repo.list_actions(states=[ActionState.AWAITING_APPROVAL], limit=200):
+    for record in ctx.repo.list_actions(states=[ActionState.AWAITING_APPROVAL], limit=200,
+                                        **ctx.hosts()):
         incident = ctx.repo.get_incident(record.incident_id) if record.incident_id else None
         views.append(proposal_view(ctx.repo, record, incident, latest,
                                    ctx.settings.approval_ttl_seconds))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from healer.models import IncidentStatus
 from web.auth import Principal, requires
 from web.context import get_ctx
-from web.schemas import IncidentOut, PathId
+from web.schemas import HostQuery, IncidentOut, PathId
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 Viewer = Annotated[Principal, Depends(requires("viewer"))]
@@ -19,11 +19,13 @@ Viewer = Annotated[Principal, Depends(requires("viewer"))]
 def list_incidents(
     request: Request, _: Viewer,
     status: IncidentStatus | None = None,
+    host: HostQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[IncidentOut]:
-    """Incidents, newest first."""
-    repo = get_ctx(request).repo
-    return [IncidentOut.of(i) for i in repo.list_incidents(status, limit=limit)]
+    """Incidents, newest first: ``host``'s, else every host's on a control plane."""
+    ctx = get_ctx(request)
+    return [IncidentOut.of(i) for i in ctx.repo.list_incidents(status, limit=limit,
+                                                               **ctx.hosts(host))]
 
 
 @router.get("/{incident_id}", response_model=IncidentOut)

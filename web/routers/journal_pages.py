@@ -25,7 +25,7 @@ Viewer = Annotated[Principal, Depends(requires("viewer"))]
 def actions(request: Request, who: Viewer) -> HTMLResponse:
     """The journal with each record's votes."""
     repo = get_ctx(request).repo
-    records = repo.list_actions(limit=300)
+    records = repo.list_actions(limit=300, **get_ctx(request).hosts())
     votes = {r.id: repo.list_approvals(r.id) for r in records if r.id is not None}
     return render(request, "actions.html.j2", who, records=records, votes=votes)
 

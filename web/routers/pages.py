@@ -28,9 +28,10 @@ def overview(request: Request, who: Viewer) -> HTMLResponse:
     charts = [*HOST_CHARTS, *gpu_charts(latest)]
     return render(
         request, "overview.html.j2", who, charts=charts, latest=latest, llm=llm,
-        incidents=ctx.repo.list_incidents(IncidentStatus.OPEN, limit=50),
-        pending=ctx.repo.list_actions(states=[ActionState.AWAITING_APPROVAL], limit=50),
-        actions=ctx.repo.list_actions(limit=15), mode=ctx.settings.mode,
+        incidents=ctx.repo.list_incidents(IncidentStatus.OPEN, limit=50, **ctx.hosts()),
+        pending=ctx.repo.list_actions(states=[ActionState.AWAITING_APPROVAL], limit=50,
+                                      **ctx.hosts()),
+        actions=ctx.repo.list_actions(limit=15, **ctx.hosts()), mode=ctx.settings.mode,
     )
 
 
@@ -38,7 +39,8 @@ def overview(request: Request, who: Viewer) -> HTMLResponse:
 def incidents(request: Request, who: Viewer) -> HTMLResponse:
     """Every incident, newest first."""
     return render(request, "incidents.html.j2", who,
-                  incidents=get_ctx(request).repo.list_incidents(limit=500))
+                  incidents=get_ctx(request).repo.list_incidents(
+                      limit=500, **get_ctx(request).hosts()))
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -51,6 +53,7 @@ def incident(request: Request, who: Viewer, incident_id: PathId) -> HTMLResponse
     latest = ctx.live.latest() if ctx.live is not None else None
     timeline = incident_timeline(ctx.repo, found, latest, ctx.settings.approval_ttl_seconds,
                                  ctx.clock())
-    steps = convergences(ctx.repo.list_actions(incident_id=incident_id, limit=200))
+    steps = convergences(ctx.repo.list_actions(incident_id=incident_id, limit=200,
+                                               every_host=True))
     return render(request, "incident.html.j2", who, incident=found, timeline=timeline,
                   convergences=steps)

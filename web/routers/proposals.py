@@ -30,8 +30,9 @@ def list_proposals(
     """Proposals in ``status`` (default: waiting for a person), newest first."""
     ctx = get_ctx(request)
     ttl = ctx.settings.approval_ttl_seconds
-    return [proposal_out(ctx.repo, r, ttl)
-            for r in ctx.repo.list_actions(states=[status], limit=limit)]
+    rows = ctx.repo.list_actions(states=[status], limit=limit, **ctx.hosts())
+    moves = ctx.repo.transitions([r.id for r in rows if r.id is not None])
+    return [proposal_out(ctx.repo, r, ttl, moves.get(r.id or 0, [])) for r in rows]
 
 
 def _vote(request: Request, who: Principal, action_id: int, approve: bool,
@@ -44,7 +45,8 @@ def _vote(request: Request, who: Principal, action_id: int, approve: bool,
     log.info(logfmt(
         msg=f"vote {'approve' if approve else 'reject'}", action=action_id, user=who.name,
         via=who.via, state=result.record.state.value))
-    return proposal_out(ctx.repo, result.record, ttl)
+    return proposal_out(ctx.repo, result.record, ttl,
+                        ctx.repo.transitions([action_id]).get(action_id, []))
 
 
 @router.post("/{action_id}/approve", response_model=ProposalOut)

@@ -5,8 +5,8 @@ samples) until the control plane acks them; ``approvals.origin`` tells a vote of
 user from one the control plane relayed (docs/fleet-protocol.md).
 
 Revision ID: 0008
-Revises: 0006 (the integrator re-chains it onto 0007, the control plane's revision)
-Create Date: 2026-12-07
+Revises: 0007
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alembic import op
 TS = sa.DateTime(timezone=True)
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,148 @@
+"""``healer host add ID`` and ``healer fleet pause|resume [REMEDY]|status``: a control
+plane's hosts and its kill switch, against the configured database
+(``HEALER_DATABASE_URL``, the control plane's PostgreSQL).
+
+``host add`` prints the host's token as its LAST line (``| tail -n1``): the agent's
+``HEALER_AGENT_TOKEN``, bound to that host, shown once. ``fleet pause`` stops every
+automatic action fleet-wide (or of one remedy, ``playbook:kind:target``, or on the hosts
+``--hosts rack=r12`` selects) and reaches every agent within two seconds; it never blocks
+a rollback. ``fleet resume`` lifts it; with a remedy it also closes that remedy's
+breaker, and fleet-wide it resolves the open systemic fleet incidents. A host selector
+that is empty or matches every host is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from guardrails.fleet import Remedy
+from healer.cli.common import print_json, settings_from_args
+from healer.errors import ConfigError
+from healer.store.credentials import new_token
+from healer.store.repository import Repository
+
+
+def _repo(args: argparse.Namespace) -> Repository:
+    from healer.store.engine import open_control_plane
+
+    return open_control_plane(settings_from_args(args))
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from guardrails.policy import load_policy
+
+    return load_policy(settings_from_args(args).policy_file).fleet
+
+
+def _remedy(text: str | None) -> Remedy | None:
+    if not text:
+        return None
+    try:
+        return Remedy.parse(text)
+    except ValueError:
+        raise ConfigError("REMEDY", f"{text!r} is not playbook:kind:target, e.g. "
+                                    "listen-backlog-too-small:sysctl_write:net.core.somaxconn"
+                          ) from None
+
+
+def _selector(text: str) -> dict[str, str]:
+    from healer.store.repo_hosts import SelectorRefused, parse_selector
+
+    try:
+        return parse_selector(text)
+    except SelectorRefused as e:
+        raise ConfigError("--hosts", str(e)) from None
+
+
+def cmd_host_add(args: argparse.Namespace) -> int:
+    """Register a host; its token is the last line printed."""
+    token = new_token()
+    _repo(args).add_host(args.id, token)  # AlreadyExists: one line, exit 1
+    print(f"host {args.id} added; its agent token (HEALER_AGENT_TOKEN) is shown only once:")
+    print(token)
+    return 0
+
+
+def _switch(args: argparse.Namespace, pause: bool) -> list[str]:
+    from healer.store.repo_hosts import SelectorRefused
+
+    repo, remedy = _repo(args), _remedy(args.remedy)
+    if args.hosts is not None:
+        if remedy is not None:
+            raise ConfigError("--hosts", "give a remedy or --hosts, not both")
+        try:
+            hosts = repo.pause_hosts(_selector(args.hosts), pause, "cli")
+        except SelectorRefused as e:
+            raise ConfigError("--hosts", str(e)) from None
+        return [f"{'paused' if pause else 'resumed'} {', '.join(hosts) or 'no host'}"]
+    if pause:
+        return ["paused" if repo.fleet_pause(remedy, "cli", args.reason) else "already paused"]
+    return repo.fleet_resume(remedy, "cli") or ["nothing to resume"]
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Stop automatic actions; every agent hears of it within two seconds."""
+    for line in _switch(args, True):
+        print(line)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Lift a pause (a remedy's: and close its breaker)."""
+    for line in _switch(args, False):
+        print(line)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The switches, rollouts, leases in flight, open breakers and fleet incidents."""
+    status = _repo(args).fleet_status(_policy(args))
+    if args.json:
+        print_json(status.model_dump(mode="json"))
+        return 0
+    print(f"automation: {'PAUSED fleet-wide' if status.paused else 'running'}; "
+          f"{status.reporting_hosts} of {status.hosts} hosts reporting")
+    for label, items in (("paused remedies", status.paused_remedies),
+                         ("paused hosts", status.paused_hosts)):
+        if items:
+            print(f"{label}: {', '.join(items)}")
+    for r in status.rollouts:
+        o = r.rollout
+        stage = (f"wave {o.wave} ({len(o.wave_verified)}/{o.wave_size} verified)" if o.wave
+                 else "canary verified" if o.canary_verified else f"canary {o.canary or '-'}")
+        print(f"rollout {o.remedy.key}: {stage}")
+    for lease in status.in_flight:
+        print(f"in flight: {lease.host_id} {lease.remedy} ({lease.role}, lease {lease.id})")
+    for b in status.breakers:
+        print(f"BREAKER OPEN {b.remedy}: {b.failures} failed hosts; `healer fleet resume "
+              f"{b.remedy}`")
+    for i in status.fleet_incidents:
+        print(f"FLEET INCIDENT {i.id} {i.kind} {i.fingerprint}: {i.hosts} of {i.reporting} "
+              "hosts")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``host add`` and ``fleet pause|resume|status``."""
+    host = subparsers.add_parser("host", help="a control plane's hosts")
+    hsub = host.add_subparsers(dest="host_command", metavar="COMMAND", required=True)
+    add = hsub.add_parser("add", help="register a host; prints its agent token last")
+    add.add_argument("id")
+    add.set_defaults(func=cmd_host_add)
+    fleet = subparsers.add_parser("fleet", help="the fleet's kill switch and status")
+    fsub = fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
+    for name, func, helptext in (
+            ("pause", cmd_pause, "stop automatic actions (never a rollback)"),
+            ("resume", cmd_resume, "lift a pause; a remedy's resume closes its breaker")):
+        p = fsub.add_parser(name, help=helptext)
+        p.add_argument("remedy", nargs="?", default=None, metavar="REMEDY",
+                       help="playbook:kind:target (default: the whole fleet)")
+        p.add_argument("--hosts", default=None, metavar="SELECTOR",
+                       help="only the hosts with these labels, e.g. rack=r12,zone=a")
+        if name == "pause":
+            p.add_argument("--reason", default="", help="recorded in the audit log")
+        p.set_defaults(func=func)
+    st = fsub.add_parser("status", help="switches, rollouts, breakers, fleet incidents")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)

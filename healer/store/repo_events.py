@@ -1,0 +1,118 @@
+"""What agents learn through ``GET /api/v1/agent/events``: votes, the pause, breakers,
+alert incidents and fleet diagnoses, as rows whose ids are the agents' cursors.
+
+``emit`` writes one inside the caller's transaction and, on PostgreSQL, sends
+``NOTIFY healer_events, '<host_id>'`` (``'*'`` for every host) with it: PostgreSQL
+delivers a notification only when its transaction commits, so a woken long poll always
+finds the row. Writers take one advisory transaction lock first, so ids commit in the
+order they were drawn and a cursor never skips a row committed late.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healer.store.fleet_types import EventRow
+from healer.store.repo_base import RepoBase
+from healer.store.tables import EventTable
+
+CHANNEL = "healer_events"
+EVERY_HOST = "*"  # the NOTIFY payload of an event for every host
+EVENTS_LOCK_KEY = 0x6865616C6576  # pg_advisory_xact_lock key: "healev"
+PAGE = 200  # events per answer; an agent asks again at once for the rest
+
+
+def advisory_key(text: str) -> int:
+    """A signed 64-bit advisory lock key for ``text`` (the same in every process)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def xact_lock(s: Session, key: int) -> None:
+    """Hold PostgreSQL advisory lock ``key`` until this transaction ends. SQLite needs
+    none: its writers are serialised already (BEGIN IMMEDIATE, healer.store.engine)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def try_xact_lock(s: Session, key: int) -> bool:
+    """Take advisory lock ``key`` for this transaction if nobody holds it; True on SQLite."""
+    if s.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(s.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
+
+
+def emit(s: Session, type: str, payload: dict[str, Any], host_id: str | None,
+         now: datetime) -> None:
+    """Queue an event for ``host_id`` (None: every host) in the caller's transaction."""
+    xact_lock(s, EVENTS_LOCK_KEY)
+    s.add(EventTable(host_id=host_id, type=type, payload=payload, created_at=now))
+    s.flush()
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(sa.text("SELECT pg_notify(:c, :p)"),
+                  {"c": CHANNEL, "p": host_id if host_id is not None else EVERY_HOST})
+
+
+def _event(r: EventTable) -> EventRow:
+    return EventRow(id=r.id, host_id=r.host_id, type=r.type, payload=r.payload,
+                    created_at=r.created_at)
+
+
+class EventsRepo(RepoBase):
+    """Reading the events table (writing is ``emit``, inside other writes)."""
+
+    def events_after(self, host_id: str, after: int, limit: int = PAGE) -> list[EventRow]:
+        """Events for ``host_id`` or every host with an id above ``after``, oldest first."""
+        q = (sa.select(EventTable)
+             .where(EventTable.id > after,
+                    sa.or_(EventTable.host_id == host_id, EventTable.host_id.is_(None)))
+             .order_by(EventTable.id).limit(limit))
+        with self._tx(write=False) as s:
+            return [_event(r) for r in s.scalars(q)]
+
+    def latest_event_id(self) -> int:
+        """The newest event's id (0 when there is none)."""
+        with self._tx(write=False) as s:
+            return int(s.scalar(sa.select(sa.func.max(EventTable.id))) or 0)
+
+    def event_hosts_after(self, after: int) -> tuple[int, set[str | None]]:
+        """The newest id, and the hosts (None: every host) of the events above ``after``:
+        how a replica that missed a NOTIFY learns whom to wake."""
+        q = sa.select(EventTable.id, EventTable.host_id).where(EventTable.id > after)
+        with self._tx(write=False) as s:
+            rows = s.execute(q.order_by(EventTable.id).limit(10 * PAGE)).all()
+        if not rows:
+            return after, set()
+        return int(rows[-1][0]), {h for _, h in rows}
+
+    @contextmanager
+    def one_replica(self, name: str) -> Iterator[bool]:
+        """Hold session advisory lock ``name`` while the block runs, if no other replica
+        holds it (``pg_try_advisory_lock``): yields whether this one got it. SQLite has one
+        process writing anyway: always True."""
+        if self._engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = advisory_key(f"healer-job:{name}")
+        with self._engine.connect() as conn:
+            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                    {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
+    def prune_events(self, before: datetime) -> int:
+        """Drop events created before ``before``; returns how many."""
+        with self._tx() as s:
+            done = s.execute(sa.delete(EventTable).where(EventTable.created_at < before))
+            return int(done.rowcount)  # type: ignore[attr-defined]

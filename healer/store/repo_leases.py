@@ -1,0 +1,357 @@
+"""Leases: which host may apply which remedy now, decided by guardrails.fleet.decide over
+the fleet's state as PostgreSQL holds it.
+
+A request is first decided on an unlocked read: a ``wait`` is answered from it and takes
+no lock. A likely ``grant`` is decided again under ``pg_advisory_xact_lock`` on the
+remedy, in the transaction that inserts the lease and moves the rollout, so two replicas
+granting the same remedy at once see each other's leases and the caps hold. A lease is
+renewed with one conditional UPDATE; an expired one is reclaimed with
+``SELECT ... FOR UPDATE SKIP LOCKED`` (a lease being renewed right now is skipped, not
+waited for). Lock order is always the remedy's advisory lock, then lease rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from guardrails.fleet import (
+    FAILED,
+    FleetDecision,
+    FleetState,
+    InFlight,
+    LeaseRequest,
+    Outcome,
+    Remedy,
+    Rollout,
+    decide,
+    ended,
+    granted,
+    released,
+)
+from guardrails.policy import FleetPolicy
+from healer.store.errors import NotFound
+from healer.store.fleet_types import LeaseAnswer, LeaseAsk, LeaseGrant, LeaseRow, Release
+from healer.store.repo_base import RepoBase, _insert
+from healer.store.repo_events import advisory_key, emit, xact_lock
+from healer.store.repo_hosts import FLEET_WIDE, bounded
+from healer.store.tables import (
+    AuditTable,
+    BreakerTable,
+    FleetIncidentTable,
+    FleetPauseTable,
+    HostTable,
+    IncidentTable,
+    LeaseTable,
+    RolloutTable,
+)
+
+LIVE, RELEASED, RECLAIMED = "live", "released", "reclaimed"
+RECLAIM_BATCH = 100
+
+
+class LeaseLost(NotFound):
+    """A renewal of a lease that expired, was reclaimed or released (409)."""
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__("live lease", lease_id)
+
+
+def remedy_lock(remedy: str) -> int:
+    """The advisory lock key that serialises grants and releases of one remedy."""
+    return advisory_key(f"healer-remedy:{remedy}")
+
+
+def _lease(r: LeaseTable) -> LeaseRow:
+    return LeaseRow(id=r.id, remedy=r.remedy, host_id=r.host_id, action_id=r.action_id,
+                    epoch=r.epoch, role=r.role, wave=r.wave, state=r.state, outcome=r.outcome,
+                    granted_at=r.granted_at, expires_at=r.expires_at, released_at=r.released_at)
+
+
+def _grant(r: LeaseTable) -> LeaseGrant:
+    return LeaseGrant(lease_id=r.id, epoch=r.epoch, ttl_seconds=r.ttl_seconds, rule=r.rule)
+
+
+def _again(r: LeaseTable) -> LeaseAnswer:
+    decision = FleetDecision(verdict="grant", rule=r.rule, role=r.role,  # type: ignore[arg-type]
+                             wave=r.wave, detail="the live lease this host already holds")
+    return LeaseAnswer(decision=decision, grant=_grant(r))
+
+
+def live_rollout(s: Session, remedy: str) -> tuple[RolloutTable | None, Rollout | None]:
+    """The remedy's running rollout: its row and its state."""
+    row = s.scalars(sa.select(RolloutTable).where(RolloutTable.live_key == remedy)).first()
+    return row, None if row is None else Rollout.model_validate(row.state)
+
+
+def save_rollout(s: Session, row: RolloutTable | None, rollout: Rollout | None,
+                 now: datetime) -> None:
+    """Store ``rollout`` (a new row when it is new); an ended one frees the remedy."""
+    if rollout is None:
+        return
+    if row is None:
+        row = RolloutTable(remedy=rollout.remedy.key, fingerprint=bounded(rollout.fingerprint),
+                           started_at=rollout.started_at)
+        s.add(row)
+    row.state = rollout.model_dump(mode="json")
+    row.updated_at, row.ended_at = now, rollout.ended_at
+    row.live_key = rollout.remedy.key if rollout.ended_at is None else None
+    s.flush()
+
+
+class LeasesRepo(RepoBase):
+    """Grants, renewals, releases and reclaims of remedy leases."""
+
+    def lease(self, ask: LeaseAsk, policy: FleetPolicy, verify_window: float) -> LeaseAnswer:
+        """Decide ``ask`` (not a renewal): a grant with its lease, or a wait."""
+        req = LeaseRequest(host_id=ask.host_id, remedy=ask.remedy,
+                           fingerprint=bounded(ask.incident_fingerprint), purpose=ask.purpose)
+        with self._tx(write=False) as s:
+            held = self._held(s, ask)
+            if held is not None:
+                return _again(held)
+            first = self._decide(s, req, policy, verify_window)
+        if not first.granted:
+            self._record_wait(first, req, policy)
+            return LeaseAnswer(decision=first)
+        with self._tx() as s:
+            xact_lock(s, remedy_lock(ask.remedy.key))
+            held = self._held(s, ask)
+            if held is not None:
+                return _again(held)
+            decision = self._decide(s, req, policy, verify_window)
+            if not decision.granted:
+                return LeaseAnswer(decision=decision)
+            return LeaseAnswer(decision=decision,
+                               grant=_grant(self._insert(s, ask, req, decision, policy)))
+
+    def _held(self, s: Session, ask: LeaseAsk) -> LeaseTable | None:
+        return s.scalars(sa.select(LeaseTable).where(
+            LeaseTable.live_key == f"{ask.remedy.key}|{ask.host_id}")).first()
+
+    def _decide(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
+                verify_window: float) -> FleetDecision:
+        now = self.now()
+        return decide(self.fleet_state(s, req, policy, verify_window, now), req, policy, now)
+
+    def _insert(self, s: Session, ask: LeaseAsk, req: LeaseRequest, decision: FleetDecision,
+                policy: FleetPolicy) -> LeaseTable:
+        now, remedy = self.now(), ask.remedy.key
+        epoch = int(s.scalar(sa.select(sa.func.max(LeaseTable.epoch))
+                             .where(LeaseTable.remedy == remedy)) or 0) + 1
+        ttl = policy.lease_ttl_seconds
+        row = LeaseTable(remedy=remedy, host_id=ask.host_id, action_id=ask.action_id,
+                         fingerprint=req.fingerprint, epoch=epoch, rule=decision.rule,
+                         role=decision.role or "wave", wave=decision.wave, state=LIVE,
+                         live_key=f"{remedy}|{ask.host_id}", ttl_seconds=ttl, granted_at=now,
+                         renewed_at=now, expires_at=now + timedelta(seconds=ttl))
+        s.add(row)
+        if decision.role != "rollback":
+            rollout_row, rollout = live_rollout(s, remedy)
+            save_rollout(s, rollout_row, granted(rollout, decision, req, now), now)
+        self._audit(s, ask.host_id, "lease.granted", f"remedy:{remedy}",
+                    {"host": ask.host_id, "rule": decision.rule, "role": decision.role,
+                     "wave": decision.wave, "epoch": epoch})
+        s.flush()
+        return row
+
+    def _record_wait(self, decision: FleetDecision, req: LeaseRequest,
+                     policy: FleetPolicy) -> None:
+        """A wait that found the systemic rule or the breaker newly true opens the fleet
+        incident or trips the breaker (idempotent: replicas may race to do it)."""
+        if decision.systemic_fires:
+            with self._tx() as s:
+                open_systemic(s, req.fingerprint, self.fleet_counts(s, req.fingerprint, policy),
+                              self.now(), self.host_id)
+        if decision.breaker_trips:
+            with self._tx() as s:
+                xact_lock(s, remedy_lock(req.remedy.key))
+                trip(s, req.remedy, self.failed_hosts(s, req.remedy.key, policy), self.now(),
+                     self.host_id)
+
+    # -- the state decide reads -----------------------------------------------------------
+    def fleet_counts(self, s: Session, fingerprint: str,
+                     policy: FleetPolicy) -> tuple[int, int, int, datetime | None]:
+        """(reporting hosts, hosts with the fingerprint open, hosts that opened it within
+        the systemic window, its first report among open incidents): one round trip."""
+        now = self.now()
+        fp = IncidentTable.fleet_fingerprint == fingerprint
+        open_ = IncidentTable.status == "open"
+        since = now - timedelta(seconds=policy.systemic_window_seconds)
+        q = sa.select(
+            sa.select(sa.func.count()).select_from(HostTable).where(
+                HostTable.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds)
+            ).scalar_subquery(),
+            sa.select(sa.func.count(sa.distinct(IncidentTable.host_id))).where(fp, open_)
+            .scalar_subquery(),
+            sa.select(sa.func.count(sa.distinct(IncidentTable.host_id)))
+            .where(fp, IncidentTable.first_seen >= since).scalar_subquery(),
+            sa.select(sa.func.min(IncidentTable.first_seen)).where(fp, open_).scalar_subquery())
+        reporting, affected, recent, first = s.execute(q).one()
+        return int(reporting or 0), int(affected or 0), int(recent or 0), first
+
+    def failed_hosts(self, s: Session, remedy: str, policy: FleetPolicy) -> frozenset[str]:
+        """Distinct hosts whose verification of ``remedy`` failed in the breaker window,
+        since the breaker was last reset."""
+        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
+        reset = s.scalar(sa.select(BreakerTable.reset_at).where(BreakerTable.remedy == remedy))
+        after = LeaseTable.released_at >= since
+        if reset is not None and reset >= since:
+            after = LeaseTable.released_at > reset  # a resume forgives what came before
+        q = sa.select(LeaseTable.host_id).distinct().where(
+            LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)), after)
+        return frozenset(s.scalars(q))
+
+    def fleet_state(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
+                    verify_window: float, now: datetime) -> FleetState:
+        """Everything ``decide`` needs about ``req``, read in ``s``."""
+        remedy = req.remedy.key
+        pauses = set(s.scalars(sa.select(FleetPauseTable.target)
+                               .where(FleetPauseTable.target.in_([FLEET_WIDE, remedy]))))
+        host = s.get(HostTable, req.host_id)
+        reporting, affected, recent, first = self.fleet_counts(s, req.fingerprint, policy)
+        flying = s.execute(
+            sa.select(LeaseTable.host_id, HostTable.labels)
+            .outerjoin(HostTable, HostTable.host_id == LeaseTable.host_id)
+            .where(LeaseTable.remedy == remedy, LeaseTable.state == LIVE,
+                   LeaseTable.role != "rollback", LeaseTable.host_id != req.host_id)).all()
+        breaker = s.scalar(sa.select(BreakerTable.tripped_at).where(BreakerTable.remedy == remedy))
+        systemic_open = s.scalar(sa.select(FleetIncidentTable.id)
+                                 .where(FleetIncidentTable.open_key == req.fingerprint))
+        _, rollout = live_rollout(s, remedy)
+        return FleetState(
+            paused=FLEET_WIDE in pauses, remedy_paused=remedy in pauses,
+            host_paused=bool(host is not None and host.paused), reporting_hosts=reporting,
+            affected_hosts=affected, recent_hosts=recent, first_seen=first,
+            systemic_open=systemic_open is not None,
+            in_flight=tuple(InFlight(host_id=h, labels={str(k): str(v)
+                                                        for k, v in (labels or {}).items()})
+                            for h, labels in flying),
+            failed_hosts=self.failed_hosts(s, remedy, policy), breaker_open=breaker is not None,
+            rollout=rollout, verify_window_seconds=verify_window)
+
+    # -- renew, release, reclaim ----------------------------------------------------------
+    def renew(self, host_id: str, lease_id: int, epoch: int) -> LeaseAnswer:
+        """Extend a live lease by its TTL; LeaseLost when it is gone or has expired."""
+        now = self.now()
+        with self._tx() as s:
+            row = s.scalars(sa.select(LeaseTable).where(
+                LeaseTable.id == lease_id, LeaseTable.host_id == host_id,
+                LeaseTable.epoch == epoch, LeaseTable.state == LIVE,
+                LeaseTable.expires_at > now).with_for_update()).first()
+            if row is None:
+                raise LeaseLost(lease_id)
+            row.renewed_at = now
+            row.expires_at = now + timedelta(seconds=row.ttl_seconds)
+            return _again(row)
+
+    def release(self, body: Release, policy: FleetPolicy) -> None:
+        """Record how a lease ended; a failure counts toward the remedy's breaker, which
+        trips at K. Idempotent; a release after a reclaim still records the outcome."""
+        with self._tx(write=False) as s:
+            remedy = s.scalar(sa.select(LeaseTable.remedy).where(
+                LeaseTable.id == body.lease_id, LeaseTable.host_id == body.host_id,
+                LeaseTable.epoch == body.epoch))
+        if remedy is None:
+            raise NotFound("lease", body.lease_id)
+        now = self.now()
+        with self._tx() as s:
+            xact_lock(s, remedy_lock(remedy))
+            row = s.scalars(sa.select(LeaseTable).where(LeaseTable.id == body.lease_id)
+                            .with_for_update()).one()
+            if row.outcome is not None:
+                return  # a replay
+            was_live = row.state == LIVE
+            row.outcome, row.released_at, row.live_key = body.outcome, now, None
+            if was_live:
+                row.state = RELEASED
+            self._audit(s, body.host_id, "lease.released", f"remedy:{remedy}",
+                        {"host": body.host_id, "outcome": body.outcome, "lease": row.id})
+            if row.role == "rollback":
+                return
+            if was_live:
+                self._moved(s, remedy, body.host_id, body.outcome, now)
+            if body.outcome in FAILED:
+                failed = self.failed_hosts(s, remedy, policy)
+                if len(failed) >= policy.breaker_failures:
+                    trip(s, Remedy.parse(remedy), failed, now, self.host_id)
+
+    def _moved(self, s: Session, remedy: str, host_id: str, outcome: Outcome,
+               now: datetime) -> None:
+        rollout_row, rollout = live_rollout(s, remedy)
+        if rollout is not None:
+            save_rollout(s, rollout_row, released(rollout, host_id, outcome), now)
+
+    def reclaim_expired(self) -> list[LeaseRow]:
+        """Reclaim leases whose holder stopped renewing (a dead or cut-off agent): the
+        remedy's rollout treats them as abandoned, so a lost canary is replaced."""
+        now = self.now()
+        with self._tx(write=False) as s:
+            due = s.execute(sa.select(LeaseTable.id, LeaseTable.remedy).where(
+                LeaseTable.state == LIVE, LeaseTable.expires_at <= now)
+                .order_by(LeaseTable.expires_at).limit(RECLAIM_BATCH)).all()
+        done: list[LeaseRow] = []
+        for lease_id, remedy in due:
+            with self._tx() as s:
+                xact_lock(s, remedy_lock(remedy))
+                row = s.scalars(sa.select(LeaseTable).where(
+                    LeaseTable.id == lease_id, LeaseTable.state == LIVE,
+                    LeaseTable.expires_at <= now).with_for_update(skip_locked=True)).first()
+                if row is None:
+                    continue  # renewed, released or reclaimed by another replica meanwhile
+                row.state, row.live_key = RECLAIMED, None
+                if row.role != "rollback":
+                    self._moved(s, remedy, row.host_id, "abandoned", now)
+                self._audit(s, "healer", "lease.reclaimed", f"remedy:{remedy}",
+                            {"host": row.host_id, "lease": row.id,
+                             "late_seconds": (now - row.expires_at).total_seconds()})
+                done.append(_lease(row))
+        return done
+
+    def live_leases(self) -> list[LeaseRow]:
+        """Every live lease, oldest first (the fleet view)."""
+        q = sa.select(LeaseTable).where(LeaseTable.state == LIVE).order_by(LeaseTable.id)
+        with self._tx(write=False) as s:
+            return [_lease(r) for r in s.scalars(q)]
+
+
+def trip(s: Session, remedy: Remedy, failed: frozenset[str], now: datetime,
+         audit_host: str) -> bool:
+    """Open ``remedy``'s breaker (under its lock), end its rollout and tell every agent;
+    False when it was open already."""
+    row = s.get(BreakerTable, remedy.key)
+    if row is None:
+        row = BreakerTable(remedy=remedy.key, failures=0)
+        s.add(row)
+    elif row.tripped_at is not None:
+        return False
+    row.tripped_at, row.failures, row.paged_at = now, len(failed), None
+    rollout_row, rollout = live_rollout(s, remedy.key)
+    if rollout is not None:
+        save_rollout(s, rollout_row, ended(rollout, "breaker", now), now)
+    emit(s, "breaker", {"type": "breaker", "remedy": remedy.model_dump(), "open": True}, None,
+         now)
+    s.add(AuditTable(host_id=audit_host, at=now, actor="healer", event="fleet.breaker_tripped",
+                     subject=f"remedy:{remedy.key}", detail={"failed_hosts": sorted(failed)}))
+    return True
+
+
+def open_systemic(s: Session, fingerprint: str, counts: tuple[int, int, int, datetime | None],
+                  now: datetime, audit_host: str) -> bool:
+    """Open the one systemic fleet incident of ``fingerprint``; False when one is open
+    (replicas may race to open it: the unique ``open_key`` lets one win)."""
+    reporting, _, recent, _ = counts
+    stmt = _insert(s, FleetIncidentTable.__table__).on_conflict_do_nothing(
+        index_elements=["open_key"])
+    inserted = s.execute(stmt.returning(FleetIncidentTable.id), {
+        "kind": "systemic", "fingerprint": fingerprint, "status": "open",
+        "open_key": fingerprint, "hosts": recent, "reporting": reporting, "opened_at": now,
+        "resolved_at": None, "resolved_by": None, "paged_at": None}).first()
+    if inserted is not None:
+        s.add(AuditTable(host_id=audit_host, at=now, actor="healer",
+                         event="fleet.systemic_opened", subject=f"fleet-incident:{inserted[0]}",
+                         detail={"fingerprint": fingerprint, "hosts": recent,
+                                 "reporting": reporting}))
+    return inserted is not None

@@ -1,0 +1,341 @@
+"""The agent protocol as docs/fleet-protocol.md writes it, on a control-plane app over a
+real PostgreSQL: who may call (host tokens only, bound to their host), version skew (426),
+back-pressure (429, 503 with Retry-After), idempotent ordered reports, the lease shapes,
+and the events long poll woken by NOTIFY."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from guardrails import load_policy
+from healer.settings import Settings
+from healer.store.credentials import new_token
+from healer.store.engine import CONTROL_PLANE, open_engine
+from healer.store.repository import Repository
+from healer.telemetry import Telemetry
+from playbooks.loader import load_library
+from tests.web.helpers import SILENCE_CHECK, bearer, service_bearer
+from web import create_app
+from web.events import EventHub
+from web.fleet import FleetConfig
+
+VERSION = "0.1.0"
+REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
+          "target": "net.core.somaxconn"}
+
+
+def control_plane(settings: Settings, repo: Repository, **hub: Any) -> TestClient:
+    fleet = FleetConfig(policy=load_policy().fleet, library=load_library(),
+                        hub=EventHub(repo, **hub), version=VERSION)
+    app = create_app(settings, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK,
+                     fleet=fleet)
+    return TestClient(app, base_url="http://127.0.0.1:8765")
+
+
+@pytest.fixture
+def cp_repo(pg_head_url: str) -> Iterator[Repository]:
+    engine = open_engine(pg_head_url, pool_size=4, max_overflow=4)
+    yield Repository(engine, CONTROL_PLANE)
+    engine.dispose()
+
+
+@pytest.fixture
+def cp(settings: Settings, cp_repo: Repository) -> Iterator[TestClient]:
+    with control_plane(settings, cp_repo) as client:
+        yield client
+
+
+class Agent:
+    """One host's side of the protocol, with its own token."""
+
+    def __init__(self, client: TestClient, repo: Repository, host: str) -> None:
+        self.client, self.host, self.token = client, host, new_token()
+        repo.add_host(host, self.token)
+        self.headers = {"Authorization": f"Bearer {self.token}",
+                        "X-Healer-Agent-Version": VERSION}
+
+    def post(self, path: str, body: dict[str, Any], **headers: str) -> Any:
+        return self.client.post(f"/api/v1/agent/{path}", json={"host_id": self.host} | body,
+                                headers=self.headers | headers)
+
+    def events(self, after: str = "", wait: float = 0) -> Any:
+        return self.client.get("/api/v1/agent/events", headers=self.headers,
+                               params={"host_id": self.host, "after": after, "wait": wait})
+
+    def beat(self, **extra: Any) -> Any:
+        return self.post("heartbeat", {"agent_version": VERSION, "mode": "auto",
+                                       "sent_at": _now_iso(), **extra})
+
+
+def _now_iso(shift: float = 0.0) -> str:
+    from datetime import UTC, datetime
+
+    return (datetime.now(UTC) + timedelta(seconds=shift)).isoformat()
+
+
+def incident(seq: int, local: int = 1, status: str = "open", ago: float = 600) -> dict[str, Any]:
+    at = _now_iso(-ago)
+    return {"seq": seq, "kind": "incident", "at": at, "incident": {
+        "id": local, "playbook": "listen-backlog-too-small", "scope": "host",
+        "status": status, "first_seen": at, "last_seen": at}}
+
+
+def transition(seq: int, state: str, moves: list[str]) -> dict[str, Any]:
+    at = _now_iso(-60)
+    return {"seq": seq, "kind": "transition", "at": at, "action": {
+        "id": 7, "incident_id": 1, "state": state, "created_at": at, "updated_at": at,
+        "action": {"kind": "sysctl_write", "key": "net.core.somaxconn", "value": "4096"},
+        "decision": {"verdict": "needs_approval", "reasons": ["r"], "rules": ["S-x"]},
+        "transitions": [{"state": m, "at": at} for m in moves]}}
+
+
+# -- who may call ------------------------------------------------------------------------------
+def test_a_heartbeat_answers_the_pause_and_the_clock_and_records_the_skew(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agent = Agent(cp, cp_repo, "gpu-7")
+    resp = agent.post("heartbeat", {"agent_version": VERSION, "mode": "auto",
+                                    "labels": {"rack": "r12"}, "sent_at": _now_iso(3.0),
+                                    "open_incidents": 2, "last_report_seq": 0})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["paused"] is False and body["heartbeat_seconds"] == 5
+    assert body["server_time"].endswith("Z")
+    [host] = cp.get("/api/v1/hosts", headers=bearer(cp_repo, "vera", "viewer")).json()
+    assert host["host_id"] == "gpu-7" and host["labels"] == {"rack": "r12"}
+    assert 2.0 < host["clock_skew_seconds"] < 4.0
+    assert set(host) >= {"host_id", "last_heartbeat_at", "mode", "open_incidents", "paused",
+                         "agent_version", "clock_skew_seconds"}
+
+
+@pytest.mark.parametrize(("version", "status"), [
+    ("0.1.9", 200), ("0.2.0", 200), ("0.0.3", 200), ("0.3.0", 426), ("1.1.0", 426),
+    ("banana", 426), (None, 426)])
+def test_one_minor_version_of_skew_either_way_is_accepted_any_other_is_426(
+        cp: TestClient, cp_repo: Repository, version: str | None, status: int) -> None:
+    agent = Agent(cp, cp_repo, "h1")
+    headers = dict(agent.headers)
+    if version is None:
+        del headers["X-Healer-Agent-Version"]
+    else:
+        headers["X-Healer-Agent-Version"] = version
+    resp = cp.post("/api/v1/agent/heartbeat", headers=headers, json={
+        "host_id": "h1", "agent_version": "0.1.0", "mode": "auto", "sent_at": _now_iso()})
+    assert resp.status_code == status, resp.text
+    if status == 426:
+        assert resp.json()["detail"]
+
+
+def test_a_host_token_speaks_only_for_its_own_host(cp: TestClient,
+                                                   cp_repo: Repository) -> None:
+    mine, other = Agent(cp, cp_repo, "a"), Agent(cp, cp_repo, "b")
+    resp = mine.post("heartbeat", {"host_id": other.host, "agent_version": VERSION,
+                                   "mode": "auto", "sent_at": _now_iso()})
+    assert resp.status_code == 403
+    assert cp.get("/api/v1/agent/events", headers=mine.headers,
+                  params={"host_id": other.host, "wait": 0}).status_code == 403
+    assert mine.post("report", {"host_id": "b", "reports": [incident(1)]}).status_code == 403
+    assert cp_repo.list_incidents(host="b") == []
+
+
+def test_no_other_token_reaches_the_agent_protocol(cp: TestClient,
+                                                   cp_repo: Repository) -> None:
+    Agent(cp, cp_repo, "a")
+    body = {"host_id": "a", "agent_version": VERSION, "mode": "auto", "sent_at": _now_iso()}
+    version = {"X-Healer-Agent-Version": VERSION}
+    for headers, status in ((bearer(cp_repo, "root", "admin"), 403),
+                            (service_bearer(cp_repo, "alerts", "ingest"), 403),
+                            ({"Authorization": "Bearer hlr_nope"}, 401), ({}, 401)):
+        resp = cp.post("/api/v1/agent/heartbeat", json=body, headers=headers | version)
+        assert resp.status_code == status, (headers, resp.text)
+    agent_token = Agent(cp, cp_repo, "c").headers
+    assert cp.get("/api/v1/incidents", headers=agent_token).status_code == 403
+
+
+def test_a_database_that_does_not_answer_is_503_with_retry_after(
+        settings: Settings, tmp_path: Path) -> None:
+    dead = Repository(open_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"),
+                      CONTROL_PLANE)
+    with control_plane(settings, dead) as client:
+        resp = client.post("/api/v1/agent/heartbeat", json={},
+                           headers={"Authorization": "Bearer hlr_x",
+                                    "X-Healer-Agent-Version": VERSION})
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
+
+
+def test_a_replica_full_of_long_polls_answers_429_with_retry_after(
+        settings: Settings, cp_repo: Repository) -> None:
+    with control_plane(settings, cp_repo, max_waiters=0) as client:
+        resp = Agent(client, cp_repo, "a").events(wait=5)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "2"
+
+
+# -- reports ------------------------------------------------------------------------------------
+def test_reports_apply_in_seq_order_a_gap_waits_and_a_replay_changes_nothing(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agent = Agent(cp, cp_repo, "a")
+    viewer = bearer(cp_repo, "vera", "viewer")
+    one, two = incident(1), transition(2, "awaiting_approval", ["awaiting_approval"])
+    three = transition(3, "approved", ["awaiting_approval", "approved"])
+    assert agent.post("report", {"reports": [one, three]}).json() == {"acked_through": 1}
+    assert cp.get("/api/v1/actions", headers=viewer, params={"host": "a"}).json() == []
+    assert agent.post("report", {"reports": [two]}).json() == {"acked_through": 3}
+    actions = cp.get("/api/v1/actions", headers=viewer, params={"host": "a"}).json()
+    incidents = cp.get("/api/v1/incidents", headers=viewer, params={"host": "a"}).json()
+    assert [a["state"] for a in actions] == ["approved"]
+    assert [t["state"] for t in actions[0]["transitions"]] == ["awaiting_approval", "approved"]
+    assert actions[0]["incident_id"] == incidents[0]["id"]
+    replay = agent.post("report", {"reports": [three, two, one]})
+    assert replay.json() == {"acked_through": 3}
+    assert cp.get("/api/v1/actions", headers=viewer, params={"host": "a"}).json() == actions
+    assert cp.get("/api/v1/incidents", headers=viewer, params={"host": "b"}).json() == []
+
+
+def test_a_malformed_report_is_refused_whole(cp: TestClient, cp_repo: Repository) -> None:
+    agent = Agent(cp, cp_repo, "a")
+    bad = incident(2) | {"incident": None}
+    assert agent.post("report", {"reports": [incident(1), bad]}).status_code == 422
+    assert cp_repo.list_incidents(host="a") == []
+
+
+# -- leases --------------------------------------------------------------------------------------
+def test_lease_answers_are_a_grant_or_a_wait_and_a_lost_lease_is_409(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agents = [Agent(cp, cp_repo, f"h{i}") for i in range(3)]
+    for agent in agents:
+        agent.beat()
+        agent.post("report", {"reports": [incident(1)]})
+
+    def ask(agent: Agent, **extra: Any) -> Any:
+        return agent.post("lease", {"action_id": 11, "incident_fingerprint":
+                                    "listen-backlog-too-small|host", "remedy": REMEDY,
+                                    "renew": None} | extra)
+
+    grant = ask(agents[0]).json()["grant"]
+    assert set(grant) == {"lease_id", "epoch", "ttl_seconds", "rule"}
+    assert (grant["rule"], grant["ttl_seconds"]) == ("F-canary", 15.0)
+    wait = ask(agents[1]).json()["wait"]
+    assert (wait["reason"], wait["rule"]) == ("canary", "F-canary") and wait["retry_after"] > 0
+    renewed = ask(agents[0], renew={"lease_id": grant["lease_id"], "epoch": grant["epoch"]})
+    assert renewed.json()["grant"] == grant
+    lost = ask(agents[1], renew={"lease_id": grant["lease_id"], "epoch": grant["epoch"]})
+    assert lost.status_code == 409 and lost.json() == {"detail": "lease lost"}
+    done = {"lease_id": grant["lease_id"], "epoch": grant["epoch"], "outcome": "verified"}
+    assert agents[0].post("release", done).json() == {}
+    assert agents[0].post("release", done).json() == {}  # a replay
+    assert agents[1].post("release", done).status_code == 404  # not its lease
+    assert ask(agents[1]).json()["grant"]["rule"] == "F-wave"
+
+
+# -- events --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("wake", [
+    {"poll_seconds": 60.0},  # NOTIFY alone: the poll would come far too late
+    {"poll_seconds": 0.5, "listen": False},  # no NOTIFY (a lost connection): the poll
+])
+def test_a_vote_on_the_dashboard_reaches_the_waiting_long_poll_within_two_seconds(
+        settings: Settings, cp_repo: Repository, wake: dict[str, Any]) -> None:
+    with control_plane(settings, cp_repo, **wake) as cp:
+        vote_reaches_agent(cp, cp_repo)
+
+
+def vote_reaches_agent(cp: TestClient, cp_repo: Repository) -> None:
+    agent, other = Agent(cp, cp_repo, "a"), Agent(cp, cp_repo, "b")
+    agent.post("report", {"reports": [incident(1), transition(
+        2, "awaiting_approval", ["awaiting_approval"])]})
+    start = agent.events().json()["cursor"]
+    [proposal] = cp.get("/api/v1/proposals", headers=bearer(cp_repo, "vera", "viewer")).json()
+    got: dict[str, Any] = {}
+
+    def poll() -> None:
+        began = time.monotonic()
+        got["body"] = agent.events(after=start, wait=10).json()
+        got["seconds"] = time.monotonic() - began
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.5)  # it is waiting now
+    voted = time.monotonic()
+    resp = cp.post(f"/api/v1/proposals/{proposal['id']}/approve",
+                   headers=bearer(cp_repo, "alice", "approver"), json={"comment": "go"})
+    assert resp.status_code == 200, resp.text
+    waiter.join(timeout=15)  # never leave a request in flight: TestClient would hang
+    answered = time.monotonic()
+    [event] = got["body"]["events"]
+    assert (event["type"], event["action_id"], event["user"], event["approve"]) == (
+        "vote", 7, "alice", True)
+    assert answered - voted < 2.0 and got["seconds"] < 10
+    assert agent.events(after=got["body"]["cursor"]).json()["events"] == []
+    assert other.events().json()["events"] == []
+
+
+def test_a_fleet_pause_reaches_every_waiting_agent(cp: TestClient,
+                                                   cp_repo: Repository) -> None:
+    agents = [Agent(cp, cp_repo, f"h{i}") for i in range(3)]
+    cursors = [a.events().json()["cursor"] for a in agents]
+    bodies: list[Any] = [None] * 3
+
+    def poll(i: int) -> None:
+        bodies[i] = agents[i].events(after=cursors[i], wait=10).json()
+
+    waiters = [threading.Thread(target=poll, args=(i,)) for i in range(3)]
+    for w in waiters:
+        w.start()
+    time.sleep(0.5)
+    paused = time.monotonic()
+    admin = bearer(cp_repo, "root", "admin")
+    assert cp.post("/api/v1/fleet/pause", headers=admin, json={}).json() == {"done": ["paused"]}
+    for w in waiters:
+        w.join(timeout=15)
+    assert time.monotonic() - paused < 2.0
+    assert [[e["type"] for e in b["events"]] for b in bodies] == [["pause"]] * 3
+    assert agents[0].beat().json()["paused"] is True
+    refused = cp.post("/api/v1/fleet/pause", headers=admin, json={"hosts": ""})
+    assert refused.status_code == 400 and "empty" in refused.json()["detail"]
+
+
+# -- the fleet view ------------------------------------------------------------------------------
+def test_the_fleet_view_shows_hosts_rollouts_and_a_pause_switch_that_works(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agents = [Agent(cp, cp_repo, f"h{i}") for i in range(2)]
+    for agent in agents:
+        agent.beat(labels={"rack": "r1"})
+        agent.post("report", {"reports": [incident(1)]})
+    agents[0].post("lease", {"incident_fingerprint": "listen-backlog-too-small|host",
+                             "remedy": REMEDY})
+    viewer, approver = bearer(cp_repo, "vera", "viewer"), bearer(cp_repo, "alice", "approver")
+    page = cp.get("/fleet", headers=viewer)
+    assert page.status_code == 200
+    for text in ('href="/fleet"', "h0", "h1", "rack=r1", "h0 (in canary)",
+                 "listen-backlog-too-small:sysctl_write:net.core.somaxconn", "running"):
+        assert text in page.text, text
+    assert "fleet-switch" not in page.text  # a viewer sees no switch
+    flipped = cp.post("/fleet/switch", headers=approver, data={"action": "pause"},
+                      follow_redirects=False)
+    assert flipped.status_code == 303 and "paused" in flipped.headers["location"]
+    status = cp.get("/api/v1/fleet", headers=viewer).json()
+    assert status["paused"] is True and [r["rollout"]["canary"] for r in status["rollouts"]] \
+        == ["h0"]
+    assert all(h["paused"] for h in cp.get("/api/v1/hosts", headers=viewer).json())
+    assert cp.post("/fleet/switch", headers=viewer, data={"action": "resume"}).status_code \
+        == 403
+
+
+def test_a_report_batch_may_be_4_mib_and_other_bodies_1_mib(
+        cp: TestClient, cp_repo: Repository) -> None:
+    agent = Agent(cp, cp_repo, "a")
+    big = incident(1)
+    big["incident"]["evidence"] = {"kmsg": ["x" * 1000] * 2000}  # about 2 MB of lines
+    assert agent.post("report", {"reports": [big]}).json() == {"acked_through": 1}
+    assert agent.post("heartbeat", {"agent_version": VERSION, "mode": "auto",
+                                    "sent_at": _now_iso(), "labels": {"x": "y" * 200},
+                                    "pad": "z" * (1024 * 1024)}).status_code == 413
+    big["incident"]["evidence"] = {"kmsg": ["x" * 1000] * 4500}
+    big["seq"] = 2
+    assert agent.post("report", {"reports": [big]}).status_code == 413

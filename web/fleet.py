@@ -1,0 +1,54 @@
+"""What a control plane's app knows beyond a single host's: the fleet policy, the playbook
+library (verify windows, alert playbooks), its own version, and the long-poll hub.
+
+``create_app(..., fleet=FleetConfig(...))`` mounts the agent protocol and the alert
+webhook; without it the app is a single host's dashboard, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+
+from guardrails.policy import FleetPolicy
+from playbooks.loader import Library
+from web.events import EventHub
+
+DEFAULT_VERIFY_WINDOW = 30.0  # playbooks.schema.Verify's default, for a remedy of no playbook
+HEARTBEAT_SECONDS = 5.0
+
+
+def own_version() -> str:
+    """This control plane's version (the installed package's)."""
+    return metadata.version("healer")
+
+
+@dataclass
+class FleetConfig:
+    policy: FleetPolicy
+    library: Library
+    hub: EventHub
+    version: str
+
+    def verify_window(self, playbook: str) -> float:
+        """The verify window of ``playbook``'s remedies (waves time out after a multiple)."""
+        pb = self.library.get(playbook)
+        if pb is None or pb.verify is None:
+            return DEFAULT_VERIFY_WINDOW
+        return pb.verify.window_seconds
+
+
+def version_problem(theirs: str | None, ours: str) -> str | None:
+    """Why an agent of version ``theirs`` may not talk to this control plane (the same
+    major, a minor within one either way); None when it may."""
+    if not theirs:
+        return "send X-Healer-Agent-Version: MAJOR.MINOR.PATCH"
+    try:
+        major, minor = (int(p) for p in theirs.split(".")[:2])
+        own_major, own_minor = (int(p) for p in ours.split(".")[:2])
+    except ValueError:
+        return f"X-Healer-Agent-Version {theirs[:40]!r} is not MAJOR.MINOR.PATCH"
+    if major != own_major or abs(minor - own_minor) > 1:
+        return (f"agent version {theirs[:40]} cannot talk to control plane {ours}: the major "
+                "version must match and the minor be within one; upgrade the older side")
+    return None
