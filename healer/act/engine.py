@@ -349,7 +349,8 @@ class ChangeEngine:
                 in_playbook=ver.in_playbook, approvals=approvers,
                 changes_this_cycle=changes_this_cycle,
                 convergence=ver.step.continues if ver.step else None)
-            decision = self.gate.decide(record.action, ctx, when="apply")
+            asking = fleet is not None and answer is not None and not answer.go
+            decision = self.gate.decide(record.action, ctx, when="lease" if asking else "apply")
             original = actuator.read(record.action) if actuator else ""
         except ActuatorError as exc:
             decision, original = Decision(verdict="deny", reasons=(str(exc),),

@@ -94,12 +94,18 @@ class Gate:
         return decision
 
     def decide(self, action: Action, ctx: CheckContext, *, when: str) -> Decision:
-        """Run the guard; count and log the verdict (``when``: proposal or apply)."""
+        """Run the guard; count and log the verdict (``when``: proposal, apply, or lease).
+
+        ``lease`` is the check before a fleet lease is asked for: it repeats every few
+        seconds while the control plane says wait, so it is logged at debug and not
+        counted; the check once the grant arrives (``apply``) is the one that counts.
+        """
         decision = check(action, ctx, self._policy)
-        if self._telemetry is not None:
+        if self._telemetry is not None and when != "lease":
             self._telemetry.decisions.labels(decision.verdict).inc()
-        log.info(logfmt(msg=f"guard {decision.verdict} {action.target}", at=when,
-                        rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
+        log.log(logging.DEBUG if when == "lease" else logging.INFO,
+                logfmt(msg=f"guard {decision.verdict} {action.target}", at=when,
+                       rules=",".join(decision.rules), reason="; ".join(decision.reasons)))
         return decision
 
 

@@ -3,10 +3,13 @@ gated by a control plane over real HTTP (tests/fleet_server.py)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from guardrails.actions import Notify, SysctlWrite
 from healer.act.engine import ChangeEngine
@@ -133,7 +136,8 @@ def test_a_grant_is_necessary_never_sufficient_the_guard_rechecks_at_apply_time(
 
 def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_grant(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
-        cp: ControlPlane, make_link: LinkFactory) -> None:
+        cp: ControlPlane, make_link: LinkFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="healer.guard")
     netns_sysctl(netns, "net.core.somaxconn", "128")
     cp.lease_answers.append(cp.wait("canary", retry_after=0.5))
     link = make_link(cp.url, repo)
@@ -149,6 +153,10 @@ def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_
     assert applied.state == S.VERIFYING and netns_sysctl(netns, "net.core.somaxconn") == "512"
     states = [t["state"] for t in repo.action_transitions(record.id or 0)]
     assert states == ["proposed", "approved", "waiting_canary", "applying", "verifying"]
+    # The guard checked before every ask, quietly; the check that let it apply is logged.
+    checks = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert sum("at=apply" in m for m in checks) == 1
+    assert not any("at=lease" in m for m in checks)
 
 
 def test_another_wait_keeps_the_change_approved_with_the_reason_recorded_once(
