@@ -53,7 +53,8 @@ from healer.window import MetricWindow
 
 log = logging.getLogger("healer.sim")
 
-TICK_SECONDS = 0.5
+TICK_SECONDS = 0.5  # an agent holding a grant: applying or verifying needs the samples
+IDLE_TICK_SECONDS = 2.0  # the others (waiting, or healthy): the CPU is shared by hundreds
 VERIFY_SECONDS = 2.0  # the verify window the issue asks for
 REPROPOSE_SECONDS = 5.0  # a fault still on after its change ended is proposed again
 WATCH_SECONDS = 0.01  # how often the kill switch is looked at, for the propagation figure
@@ -104,6 +105,7 @@ class SimAgent:
                                    fleet=self.link.leases)
         self._incidents: dict[str, Incident] = {}  # playbook -> this host's open incident
         self._proposed: dict[str, float] = {}
+        self._next = 0.0  # when the next cycle is due while no grant is held
 
     def start(self) -> None:
         """Recover what a kill left behind, then join the fleet (as Daemon.start does)."""
@@ -115,6 +117,14 @@ class SimAgent:
 
     def stop(self) -> None:
         self.link.stop()
+
+    def due(self, now: float) -> bool:
+        """Whether this agent's cycle runs now: every tick while it holds a grant, every
+        IDLE_TICK_SECONDS otherwise."""
+        if now < self._next and not self.link.leases.held():
+            return False
+        self._next = now + IDLE_TICK_SECONDS
+        return True
 
     def tick(self, now: float) -> None:
         self.link.drain()
@@ -191,6 +201,7 @@ def run_worker(spec_path: Path) -> int:
     out = Path(spec["out"])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     policy = load_policy()
     agents = [SimAgent(AgentSpec(a["host_id"], a["url"], a["token"], a["labels"],
                                  [Fault.of(f) for f in a["faults"]]),
@@ -211,7 +222,8 @@ def run_worker(spec_path: Path) -> int:
                 for agent in agents:
                     agent.host.start_clock(t0)
             for agent in agents:
-                _guarded(agent, time.time())
+                if agent.due(time.time()):
+                    _guarded(agent, time.time())
             stop.wait(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
     finally:
         (out / METRICS).write_text(json.dumps(lease_buckets(agents)))

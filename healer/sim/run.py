@@ -54,6 +54,7 @@ from healer.store.engine import migrate, open_engine
 from healer.store.pgserver import PgServer, find_bindir
 from healer.store.repository import Repository
 from healer.store.tables import (
+    AuditTable,
     BreakerTable,
     FleetIncidentTable,
     IncidentTable,
@@ -63,9 +64,11 @@ from healer.store.tables import (
 
 MAX_WORKERS = 10
 LEASE_TTL = 4.0
-# The fleet policy of a short run: 4 s leases, a 5 s hold, waves of 10 %.
+# The fleet policy of a short run: 4 s leases, a 10 s hold (longer than reports take to
+# arrive on a busy machine: a shorter one lets a canary start before the systemic rule
+# has seen enough hosts), waves of 10 %.
 FLEET: dict[str, Any] = {
-    "lease_ttl_seconds": LEASE_TTL, "systemic_hold_seconds": 5, "systemic_percent": 30,
+    "lease_ttl_seconds": LEASE_TTL, "systemic_hold_seconds": 10, "systemic_percent": 30,
     "systemic_min_hosts": 5, "systemic_window_seconds": 300, "wave_percent": 10,
     "wave_timeout_windows": 2, "in_flight_max": 10, "in_flight_percent": 10,
     "breaker_failures": 3, "reporting_seconds": 30,
@@ -78,6 +81,7 @@ FIX = "4096"
 WEBHOOK_HOSTS = 3
 FAULTS_AT = 6.0  # seconds after t0: after the pause went round
 READY_TIMEOUT = 120.0
+STOP_SECONDS = 30.0
 SAMPLE_DB_SECONDS = 0.5
 PLAYBOOK = "sim-{}"
 GOALS = ("no_double_executions", "in_flight_within_cap", "bad_fix_within_canary_plus_k",
@@ -118,15 +122,28 @@ class WorkerProc:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def wait(self, timeout: float) -> None:
+        """Wait for the process to end; SIGKILL it after ``timeout`` seconds."""
+        if self.proc is None:
             return
-        self.proc.terminate()
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def stop_workers(workers: list[WorkerProc]) -> None:
+    """SIGTERM every worker, then wait for each (they write their figures on the way)."""
+    for w in workers:
+        w.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for w in workers:
+        w.wait(max(0.1, deadline - time.monotonic()))
 
 
 @dataclass
@@ -150,8 +167,10 @@ class Fleet:
     engine: sa.Engine | None = None
 
     def close(self) -> None:
-        for w in self.workers:
-            w.stop()
+        stop_workers(self.workers)
+        for r in self.replicas:  # SIGTERM to all, then wait: they stop together
+            if r.proc.poll() is None:
+                r.proc.terminate()
         for r in self.replicas:
             r.stop()
         if self.engine is not None:
@@ -211,8 +230,7 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
         _propagation(repo, fleet.workers, hosts, timeline)
         ingest = _webhooks(repo, fleet.replicas, hosts, config, timeline)
         killed = _play(fleet, hosts, config, timeline, policy)
-    for w in fleet.workers:
-        w.stop()
+    stop_workers(fleet.workers)
     return _report(fleet, hosts, config, policy, timeline, sampler, killed, ingest)
 
 
@@ -401,11 +419,16 @@ def _done(fleet: Fleet, hosts: list[Host], config: SimConfig, timeline: Timeline
     assert fleet.engine is not None
     if time.time() < timeline.t0 + FAULTS_AT + 2 * FLEET["systemic_hold_seconds"]:
         return False  # the systemic rule gets its time
-    for name in ("storm", "kill"):
-        if name in config.scenarios and _healed(fleet.work, hosts, name) < _count(hosts, name):
-            return False
-    if "kill" in config.scenarios and killed.worker < 0:
+    if "storm" in config.scenarios and _healed(fleet.work, hosts, "storm") < _count(
+            hosts, "storm"):
         return False
+    if "kill" in config.scenarios:
+        # A killed agent's change was rolled back by its crash recovery: the guard's
+        # cooldown keeps that host from the same change for a while, by design.
+        down = sum(1 for h in hosts if h.scenario == "kill" and h.worker == killed.worker)
+        if killed.worker < 0 or _healed(fleet.work, hosts, "kill") + down < _count(hosts,
+                                                                                    "kill"):
+            return False
     if "bad-fix" in config.scenarios:
         with fleet.engine.connect() as c:
             tripped = c.execute(sa.select(BreakerTable.tripped_at).where(
@@ -553,7 +576,7 @@ def max_overlap(intervals: list[tuple[float, float, str]]) -> int:
     return peak
 
 
-def _canary_violations(spans: list[tuple[float, float, str]]) -> int:
+def canary_violations(spans: list[tuple[float, float, str]]) -> int:
     """Changes that started before the first one (the canary) ended."""
     if not spans:
         return 0
@@ -562,13 +585,19 @@ def _canary_violations(spans: list[tuple[float, float, str]]) -> int:
 
 
 def _reclaim(engine: sa.Engine, killed: Killed) -> list[float]:
+    """Seconds from the kill until each lease its agents held was reclaimed (the control
+    plane's audit record of it; inf: never), or handed back by the restarted agent."""
     if not killed.leases:
         return []
     with engine.connect() as c:
-        rows = c.execute(sa.select(LeaseTable.state, LeaseTable.released_at).where(
-            LeaseTable.id.in_(killed.leases))).all()
-    return [(r.released_at.timestamp() - killed.at) if r.released_at is not None
-            else math.inf for r in rows]
+        audits = c.execute(sa.select(AuditTable.at, AuditTable.detail).where(
+            AuditTable.event == "lease.reclaimed")).all()
+        released = dict(c.execute(sa.select(LeaseTable.id, LeaseTable.released_at).where(
+            LeaseTable.id.in_(killed.leases), LeaseTable.released_at.is_not(None))).all())
+    reclaimed = {int(d.get("lease", 0)): at for at, d in audits}
+    ended = {i: reclaimed.get(i) or released.get(i) for i in killed.leases}
+    return [(at.timestamp() - killed.at) if at is not None else math.inf
+            for at in ended.values()]
 
 
 def _cp_counts(engine: sa.Engine, webhook_hosts: list[str]) -> dict[str, Any]:
@@ -627,7 +656,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "double_executions": double_executions(writes),
         "max_in_flight": max(in_flight.values(), default=0), "in_flight_cap": cap,
         "max_in_flight_by_remedy": in_flight,
-        "canary_violations": _canary_violations(spans.get(KEYS["storm"], [])),
+        "canary_violations": canary_violations(spans.get(KEYS["storm"], [])),
         "storm_hosts": _count(hosts, "storm"),
         "storm_hosts_healed": _healed(fleet.work, hosts, "storm"),
         "kill_hosts": _count(hosts, "kill"),
