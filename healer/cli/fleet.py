@@ -184,7 +184,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument("--agents", type=_agents, required=True, metavar="N")
     sim.add_argument("--scenario", default="all", choices=("all", *SIM_SCENARIOS),
                      help="default: all of them at once, on disjoint hosts")
-    sim.add_argument("--seconds", type=float, default=240.0,
-                     help="stop the scenarios after this long (default 240)")
+    sim.add_argument("--seconds", type=float, default=200.0,
+                     help="stop the scenarios after this long (default 200)")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_sim)

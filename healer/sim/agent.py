@@ -53,7 +53,7 @@ from healer.window import MetricWindow
 
 log = logging.getLogger("healer.sim")
 
-TICK_SECONDS = 0.5  # an agent holding a grant: applying or verifying needs the samples
+TICK_SECONDS = 0.5  # an agent with a change in flight: verifying needs the samples
 IDLE_TICK_SECONDS = 2.0  # the others (waiting, or healthy): the CPU is shared by hundreds
 VERIFY_SECONDS = 2.0  # the verify window the issue asks for
 REPROPOSE_SECONDS = 5.0  # a fault still on after its change ended is proposed again
@@ -106,6 +106,7 @@ class SimAgent:
         self._incidents: dict[str, Incident] = {}  # playbook -> this host's open incident
         self._proposed: dict[str, float] = {}
         self._next = 0.0  # when the next cycle is due while no grant is held
+        self._busy = False  # a change applying or verifying after the last cycle
 
     def start(self) -> None:
         """Recover what a kill left behind, then join the fleet (as Daemon.start does)."""
@@ -119,9 +120,10 @@ class SimAgent:
         self.link.stop()
 
     def due(self, now: float) -> bool:
-        """Whether this agent's cycle runs now: every tick while it holds a grant, every
+        """Whether this agent's cycle runs now: every tick while it holds a grant or has a
+        change in flight (a lease lost under load leaves it verifying), every
         IDLE_TICK_SECONDS otherwise."""
-        if now < self._next and not self.link.leases.held():
+        if now < self._next and not self._busy and not self.link.leases.held():
             return False
         self._next = now + IDLE_TICK_SECONDS
         return True
@@ -132,6 +134,7 @@ class SimAgent:
         for fault in self.host.active(now):
             self._handle(fault, now)
         self.engine.step()
+        self._busy = self.repo.has_actions((ActionState.APPLYING, ActionState.VERIFYING))
 
     def _handle(self, fault: Fault, now: float) -> None:
         incident = self._incidents.get(fault.playbook)

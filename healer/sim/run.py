@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ FIX = "4096"
 WEBHOOK_HOSTS = 3
 FAULTS_AT = 6.0  # seconds after t0: after the pause went round
 READY_TIMEOUT = 120.0
+SECONDS = 200.0  # the scenarios' longest; set-up and teardown fit in the 5 minutes
 STOP_SECONDS = 30.0
 SAMPLE_DB_SECONDS = 0.5
 PLAYBOOK = "sim-{}"
@@ -99,7 +101,7 @@ class SimError(HealerError):
 class SimConfig:
     agents: int
     scenarios: tuple[str, ...] = SCENARIOS
-    seconds: float = 240.0
+    seconds: float = SECONDS
     database_url: str | None = None
 
 
@@ -228,10 +230,13 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
         t0_file.write_text(str(t0))
         timeline = Timeline(t0)
         _propagation(repo, fleet.workers, hosts, timeline)
-        ingest = _webhooks(repo, fleet.replicas, hosts, config, timeline)
+        ingest, ingest_failed = _webhooks(repo, fleet.replicas, hosts, config, timeline)
         killed = _play(fleet, hosts, config, timeline, policy)
     stop_workers(fleet.workers)
-    return _report(fleet, hosts, config, policy, timeline, sampler, killed, ingest)
+    report = _report(fleet, hosts, config, policy, timeline, sampler, killed, ingest)
+    report["webhook_deliveries_failed"] = ingest_failed
+    report["goals"] = _goals(report, config, ingest)
+    return report
 
 
 def _hosts(repo: Repository, config: SimConfig, urls: list[str]) -> list[Host]:
@@ -338,10 +343,11 @@ def _propagation(repo: Repository, workers: list[WorkerProc], hosts: list[Host],
 
 
 def _webhooks(repo: Repository, replicas: list[Replica], hosts: list[Host], config: SimConfig,
-              timeline: Timeline) -> list[str]:
-    """The same Alertmanager payload, twice to each replica; the hosts it named."""
+              timeline: Timeline) -> tuple[list[str], int]:
+    """The same Alertmanager payload, twice to each replica: (the hosts it named, the
+    deliveries that failed)."""
     if "webhooks" not in config.scenarios:
-        return []
+        return [], 0
     token = new_token()
     repo.add_token("fleet-sim-ingest", hash_token(token), "ingest")
     named = [h.host_id for h in hosts if not h.scenario][:WEBHOOK_HOSTS] or \
@@ -351,17 +357,20 @@ def _webhooks(repo: Repository, replicas: list[Replica], hosts: list[Host], conf
                "labels": {"alertname": "SimDiskFull", "host": host, "severity": "warning"},
                "annotations": {"summary": "simulated"}} for i, host in enumerate(named)]
     body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+    failed = 0
     for _ in range(2):
         for replica in replicas:
             request = urllib.request.Request(
                 f"{replica.url}/api/v1/alerts/alertmanager", data=body, method="POST",
                 headers={"Authorization": f"Bearer {token}",
                          "Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                if answer.status != 200:
-                    raise SimError(f"the alert webhook answered {answer.status}")
+            try:  # a delivery that fails is counted; Alertmanager would retry it
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    failed += answer.status != 200
+            except (urllib.error.URLError, OSError):
+                failed += 1
     timeline.mark("webhooks")
-    return named
+    return named, failed
 
 
 @dataclass
@@ -536,11 +545,19 @@ ENDED = {ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.ROLLBACK_FAI
          ActionState.SUPERSEDED}
 
 
-def _intervals(work: Path, hosts: list[Host], killed: Killed
-               ) -> dict[str, list[tuple[float, float, str]]]:
-    """Per sysctl key: (applying at, ended at, host) from each agent's journal; a change
-    on a killed worker's host ends, as far as in flight goes, when its agent died."""
-    out: dict[str, list[tuple[float, float, str]]] = {}
+@dataclass
+class Journals:
+    """What the agents' journals say: per sysctl key, (applying at, ended at, host) of
+    every change, and the hosts that waited in ``waiting_canary``."""
+
+    spans: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
+    waited_canary: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _journals(work: Path, hosts: list[Host], killed: Killed) -> Journals:
+    """Read every agent's journal; a change on a killed worker's host ends, as far as in
+    flight goes, when its agent died."""
+    out = Journals()
     for h in hosts:
         path = work / "hosts" / h.host_id / JOURNAL
         if not h.scenario or not path.exists():
@@ -554,6 +571,9 @@ def _intervals(work: Path, hosts: list[Host], killed: Killed
             engine.dispose()
         for record in records:
             steps = moves.get(record.id or 0, [])
+            key = getattr(record.action, "key", "")
+            if any(t.state == ActionState.WAITING_CANARY for t in steps):
+                out.waited_canary.setdefault(key, set()).add(h.host_id)
             start = next((t.at.timestamp() for t in steps if t.state == ActionState.APPLYING),
                          None)
             if start is None:
@@ -561,8 +581,7 @@ def _intervals(work: Path, hosts: list[Host], killed: Killed
             end = next((t.at.timestamp() for t in steps if t.state in ENDED), math.inf)
             if h.worker == killed.worker and start < killed.at:
                 end = min(end, killed.at)
-            out.setdefault(getattr(record.action, "key", ""), []).append((start, end,
-                                                                           h.host_id))
+            out.spans.setdefault(key, []).append((start, end, h.host_id))
     return out
 
 
@@ -637,7 +656,8 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
             webhook_hosts: list[str]) -> dict[str, Any]:
     assert fleet.engine is not None
     writes = _writes(fleet.work, hosts)
-    spans = _intervals(fleet.work, hosts, killed)
+    journals = _journals(fleet.work, hosts, killed)
+    spans = journals.spans
     cap = in_flight_cap(config.agents, policy)
     in_flight = {key: max_overlap(v) for key, v in spans.items()}
     touched = {h for h, lines in writes.items()
@@ -659,6 +679,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "canary_violations": canary_violations(spans.get(KEYS["storm"], [])),
         "storm_hosts": _count(hosts, "storm"),
         "storm_hosts_healed": _healed(fleet.work, hosts, "storm"),
+        "storm_hosts_waited_canary": len(journals.waited_canary.get(KEYS["storm"], ())),
         "kill_hosts": _count(hosts, "kill"),
         "kill_hosts_healed": _healed(fleet.work, hosts, "kill"),
         "bad_fix_hosts": _count(hosts, "bad-fix"),
@@ -680,7 +701,6 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "db_connections_peak": sampler.peak, "db_connection_samples": sampler.samples,
         "max_connections": MAX_CONNECTIONS, "tick_seconds": TICK_SECONDS,
     }
-    report["goals"] = _goals(report, config, webhook_hosts)
     return report
 
 
@@ -703,7 +723,7 @@ def _goals(r: dict[str, Any], config: SimConfig, webhook_hosts: list[str]) -> di
         "db_connections_under_60": r["db_connections_peak"] < MAX_CONNECTIONS,
         "storm_healed": r["storm_hosts_healed"] == r["storm_hosts"],
         "webhooks_one_incident_each": sorted(r["webhook_incidents"].items())
-        == [(h, 1) for h in sorted(webhook_hosts)],
+        == [(h, 1) for h in sorted(webhook_hosts)] and r["webhook_deliveries_failed"] == 0,
     }
     needs = {"bad_fix_within_canary_plus_k": "bad-fix", "systemic_no_auto_actions": "systemic",
              "systemic_one_fleet_incident": "systemic", "reclaim_within_2ttl": "kill",

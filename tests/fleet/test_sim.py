@@ -66,6 +66,7 @@ def test_storm_canary_then_waves_within_the_cap_and_no_double_execution(
         report: dict[str, Any]) -> None:
     assert report["storm_hosts_healed"] == report["storm_hosts"] == AGENTS // 5
     assert report["double_executions"] == 0 and report["canary_violations"] == 0
+    assert report["storm_hosts_waited_canary"] >= report["storm_hosts"] // 2
     assert 1 <= report["max_in_flight"] <= report["in_flight_cap"] == 3
 
 
