@@ -86,11 +86,6 @@ SECONDS = 200.0  # the scenarios' longest; set-up and teardown fit in the 5 minu
 STOP_SECONDS = 30.0
 SAMPLE_DB_SECONDS = 0.5
 PLAYBOOK = "sim-{}"
-GOALS = ("no_double_executions", "in_flight_within_cap", "bad_fix_within_canary_plus_k",
-         "systemic_no_auto_actions", "systemic_one_fleet_incident", "reclaim_within_2ttl",
-         "claim_p99_under_100ms", "approval_propagation_p99_under_1s",
-         "llm_calls_within_fingerprints", "db_connections_under_60", "storm_healed",
-         "webhooks_one_incident_each")
 
 
 class SimError(HealerError):
@@ -428,15 +423,10 @@ def _done(fleet: Fleet, hosts: list[Host], config: SimConfig, timeline: Timeline
     assert fleet.engine is not None
     if time.time() < timeline.t0 + FAULTS_AT + 2 * FLEET["systemic_hold_seconds"]:
         return False  # the systemic rule gets its time
-    if "storm" in config.scenarios and _healed(fleet.work, hosts, "storm") < _count(
-            hosts, "storm"):
+    if "kill" in config.scenarios and killed.worker < 0:
         return False
-    if "kill" in config.scenarios:
-        # A killed agent's change was rolled back by its crash recovery: the guard's
-        # cooldown keeps that host from the same change for a while, by design.
-        down = sum(1 for h in hosts if h.scenario == "kill" and h.worker == killed.worker)
-        if killed.worker < 0 or _healed(fleet.work, hosts, "kill") + down < _count(hosts,
-                                                                                    "kill"):
+    for name in ("storm", "kill"):
+        if name in config.scenarios and _unhealed(fleet.work, hosts, name, killed):
             return False
     if "bad-fix" in config.scenarios:
         with fleet.engine.connect() as c:
@@ -453,12 +443,27 @@ def _count(hosts: list[Host], scenario: str) -> int:
 
 def _healed(work: Path, hosts: list[Host], scenario: str) -> int:
     """Hosts of ``scenario`` whose sysctl now holds the fix (their value file)."""
-    done = 0
-    for h in hosts:
-        path = work / "hosts" / h.host_id / "values.json"
-        if h.scenario == scenario and path.exists():
-            done += json.loads(path.read_text()).get(KEYS[scenario]) == FIX
-    return done
+    return sum(1 for h in hosts if h.scenario == scenario and _fixed(work, h))
+
+
+def _fixed(work: Path, host: Host) -> bool:
+    path = work / "hosts" / host.host_id / "values.json"
+    return path.exists() and json.loads(path.read_text()).get(KEYS[host.scenario]) == FIX
+
+
+def _unhealed(work: Path, hosts: list[Host], scenario: str, killed: Killed) -> list[str]:
+    """Hosts of ``scenario`` without the fix, but those whose change the kill interrupted:
+    their crash recovery rolled it back, and the guard's cooldown then keeps them from the
+    same change for a while, by design."""
+    return [h.host_id for h in hosts if h.scenario == scenario and not _fixed(work, h)
+            and not _recovered(work, h, killed)]
+
+
+def _recovered(work: Path, host: Host, killed: Killed) -> bool:
+    """The host's agent was killed and rolled a change back when it started again."""
+    return host.worker == killed.worker and any(
+        line["op"] == "rollback" and line["t"] >= killed.at
+        for line in read_log(work / "hosts" / host.host_id))
 
 
 class ConnectionSampler:
@@ -663,7 +668,8 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
     touched = {h for h, lines in writes.items()
                if any(x["remedy"] == KEYS["bad-fix"] and x["op"] == "apply" for x in lines)}
     reclaim = _reclaim(fleet.engine, killed)
-    claim = histogram_quantile(0.99, _lease_buckets(fleet.workers))
+    buckets = _lease_buckets(fleet.workers)
+    claim = histogram_quantile(0.99, buckets)
     propagation, unseen = _propagation_ms(_seen(fleet.workers), timeline, config.agents)
     cp = _cp_counts(fleet.engine, webhook_hosts)
     systemic_actions = sum(1 for lines in writes.values() for x in lines
@@ -679,9 +685,11 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "canary_violations": canary_violations(spans.get(KEYS["storm"], [])),
         "storm_hosts": _count(hosts, "storm"),
         "storm_hosts_healed": _healed(fleet.work, hosts, "storm"),
+        "storm_hosts_unhealed": _unhealed(fleet.work, hosts, "storm", killed),
         "storm_hosts_waited_canary": len(journals.waited_canary.get(KEYS["storm"], ())),
         "kill_hosts": _count(hosts, "kill"),
         "kill_hosts_healed": _healed(fleet.work, hosts, "kill"),
+        "kill_hosts_unhealed": _unhealed(fleet.work, hosts, "kill", killed),
         "bad_fix_hosts": _count(hosts, "bad-fix"),
         "bad_fix_hosts_touched": len(touched), "canary_plus_k": 1 + k,
         "systemic_hosts": _count(hosts, "systemic"),
@@ -693,6 +701,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "reclaim_seconds_max": (round(max(reclaim), 2) if reclaim else None),
         "lease_ttl_seconds": policy.lease_ttl_seconds,
         "claim_p99_ms": round(claim * 1000, 1) if claim is not None else None,
+        "claim_histogram": dict(sorted(buckets.items(), key=lambda kv: float(kv[0]))),
         "approval_propagation_p99_ms": propagation,
         "approval_propagation_missed": unseen,
         "llm_calls": cp["llm_calls"], "llm_configured": False,
@@ -721,13 +730,15 @@ def _goals(r: dict[str, Any], config: SimConfig, webhook_hosts: list[str]) -> di
         and r["approval_propagation_missed"] == 0,
         "llm_calls_within_fingerprints": r["llm_calls"] <= r["distinct_fingerprints"],
         "db_connections_under_60": r["db_connections_peak"] < MAX_CONNECTIONS,
-        "storm_healed": r["storm_hosts_healed"] == r["storm_hosts"],
+        "storm_healed": r["storm_hosts_unhealed"] == [] and r["storm_hosts_healed"] > 0,
+        "kill_healed": r["kill_hosts_unhealed"] == [] and r["kill_hosts_healed"] > 0,
         "webhooks_one_incident_each": sorted(r["webhook_incidents"].items())
         == [(h, 1) for h in sorted(webhook_hosts)] and r["webhook_deliveries_failed"] == 0,
     }
     needs = {"bad_fix_within_canary_plus_k": "bad-fix", "systemic_no_auto_actions": "systemic",
              "systemic_one_fleet_incident": "systemic", "reclaim_within_2ttl": "kill",
-             "storm_healed": "storm", "webhooks_one_incident_each": "webhooks",
+             "storm_healed": "storm", "kill_healed": "kill",
+             "webhooks_one_incident_each": "webhooks",
              "claim_p99_under_100ms": "", "in_flight_within_cap": ""}
     return {g: ok for g, ok in goals.items() if needs.get(g, "") in on or not needs.get(g)}
 

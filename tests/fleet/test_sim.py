@@ -47,7 +47,7 @@ def report() -> dict[str, Any]:
 SAFETY = ("no_double_executions", "in_flight_within_cap", "bad_fix_within_canary_plus_k",
           "systemic_no_auto_actions", "systemic_one_fleet_incident", "reclaim_within_2ttl",
           "llm_calls_within_fingerprints", "db_connections_under_60", "storm_healed",
-          "webhooks_one_incident_each", "approval_propagation_p99_under_1s")
+          "webhooks_one_incident_each", "approval_propagation_p99_under_1s", "kill_healed")
 
 
 def test_every_safety_goal_holds_and_the_exit_status_follows_the_goals(
@@ -64,7 +64,10 @@ def test_every_safety_goal_holds_and_the_exit_status_follows_the_goals(
 
 def test_storm_canary_then_waves_within_the_cap_and_no_double_execution(
         report: dict[str, Any]) -> None:
-    assert report["storm_hosts_healed"] == report["storm_hosts"] == AGENTS // 5
+    # Every storm host healed, but one whose change the kill interrupted (rolled back by
+    # its crash recovery, then held by the guard's cooldown).
+    assert report["storm_hosts_unhealed"] == [] and report["storm_hosts"] == AGENTS // 5
+    assert report["storm_hosts_healed"] >= report["storm_hosts"] - 1
     assert report["double_executions"] == 0 and report["canary_violations"] == 0
     assert report["storm_hosts_waited_canary"] >= report["storm_hosts"] // 2
     assert 1 <= report["max_in_flight"] <= report["in_flight_cap"] == 3
