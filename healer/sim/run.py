@@ -58,6 +58,7 @@ from healer.store.tables import (
     AuditTable,
     BreakerTable,
     FleetIncidentTable,
+    HostTable,
     IncidentTable,
     LeaseTable,
     LlmAnswerTable,
@@ -84,6 +85,7 @@ FAULTS_AT = 6.0  # seconds after t0: after the pause went round
 READY_TIMEOUT = 120.0
 SECONDS = 200.0  # the scenarios' longest; set-up and teardown fit in the 5 minutes
 STOP_SECONDS = 30.0
+SETTLE_SECONDS = 3.0
 SAMPLE_DB_SECONDS = 0.5
 PLAYBOOK = "sim-{}"
 
@@ -221,6 +223,7 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
         for w in fleet.workers:
             w.start()
         _wait_workers(fleet.workers)
+        _wait_heartbeats(fleet.engine, config.agents)
         t0 = time.time()
         t0_file.write_text(str(t0))
         timeline = Timeline(t0)
@@ -292,6 +295,23 @@ def _wait_workers(workers: list[WorkerProc]) -> None:
             raise SimError("the agents did not start within "
                            f"{READY_TIMEOUT:.0f}s: the machine is too busy for this many")
         time.sleep(0.2)
+
+
+def _wait_heartbeats(engine: sa.Engine, agents: int) -> None:
+    """Until every agent's first heartbeat is in, then SETTLE_SECONDS for their start-up
+    burst (reports, first long polls) to pass: the run measures a fleet that is up."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    query = sa.select(sa.func.count()).select_from(HostTable).where(
+        HostTable.last_heartbeat_at.is_not(None))
+    while True:
+        with engine.connect() as c:
+            if int(c.execute(query).scalar() or 0) >= agents:
+                break
+        if time.monotonic() > deadline:
+            raise SimError(f"not every agent reached the control plane within "
+                           f"{READY_TIMEOUT:.0f}s: the machine is too busy for this many")
+        time.sleep(0.5)
+    time.sleep(SETTLE_SECONDS)
 
 
 def _tail(path: Path, lines: int = 5) -> str:
