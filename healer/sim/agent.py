@@ -37,6 +37,7 @@ from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.act.persist import DropIn
 from healer.act.seal import JournalSeal
 from healer.fleet.link import FleetConfig, FleetLink
+from healer.logs import logfmt, setup_logging
 from healer.models import (
     ActionState,
     Incident,
@@ -239,7 +240,7 @@ def _guarded(agent: SimAgent, now: float) -> None:
     try:
         agent.tick(now)
     except Exception:  # one agent's failure is logged; the others go on
-        log.exception("agent tick failed host=%s", agent.spec.host_id)
+        log.exception(logfmt(msg="agent cycle failed", host=agent.spec.host_id))
 
 
 def _watch(watch: Watch, stop: threading.Event) -> None:
@@ -249,6 +250,5 @@ def _watch(watch: Watch, stop: threading.Event) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging("warning")
     sys.exit(run_worker(Path(sys.argv[1])))
