@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from healer.store.pgserver import dies_with_parent
+
+__all__ = ["dies_with_parent", "missing", "require_tool", "under_ci"]
+
 CI_ENV = "HEALER_CI"
 
 
@@ -28,12 +32,6 @@ def missing(reason: str) -> None:
     if under_ci():
         pytest.fail(f"{reason} (missing under CI: the install step is broken)", pytrace=False)
     pytest.skip(reason)
-
-
-def dies_with_parent(argv: list[str], signal_name: str = "SIGTERM") -> list[str]:
-    """``argv`` run through ``setpriv --pdeathsig``: a throwaway server the tests start
-    gets ``signal_name`` when the test process dies, even by SIGKILL, so none outlives it."""
-    return ["setpriv", "--pdeathsig", signal_name, *argv]
 
 
 def require_tool(name: str, install_hint: str) -> Path:

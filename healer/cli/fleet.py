@@ -19,8 +19,11 @@ from typing import Any
 from guardrails.fleet import Remedy
 from healer.cli.common import print_json, settings_from_args
 from healer.errors import ConfigError
+from healer.sim import SCENARIOS as SIM_SCENARIOS
 from healer.store.credentials import new_token
 from healer.store.repository import Repository
+
+SIM_MAX_AGENTS = 2000
 
 
 def _repo(args: argparse.Namespace) -> Repository:
@@ -123,6 +126,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agents(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= SIM_MAX_AGENTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of agents from 1 to "
+                                         f"{SIM_MAX_AGENTS}")
+    return n
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Run the fleet simulation; exit 1 when a goal fails."""
+    import os
+
+    from healer.sim.run import SimConfig, exit_status, simulate
+
+    scenarios = SIM_SCENARIOS if args.scenario == "all" else (args.scenario,)
+    report = simulate(SimConfig(agents=args.agents, scenarios=scenarios, seconds=args.seconds,
+                                database_url=os.environ.get("HEALER_DATABASE_URL") or None))
+    if args.json:
+        print_json(report)
+    else:
+        for name, value in report.items():
+            if name != "goals":
+                print(f"{name}: {value}")
+        for goal, ok in report["goals"].items():
+            print(f"{'PASS' if ok else 'FAIL'} {goal}")
+    return exit_status(report)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``host add`` and ``fleet pause|resume|status``."""
     host = subparsers.add_parser("host", help="a control plane's hosts")
@@ -146,3 +180,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     st = fsub.add_parser("status", help="switches, rollouts, breakers, fleet incidents")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+    sim = fsub.add_parser("sim", help="simulated hosts, real agents, two real control planes")
+    sim.add_argument("--agents", type=_agents, required=True, metavar="N")
+    sim.add_argument("--scenario", default="all", choices=("all", *SIM_SCENARIOS),
+                     help="default: all of them at once, on disjoint hosts")
+    sim.add_argument("--seconds", type=float, default=200.0,
+                     help="stop the scenarios after this long (default 200)")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=cmd_sim)

@@ -1,0 +1,254 @@
+"""One simulated agent, and the worker process that runs many of them.
+
+An agent is what ``healer run --control-plane`` builds, minus the collectors, actuators and
+detector: its own SQLite journal, a real ``ChangeEngine`` with the shipped guard policy,
+a real ``JournalSeal`` (key dir beside the journal), a real ``FleetLink`` (outbox, lease
+client, events long poll, heartbeats over HTTP). Each tick it drains the link, samples its
+simulated host into a real ``MetricWindow``, opens the incident a detector would open
+when the fault shows (so the journal reports it), proposes the playbook's remedy and steps
+the engine. Incidents are driven directly rather than through the detector and pipeline:
+500 agents must fit on two cores.
+
+A worker (``python -m healer.sim.agent SPEC``) runs its agents on one tick thread, and
+watches the kill switch closely so the time a pause takes to arrive is measured to the
+millisecond. It writes what it saw to files in its out dir and stops on SIGTERM. A
+worker killed with SIGKILL and started again rebuilds every agent from the same journal
+and key, and reconciles it first (``reconcile_on_start``), as ``healer run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from guardrails import load_policy
+from guardrails.actions import SysctlWrite
+from guardrails.policy import Policy
+from healer.act.base import ActuatorRegistry
+from healer.act.engine import OPEN_STATES, ChangeEngine
+from healer.act.persist import DropIn
+from healer.act.seal import JournalSeal
+from healer.fleet.link import FleetConfig, FleetLink
+from healer.logs import logfmt, setup_logging
+from healer.models import (
+    ActionState,
+    Incident,
+    IncidentStatus,
+    Proposal,
+    Sample,
+    VerifySpec,
+)
+from healer.sim.host import METRIC, Fault, SimActuator, SimHost
+from healer.store.engine import migrate, open_engine
+from healer.store.repository import Repository
+from healer.telemetry import Telemetry
+from healer.window import MetricWindow
+
+log = logging.getLogger("healer.sim")
+
+TICK_SECONDS = 0.5  # an agent with a change in flight: verifying needs the samples
+IDLE_TICK_SECONDS = 2.0  # the others (waiting, or healthy): the CPU is shared by hundreds
+VERIFY_SECONDS = 2.0  # the verify window the issue asks for
+REPROPOSE_SECONDS = 5.0  # a fault still on after its change ended is proposed again
+WATCH_SECONDS = 0.01  # how often the kill switch is looked at, for the propagation figure
+SPEC = VerifySpec(metric=METRIC, direction="to_zero", window_seconds=VERIFY_SECONDS,
+                  settle_seconds=0.5, min_samples=3)
+JOURNAL = "journal.db"
+SEEN = "seen.jsonl"  # what the worker saw: kill-switch changes, per agent
+METRICS = "lease_buckets.json"  # the agents' lease-request histograms, summed
+
+
+def template_journal(path: Path) -> Path:
+    """A migrated, empty journal, copied for each agent (alembic once, not 500 times)."""
+    engine = open_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
+    return path
+
+
+@dataclass
+class AgentSpec:
+    host_id: str
+    url: str
+    token: str = field(repr=False)
+    labels: dict[str, str]
+    faults: list[Fault]
+
+
+class SimAgent:
+    """One host's agent: journal, engine, link and simulated host."""
+
+    def __init__(self, spec: AgentSpec, root: Path, template: Path, policy: Policy) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        journal = root / JOURNAL
+        if not journal.exists():
+            shutil.copyfile(template, journal)
+        self.spec, self.host = spec, SimHost(spec.host_id, root, spec.faults)
+        self.repo = Repository(open_engine(f"sqlite:///{journal}", pool_size=1,
+                                           max_overflow=2), spec.host_id)
+        self.telemetry = Telemetry()
+        self.window = MetricWindow(60.0, TICK_SECONDS)
+        self.link = FleetLink(FleetConfig(url=spec.url, host_id=spec.host_id, token=spec.token,
+                                          labels=spec.labels), self.repo,
+                              telemetry=self.telemetry)
+        self.engine = ChangeEngine(self.repo, ActuatorRegistry([SimActuator(self.host)]),
+                                   policy, root=True, window=self.window,
+                                   dropin=DropIn(root / "90-healer.conf"),
+                                   seal=JournalSeal.open(self.repo, root / "key"),
+                                   fleet=self.link.leases)
+        self._incidents: dict[str, Incident] = {}  # playbook -> this host's open incident
+        self._proposed: dict[str, float] = {}
+        self._next = 0.0  # when the next cycle is due while no grant is held
+        self._busy = False  # a change applying or verifying after the last cycle
+
+    def start(self) -> None:
+        """Recover what a kill left behind, then join the fleet (as Daemon.start does)."""
+        self.repo.set_fleet_reporting(True)
+        self.engine.reconcile_on_start()
+        for incident in self.repo.iter_incidents(IncidentStatus.OPEN):
+            self._incidents[incident.playbook] = incident
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+
+    def due(self, now: float) -> bool:
+        """Whether this agent's cycle runs now: every tick while it holds a grant or has a
+        change in flight (a lease lost under load leaves it verifying), every
+        IDLE_TICK_SECONDS otherwise."""
+        if now < self._next and not self._busy and not self.link.leases.held():
+            return False
+        self._next = now + IDLE_TICK_SECONDS
+        return True
+
+    def tick(self, now: float) -> None:
+        self.link.drain()
+        self.window.append(Sample(ts=now, metrics={METRIC: self.host.symptom(now)}))
+        for fault in self.host.active(now):
+            self._handle(fault, now)
+        self.engine.step()
+        self._busy = self.repo.has_actions((ActionState.APPLYING, ActionState.VERIFYING))
+
+    def _handle(self, fault: Fault, now: float) -> None:
+        incident = self._incidents.get(fault.playbook)
+        if incident is None:
+            if int(self.host.value(fault.key)) >= int(fault.fix) and not fault.bad:
+                return  # healed
+            when = datetime.fromtimestamp(now, UTC)
+            incident = self.repo.open_incident(Incident(
+                host_id=self.spec.host_id, playbook=fault.playbook, scope="host",
+                first_seen=when, last_seen=when))
+            self._incidents[fault.playbook] = incident
+        assert incident.id is not None
+        actions = list(self.repo.iter_actions(incident_id=incident.id))
+        if any(a.state == ActionState.VERIFIED for a in actions):
+            self.repo.update_incident(incident.model_copy(update={
+                "status": IncidentStatus.RESOLVED,
+                "last_seen": datetime.fromtimestamp(now, UTC)}))
+            del self._incidents[fault.playbook]
+            return
+        if any(a.state in OPEN_STATES for a in actions):
+            return
+        if now - self._proposed.get(fault.playbook, float("-inf")) < REPROPOSE_SECONDS:
+            return
+        self._proposed[fault.playbook] = now
+        action = SysctlWrite(scope="host", key=fault.key, value=fault.fix)
+        self.engine.propose(incident, Proposal(action=action, provenance="playbook",
+                                               in_playbook=True, rationale=fault.scenario),
+                            SPEC)
+
+
+class Watch:
+    """The kill switch as each agent sees it, looked at every WATCH_SECONDS."""
+
+    def __init__(self, agents: list[SimAgent], out: Path) -> None:
+        self.agents, self.out = agents, out
+        self._last = {a.spec.host_id: a.link.state.paused for a in agents}
+
+    def look(self) -> None:
+        lines = []
+        for agent in self.agents:
+            paused = agent.link.state.paused
+            if paused != self._last[agent.spec.host_id]:
+                self._last[agent.spec.host_id] = paused
+                lines.append(json.dumps({"host": agent.spec.host_id, "paused": paused,
+                                         "t": time.time()}))
+        if lines:
+            with self.out.open("a") as fh:
+                fh.write("\n".join(lines) + "\n")
+
+
+def lease_buckets(agents: list[SimAgent]) -> dict[str, float]:
+    """The agents' ``healer_fleet_request_seconds{endpoint="lease"}`` buckets, summed."""
+    total: dict[str, float] = {}
+    for agent in agents:
+        for metric in agent.telemetry.agent_registry.collect():
+            for s in metric.samples:
+                if (s.name == "healer_fleet_request_seconds_bucket"
+                        and s.labels.get("endpoint") == "lease"):
+                    le = s.labels["le"]
+                    total[le] = total.get(le, 0.0) + s.value
+    return total
+
+
+def run_worker(spec_path: Path) -> int:
+    """Run the agents ``spec_path`` names until SIGTERM."""
+    spec = json.loads(spec_path.read_text())
+    out = Path(spec["out"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    policy = load_policy()
+    agents = [SimAgent(AgentSpec(a["host_id"], a["url"], a["token"], a["labels"],
+                                 [Fault.of(f) for f in a["faults"]]),
+                       Path(spec["hosts_dir"]) / a["host_id"], Path(spec["template"]), policy)
+              for a in spec["agents"]]
+    for agent in agents:
+        agent.start()
+    t0_file, t0 = Path(spec["t0_file"]), None
+    watch = Watch(agents, out / SEEN)
+    watcher = threading.Thread(target=_watch, args=(watch, stop), daemon=True)
+    watcher.start()
+    (out / "ready").write_text(str(time.time()))
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            if t0 is None and t0_file.exists():  # the run's clock started: faults go on
+                t0 = float(t0_file.read_text())
+                for agent in agents:
+                    agent.host.start_clock(t0)
+            for agent in agents:
+                if agent.due(time.time()):
+                    _guarded(agent, time.time())
+            stop.wait(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
+    finally:
+        (out / METRICS).write_text(json.dumps(lease_buckets(agents)))
+        for agent in agents:
+            agent.stop()
+    return 0
+
+
+def _guarded(agent: SimAgent, now: float) -> None:
+    try:
+        agent.tick(now)
+    except Exception:  # one agent's failure is logged; the others go on
+        log.exception(logfmt(msg="agent cycle failed", host=agent.spec.host_id))
+
+
+def _watch(watch: Watch, stop: threading.Event) -> None:
+    while not stop.wait(WATCH_SECONDS):
+        watch.look()
+
+
+
+if __name__ == "__main__":
+    setup_logging("warning")
+    sys.exit(run_worker(Path(sys.argv[1])))
