@@ -41,6 +41,7 @@ from guardrails.policy import default_policy_path
 from healer.store.engine import open_engine
 from tests.pg import PgServer
 from tests.serve import Replica, cli, replicas
+from tests.tools import dies_with_parent
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip"),
@@ -137,9 +138,10 @@ def _start_agent(host: str, token: str, replica: Replica, policy: Path) -> Agent
         "HEALER_HOST_LABELS": f"rack={host}", "HEALER_LOG_LEVEL": "info"})
     log = sb.logs / "healer.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        # An agent outlives no test run, even one killed by its timeout.
+        proc = subprocess.Popen(dies_with_parent(
             [sys.executable, "-m", "healer.cli.main", "run", "--control-plane", replica.url,
-             "--host-id", host], env=env | {"HEALER_AGENT_TOKEN": token},
+             "--host-id", host]), env=env | {"HEALER_AGENT_TOKEN": token},
             stdout=out, stderr=subprocess.STDOUT)
     return Agent(host, sb, server, proc, log, env)
 
