@@ -46,7 +46,9 @@ from guardrails.actions import (
 from guardrails.policy import FleetPolicy
 
 Purpose = Literal["apply", "rollback"]
-WaitReason = Literal["canary", "wave", "in_flight", "breaker", "systemic", "hold", "paused"]
+# ``busy`` is the store's, not decide's: another grant of the remedy is being decided.
+WaitReason = Literal["canary", "wave", "in_flight", "breaker", "systemic", "hold", "paused",
+                     "busy"]
 Outcome = Literal["verified", "rolled_back", "rollback_failed", "superseded", "denied",
                   "abandoned"]
 OUTCOMES: tuple[Outcome, ...] = ("verified", "rolled_back", "rollback_failed", "superseded",

@@ -4,7 +4,11 @@ the fleet's state as PostgreSQL holds it.
 A request is first decided on an unlocked read: a ``wait`` is answered from it and takes
 no lock. A likely ``grant`` is decided again under ``pg_advisory_xact_lock`` on the
 remedy, in the transaction that inserts the lease and moves the rollout, so two replicas
-granting the same remedy at once see each other's leases and the caps hold. A lease is
+granting the same remedy at once see each other's leases and the caps hold. That lock is
+only tried: when a wave opens, every waiting host's unlocked read says grant at once, and
+queueing them on the lock made the last wait for all the others' transactions (a second
+and more at a few hundred hosts) to be told, mostly, to wait. A host that finds it taken
+is told ``busy`` at once and asks again shortly; a rollback still queues for it. A lease is
 renewed with one conditional UPDATE; an expired one is reclaimed with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` (a lease being renewed right now is skipped, not
 waited for). Lock order is always the remedy's advisory lock, then lease rows.
@@ -35,7 +39,7 @@ from guardrails.policy import FleetPolicy
 from healer.store.errors import NotFound
 from healer.store.fleet_types import LeaseAnswer, LeaseAsk, LeaseGrant, LeaseRow, Release
 from healer.store.repo_base import RepoBase, _insert
-from healer.store.repo_events import advisory_key, emit, xact_lock
+from healer.store.repo_events import advisory_key, emit, try_xact_lock, xact_lock
 from healer.store.repo_hosts import FLEET_WIDE, bounded
 from healer.store.tables import (
     AuditTable,
@@ -57,6 +61,11 @@ class LeaseLost(NotFound):
 
     def __init__(self, lease_id: int) -> None:
         super().__init__("live lease", lease_id)
+
+
+# The answer to a host that finds its remedy's grant lock taken: ask again shortly.
+BUSY = FleetDecision(verdict="wait", rule="F-busy", reason="busy", retry_after=0.5,
+                     detail="another grant of this remedy is being decided; ask again")
 
 
 def remedy_lock(remedy: str) -> int:
@@ -117,7 +126,11 @@ class LeasesRepo(RepoBase):
             self._record_wait(first, req, policy)
             return LeaseAnswer(decision=first)
         with self._tx() as s:
-            xact_lock(s, remedy_lock(ask.remedy.key))
+            key = remedy_lock(ask.remedy.key)
+            if ask.purpose == "rollback":
+                xact_lock(s, key)  # a rollback never waits on the fleet: it queues for it
+            elif not try_xact_lock(s, key):
+                return LeaseAnswer(decision=BUSY)
             held = self._held(s, ask)
             if held is not None:
                 return _again(held)

@@ -16,7 +16,7 @@ from guardrails.policy import FleetPolicy
 from healer.store.engine import CONTROL_PLANE, open_engine
 from healer.store.fleet_types import LeaseAnswer, Release
 from healer.store.repo_hosts import SelectorRefused
-from healer.store.repo_leases import LeaseLost
+from healer.store.repo_leases import LeaseLost, remedy_lock
 from healer.store.repository import Repository
 
 from .conftest import FakeClock
@@ -66,8 +66,10 @@ def test_hosts_asking_at_once_on_several_replicas_get_exactly_one_canary(
         answers = list(pool.map(one, range(len(hosts))))
     granted = [h for h, a in zip(hosts, answers, strict=True) if a.grant is not None]
     assert len(granted) == 1, granted
-    # the others wait for it (or find the one slot the cap allows taken)
-    assert {a.decision.reason for a in answers if a.grant is None} <= {"canary", "in_flight"}
+    # the others wait for it, find the one slot the cap allows taken, or find the grant
+    # being decided (busy: asked again shortly)
+    assert {a.decision.reason for a in answers if a.grant is None} <= {"canary", "in_flight",
+                                                                       "busy"}
     live = replicas[1].live_leases()
     assert [(x.host_id, x.role) for x in live] == [(granted[0], "canary")]
 
@@ -207,6 +209,26 @@ def test_the_kill_switch_holds_every_host_and_never_a_rollback(
     assert lease(replicas[2], hosts[1]).grant is not None
     types = [e.type for e in repo.events_after(hosts[0], 0)]
     assert types == ["pause", "resume"]
+
+
+def test_a_grant_being_decided_answers_busy_at_once_and_a_rollback_waits_its_turn(
+        replicas: list[Repository]) -> None:
+    hosts = add_fleet(replicas[0], 5)
+    with replicas[1].engine.connect() as holder:  # another replica deciding a grant
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
+                       {"k": remedy_lock(REMEDY.key)})
+        busy = lease(replicas[0], hosts[0])
+        assert busy.grant is None
+        assert (busy.decision.reason, busy.decision.rule) == ("busy", "F-busy")
+        assert busy.decision.retry_after > 0
+        with ThreadPoolExecutor(1) as pool:
+            rollback = pool.submit(replicas[2].lease, ask(hosts[1], purpose="rollback"),
+                                   POLICY, WINDOW)
+            with pytest.raises(TimeoutError):
+                rollback.result(timeout=1.0)  # it queues for the lock, not told to wait
+            holder.rollback()
+            assert rollback.result(timeout=10).decision.rule == "F-rollback"
+    assert lease(replicas[0], hosts[0]).grant is not None  # asked again: the canary
 
 
 def test_a_host_selector_that_is_empty_or_matches_every_host_is_refused(
