@@ -202,6 +202,13 @@ def _database(fleet: Fleet, config: SimConfig) -> str:
     return fleet.server.create_database()
 
 
+# Each replica keeps 24 connections open and opens no more: two replicas, their LISTEN
+# connections and the simulation's own stay under max_connections (60). With the default
+# pool (5 kept, 10 more opened and closed per checkout) the connection churn under load was
+# the lease-claim tail: a 200-agent storm's p99 went from 2.3 s to 0.85 s with this pool.
+REPLICA_POOL = 24
+
+
 def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
     fleet.db_url = _database(fleet, config)
     fleet.engine = open_engine(fleet.db_url, pool_size=1, max_overflow=1)
@@ -210,7 +217,9 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
     policy = FleetPolicy.model_validate(FLEET)
     policy_file = write_policy(fleet.work / "policy.yaml", FLEET)
     fleet.replicas = [spawn_replica(fleet.db_url, fleet.work,
-                                    {"HEALER_POLICY_FILE": str(policy_file)})
+                                    {"HEALER_POLICY_FILE": str(policy_file),
+                                     "HEALER_DB_POOL_SIZE": str(REPLICA_POOL),
+                                     "HEALER_DB_MAX_OVERFLOW": "0"})
                       for _ in range(2)]
     for replica in fleet.replicas:
         wait_ready(replica)
