@@ -14,7 +14,7 @@ The rules, in the order they are checked (the first that holds answers):
     F-systemic   one fingerprint on too many hosts at once: nobody waits it out alone
     F-hold       a rollout starts no sooner than the hold after the first report
     F-canary     while the canary verifies, every other host waits for it
-    F-breaker    failures + hosts in flight reach K
+    F-breaker    failures + hosts in flight + hosts reclaimed without an outcome reach K
     F-in-flight  the count, share and failure-domain caps on hosts applying at once
     F-canary     the first host to get this far is the canary
     F-wave       then waves of ceil(wave_percent) of the hosts affected, one after another
@@ -174,6 +174,10 @@ class FleetState(_Frozen):
     systemic_open: bool = False  # a systemic fleet incident is open for the fingerprint
     in_flight: tuple[InFlight, ...] = ()  # other hosts with a live lease of the remedy
     failed_hosts: frozenset[str] = frozenset()  # failed verifications in the breaker window
+    # hosts whose lease was reclaimed with no outcome yet, in the breaker window: a
+    # partitioned agent finishes verifying and reports later, so its change may be in place
+    # and may be failing; the breaker counts it until the outcome arrives
+    unsettled_hosts: frozenset[str] = frozenset()
     breaker_open: bool = False  # tripped, and not resumed since
     rollout: Rollout | None = None  # the remedy's rollout, ended or not
     verify_window_seconds: float = Field(default=30.0, gt=0)
@@ -274,9 +278,11 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
         return _wait("canary", "F-canary", f"waiting for the canary {rollout.canary} to "
                      "verify", min(RETRY_SOON, state.verify_window_seconds / 2))
     in_flight = len(state.in_flight)
-    if failures + in_flight >= policy.breaker_failures:
-        return _wait("breaker", "F-breaker", f"{failures} failed + {in_flight} in flight "
-                     f"reach the breaker's {policy.breaker_failures}", RETRY_SOON)
+    unsettled = len(state.unsettled_hosts - state.failed_hosts)
+    if failures + in_flight + unsettled >= policy.breaker_failures:
+        return _wait("breaker", "F-breaker", f"{failures} failed + {in_flight} in flight + "
+                     f"{unsettled} reclaimed without an outcome reach the breaker's "
+                     f"{policy.breaker_failures}", RETRY_SOON)
     capped = _capped(state, request, policy)
     if capped is not None:
         return capped

@@ -217,6 +217,17 @@ class LeasesRepo(RepoBase):
             LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)), after)
         return frozenset(s.scalars(q))
 
+    def unsettled_hosts(self, s: Session, remedy: str, policy: FleetPolicy,
+                        exclude: str) -> frozenset[str]:
+        """Hosts other than ``exclude`` whose lease of ``remedy`` was reclaimed in the
+        breaker window and whose outcome has not arrived."""
+        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
+        q = sa.select(LeaseTable.host_id).distinct().where(
+            LeaseTable.remedy == remedy, LeaseTable.state == RECLAIMED,
+            LeaseTable.outcome.is_(None), LeaseTable.role != "rollback",
+            LeaseTable.expires_at >= since, LeaseTable.host_id != exclude)
+        return frozenset(s.scalars(q))
+
     def fleet_state(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
                     verify_window: float, now: datetime) -> FleetState:
         """Everything ``decide`` needs about ``req``, read in ``s``."""
@@ -242,7 +253,9 @@ class LeasesRepo(RepoBase):
             in_flight=tuple(InFlight(host_id=h, labels={str(k): str(v)
                                                         for k, v in (labels or {}).items()})
                             for h, labels in flying),
-            failed_hosts=self.failed_hosts(s, remedy, policy), breaker_open=breaker is not None,
+            failed_hosts=self.failed_hosts(s, remedy, policy),
+            unsettled_hosts=self.unsettled_hosts(s, remedy, policy, req.host_id),
+            breaker_open=breaker is not None,
             rollout=rollout, verify_window_seconds=verify_window)
 
     # -- renew, release, reclaim ----------------------------------------------------------

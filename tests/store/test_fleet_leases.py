@@ -211,6 +211,24 @@ def test_the_kill_switch_holds_every_host_and_never_a_rollback(
     assert types == ["pause", "resume"]
 
 
+def test_a_reclaimed_lease_without_an_outcome_counts_toward_the_breaker_until_it_arrives(
+        replicas: list[Repository], clock: FakeClock) -> None:
+    repo = replicas[0]
+    hosts = add_fleet(repo, 20)
+    strict = POLICY.model_copy(update={"in_flight_percent": 50.0, "breaker_failures": 1})
+    canary = lease(repo, hosts[0], policy=strict)
+    release(repo, canary, hosts[0], "verified", policy=strict)
+    cut_off = lease(replicas[1], hosts[1], policy=strict)  # the first wave's first host ...
+    assert cut_off.grant is not None
+    clock.advance(strict.lease_ttl_seconds + 1)  # ... stops renewing: partitioned, or busy
+    assert [x.host_id for x in replicas[2].reclaim_expired()] == [hosts[1]]
+    held = lease(repo, hosts[2], policy=strict)  # its change may be in place, and failing
+    assert (held.decision.reason, held.decision.rule) == ("breaker", "F-breaker")
+    assert "1 reclaimed without an outcome" in held.decision.detail
+    release(repo, cut_off, hosts[1], "verified", policy=strict)  # it reports, late
+    assert lease(replicas[1], hosts[2], policy=strict).grant is not None
+
+
 def test_a_grant_being_decided_answers_busy_at_once_and_a_rollback_waits_its_turn(
         replicas: list[Repository]) -> None:
     hosts = add_fleet(replicas[0], 5)
