@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from healer.sim.plane import Replica, spawn_replica, wait_ready
+from healer.sim.plane import Replica, spawn_replica, wait_ready, write_policy
 
 __all__ = ["Replica", "agent_headers", "cli", "heartbeat", "replicas", "spawn_replica",
            "wait_ready"]
@@ -61,3 +61,15 @@ def heartbeat(replica: Replica, host: str, token: str, **extra: Any) -> httpx.Re
             "sent_at": datetime.now(UTC).isoformat(), **extra}
     return httpx.post(f"{replica.url}/api/v1/agent/heartbeat", json=body,
                       headers=agent_headers(token), timeout=10)
+
+
+@contextmanager
+def fleet_policy(**fleet: Any) -> Iterator[Path]:
+    """The shipped policy with ``fleet`` changed in its ``fleet:`` section, in a directory
+    the replicas' user can read (pytest's own are closed to it)."""
+    where = Path(tempfile.mkdtemp(prefix="healer-policy-"))
+    try:
+        where.chmod(0o755)
+        yield write_policy(where / "policy.yaml", fleet)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

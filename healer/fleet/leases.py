@@ -26,13 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from guardrails.actions import (
-    Action,
-    CgroupLimit,
-    ProcessNice,
-    ProcessRlimit,
-    SysctlWrite,
-)
+from guardrails.fleet import target_name
 from healer.act.lease import FleetAnswer, Outcome
 from healer.fleet.state import FleetState, jittered
 from healer.fleet.transport import (
@@ -56,20 +50,6 @@ RELEASE_GIVE_UP = 600.0  # a release unanswered this long is dropped (reports te
 IDLE = 1.0
 
 IncidentOf = Callable[[int], "Incident | None"]
-
-
-def remedy_target(action: Action) -> str:
-    """The target *name* a remedy changes (never a value, never a pid or a path): the
-    sysctl key, the cgroup knob, the rlimit resource, the GPU setting."""
-    if isinstance(action, SysctlWrite):
-        return action.key
-    if isinstance(action, CgroupLimit):
-        return action.knob
-    if isinstance(action, ProcessRlimit):
-        return action.resource
-    if isinstance(action, ProcessNice):
-        return "nice"
-    return action.kind.removeprefix("gpu_")  # gpu_power_limit -> power_limit, ...
 
 
 @dataclass
@@ -144,8 +124,10 @@ class LeaseClient:
         """Queue a lease request for ``record``'s remedy."""
         assert record.id is not None
         incident = self.incident_of(record.incident_id) if record.incident_id else None
+        target = target_name(record.action)
+        assert target is not None, "only changes that write the host are leased"
         remedy = Remedy(playbook=incident.playbook if incident else "",
-                        kind=record.action.kind, target=remedy_target(record.action))
+                        kind=record.action.kind, target=target)
         fingerprint = (incident.fleet_fingerprint if incident else
                        f"{remedy.kind}|{remedy.target}")
         body = {"host_id": self.host_id, "action_id": record.id,

@@ -6,8 +6,6 @@ agent's lease within two TTLs."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,14 +17,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from guardrails.policy import default_policy_path
 from healer.store.credentials import hash_password, hash_token, new_token
 from healer.store.engine import CONTROL_PLANE, open_engine
 from healer.store.repository import Repository
 from tests.pg import PgServer
-from tests.serve import Replica, agent_headers, cli, heartbeat, replicas
+from tests.serve import Replica, agent_headers, cli, fleet_policy, heartbeat, replicas
 
 TTL = 2.0
 POOL, OVERFLOW = 3, 1  # each replica's pool: at most 4 connections, plus its LISTEN
@@ -44,17 +40,9 @@ def db(pg_server: PgServer, pg_head_template: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def policy_file() -> Iterator[Path]:
-    """The shipped policy with a short lease TTL, so a reclaim fits in a test (in a
-    directory the replicas' user can read: pytest's own are closed to it)."""
-    policy = yaml.safe_load(default_policy_path().read_text())
-    policy["fleet"]["lease_ttl_seconds"] = TTL
-    where = Path(tempfile.mkdtemp(prefix="healer-policy-"))
-    where.chmod(0o755)
-    path = where / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    path.chmod(0o644)
-    yield path
-    shutil.rmtree(where, ignore_errors=True)
+    """The shipped policy with a short lease TTL, so a reclaim fits in a test."""
+    with fleet_policy(lease_ttl_seconds=TTL) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,17 +29,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from chaos import netns
 from chaos.daemon import clean_env
 from chaos.faults import NetnsSysctl, Workload
 from chaos.proc import python_module
 from chaos.sandbox import Sandbox, free_port
-from guardrails.policy import default_policy_path
 from healer.store.engine import open_engine
 from tests.pg import PgServer
-from tests.serve import Replica, cli, replicas
+from tests.serve import Replica, cli, fleet_policy, replicas
 from tests.tools import dies_with_parent
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.skipif(
@@ -88,16 +85,9 @@ class Agent:
 @pytest.fixture
 def policy_file() -> Iterator[Path]:
     """The shipped policy with a short systemic hold (three hosts never make a systemic
-    failure: the minimum is five), readable by the replicas' user."""
-    policy = yaml.safe_load(default_policy_path().read_text())
-    policy["fleet"]["systemic_hold_seconds"] = 2
-    where = Path(tempfile.mkdtemp(prefix="healer-policy-"))
-    where.chmod(0o755)
-    path = where / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    path.chmod(0o644)
-    yield path
-    shutil.rmtree(where, ignore_errors=True)
+    failure: the minimum is five)."""
+    with fleet_policy(systemic_hold_seconds=2) as path:
+        yield path
 
 
 @pytest.fixture
