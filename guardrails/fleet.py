@@ -13,7 +13,8 @@ The rules, in the order they are checked (the first that holds answers):
     F-breaker    the remedy's breaker is open, or failures + in flight reach K
     F-systemic   one fingerprint on too many hosts at once: nobody waits it out alone
     F-hold       a rollout starts no sooner than the hold after the first report
-    F-canary     while the canary verifies, every other host waits for it
+    F-canary     while the canary verifies, every other host waits for it (for a canary
+                 whose lease was reclaimed before its outcome came: its wave timeout)
     F-breaker    failures + hosts in flight + hosts reclaimed without an outcome reach K
     F-in-flight  the count, share and failure-domain caps on hosts applying at once
     F-canary     the first host to get this far is the canary
@@ -152,6 +153,10 @@ class Rollout(_Frozen):
     started_at: datetime
     canary: str | None = None  # None: none yet, or it failed and the next host is one
     canary_verified: bool = False
+    # The canary's lease was reclaimed before its outcome arrived: a cut-off agent finishes
+    # verifying and reports later, so its change may still be on trial. Others wait for
+    # that outcome, as for a wave, up to ``wave_timeout_windows`` verify windows.
+    canary_lost_at: datetime | None = None
     wave: int = 0  # 0 while the canary is out; then 1, 2, ...
     wave_size: int = 0
     wave_started_at: datetime | None = None
@@ -274,9 +279,12 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
             return _wait("hold", "F-hold", f"the fingerprint was first reported "
                          f"{policy.systemic_hold_seconds - held:.0f} s ago; rollouts start "
                          f"after {policy.systemic_hold_seconds:g} s", held)
-    elif not rollout.canary_verified and rollout.canary not in (None, request.host_id):
+    elif not rollout.canary_verified and rollout.canary not in (None, request.host_id) \
+            and not canary_given_up(rollout, state.verify_window_seconds, policy, now):
+        lost = " (its lease was reclaimed; waiting for its outcome)" \
+            if rollout.canary_lost_at is not None else ""
         return _wait("canary", "F-canary", f"waiting for the canary {rollout.canary} to "
-                     "verify", min(RETRY_SOON, state.verify_window_seconds / 2))
+                     f"verify{lost}", min(RETRY_SOON, state.verify_window_seconds / 2))
     in_flight = len(state.in_flight)
     unsettled = len(state.unsettled_hosts - state.failed_hosts)
     if failures + in_flight + unsettled >= policy.breaker_failures:
@@ -319,7 +327,10 @@ def _stage(state: FleetState, request: LeaseRequest, rollout: Rollout | None,
     if rollout is None or (rollout.canary is None and not rollout.canary_verified):
         return _grant("canary", "F-canary", "the first host to apply: the canary")
     if not rollout.canary_verified:  # ``decide`` answered every other host already
-        return _grant("canary", "F-canary", "the canary, asking again")
+        if rollout.canary == host:
+            return _grant("canary", "F-canary", "the canary, asking again")
+        return _grant("canary", "F-canary", f"the canary {rollout.canary} was lost with no "
+                      "outcome for its wave timeout: this host is the canary now")
     if host in rollout.wave_hosts:
         return _grant("wave", "F-wave", f"a member of wave {rollout.wave}, asking again",
                       wave=rollout.wave)
@@ -333,6 +344,16 @@ def _stage(state: FleetState, request: LeaseRequest, rollout: Rollout | None,
     size = wave_size(state.affected_hosts, policy)
     return _grant("wave", "F-wave", f"starts wave {rollout.wave + 1} of {size} host(s)",
                   wave=rollout.wave + 1, new_wave_size=size)
+
+
+def canary_given_up(rollout: Rollout, verify_window_seconds: float, policy: FleetPolicy,
+                    now: datetime) -> bool:
+    """Whether a canary lost without an outcome has been waited for long enough: as long
+    as a wave would be."""
+    if rollout.canary_lost_at is None:
+        return False
+    timeout = policy.wave_timeout_windows * verify_window_seconds
+    return (now - rollout.canary_lost_at).total_seconds() >= timeout
 
 
 def wave_open(rollout: Rollout, verify_window_seconds: float, policy: FleetPolicy,
@@ -356,7 +377,7 @@ def granted(rollout: Rollout | None, decision: FleetDecision, request: LeaseRequ
         if rollout is None or rollout.ended_at is not None:
             return Rollout(remedy=request.remedy, fingerprint=request.fingerprint,
                            started_at=now, canary=host)
-        return rollout.model_copy(update={"canary": host})
+        return rollout.model_copy(update={"canary": host, "canary_lost_at": None})
     if decision.role != "wave" or rollout is None:
         return rollout
     if decision.new_wave_size is not None:
@@ -372,11 +393,22 @@ def released(rollout: Rollout, host: str, outcome: Outcome) -> Rollout:
     """The rollout after ``host`` released its lease with ``outcome``."""
     if host == rollout.canary and not rollout.canary_verified:
         if outcome == "verified":
-            return rollout.model_copy(update={"canary_verified": True})
-        return rollout.model_copy(update={"canary": None})  # the next host is the canary
+            return rollout.model_copy(update={"canary_verified": True, "canary_lost_at": None})
+        # the next host is the canary
+        return rollout.model_copy(update={"canary": None, "canary_lost_at": None})
     if outcome == "verified" and host in rollout.wave_hosts \
             and host not in rollout.wave_verified:
         return rollout.model_copy(update={"wave_verified": (*rollout.wave_verified, host)})
+    return rollout
+
+
+def lost(rollout: Rollout, host: str, now: datetime) -> Rollout:
+    """The rollout after ``host``'s lease was reclaimed with no outcome. A lost canary keeps
+    its role until its outcome arrives (``released``) or its wave timeout passes; a wave
+    member stays unverified, and the wave times out as usual."""
+    if host == rollout.canary and not rollout.canary_verified \
+            and rollout.canary_lost_at is None:
+        return rollout.model_copy(update={"canary_lost_at": now})
     return rollout
 
 

@@ -33,6 +33,7 @@ from guardrails.fleet import (
     decide,
     ended,
     granted,
+    lost,
     released,
 )
 from guardrails.policy import FleetPolicy
@@ -297,22 +298,28 @@ class LeasesRepo(RepoBase):
                         {"host": body.host_id, "outcome": body.outcome, "lease": row.id})
             if row.role == "rollback":
                 return
-            if was_live:
-                self._moved(s, remedy, body.host_id, body.outcome, now)
+            # After a reclaim too: a lost canary's late outcome is what its rollout waits for.
+            self._moved(s, remedy, row, body.outcome, now)
             if body.outcome in FAILED:
                 failed = self.failed_hosts(s, remedy, policy)
                 if len(failed) >= policy.breaker_failures:
                     trip(s, Remedy.parse(remedy), failed, now, self.host_id)
 
-    def _moved(self, s: Session, remedy: str, host_id: str, outcome: Outcome,
+    def _moved(self, s: Session, remedy: str, lease: LeaseTable, outcome: Outcome | None,
                now: datetime) -> None:
+        """The remedy's rollout after ``lease`` ended: with ``outcome``, or reclaimed with
+        none yet (None). A lease from an earlier rollout of the remedy changes nothing."""
         rollout_row, rollout = live_rollout(s, remedy)
-        if rollout is not None:
-            save_rollout(s, rollout_row, released(rollout, host_id, outcome), now)
+        if rollout is None or lease.granted_at < rollout.started_at:
+            return
+        moved = lost(rollout, lease.host_id, now) if outcome is None \
+            else released(rollout, lease.host_id, outcome)
+        save_rollout(s, rollout_row, moved, now)
 
     def reclaim_expired(self) -> list[LeaseRow]:
-        """Reclaim leases whose holder stopped renewing (a dead or cut-off agent): the
-        remedy's rollout treats them as abandoned, so a lost canary is replaced."""
+        """Reclaim leases whose holder stopped renewing (a dead or cut-off agent). Its
+        change may still be on trial (a cut-off agent finishes verifying and reports later):
+        a lost canary is replaced only when its outcome says so or its wave timeout passed."""
         now = self.now()
         with self._tx(write=False) as s:
             due = s.execute(sa.select(LeaseTable.id, LeaseTable.remedy).where(
@@ -329,7 +336,7 @@ class LeasesRepo(RepoBase):
                     continue  # renewed, released or reclaimed by another replica meanwhile
                 row.state, row.live_key = RECLAIMED, None
                 if row.role != "rollback":
-                    self._moved(s, remedy, row.host_id, "abandoned", now)
+                    self._moved(s, remedy, row, None, now)
                 self._audit(s, "healer", "lease.reclaimed", f"remedy:{remedy}",
                             {"host": row.host_id, "lease": row.id,
                              "late_seconds": (now - row.expires_at).total_seconds()})

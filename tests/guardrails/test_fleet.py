@@ -26,6 +26,7 @@ from guardrails.fleet import (
     fleet_fingerprint,
     granted,
     in_flight_cap,
+    lost,
     released,
     remedy_of,
     systemic,
@@ -120,6 +121,40 @@ def test_a_failed_canary_hands_the_role_to_the_next_host() -> None:
     rollout = released(rollout, "h1", "rolled_back")
     nxt = decide(state(rollout=rollout, failed_hosts=frozenset({"h1"})), request("h2"),
                  POLICY, T0)
+    assert (nxt.verdict, nxt.role) == ("grant", "canary")
+
+
+def test_a_canary_lost_without_an_outcome_is_waited_for_as_long_as_a_wave() -> None:
+    """Its lease was reclaimed, but a cut-off agent finishes verifying and reports later:
+    until then its change is on trial, and nobody else may start as if it had failed."""
+    rollout = granted(None, decide(state(), request("h1"), POLICY, T0), request("h1"), T0)
+    rollout = lost(rollout, "h1", T0 + timedelta(seconds=20))
+    assert lost(rollout, "h1", T0 + timedelta(seconds=40)) == rollout  # lost once, not twice
+    for seconds in (20, 79):  # the wave timeout: 2 verify windows of 30 s from the loss
+        held = decide(state(rollout=rollout), request("h2"), POLICY, T0 + timedelta(
+            seconds=seconds))
+        assert (held.verdict, held.reason, held.rule) == ("wait", "canary", "F-canary")
+        assert "reclaimed" in held.detail
+    again = decide(state(rollout=rollout), request("h1"), POLICY, T0 + timedelta(seconds=30))
+    assert (again.verdict, again.role) == ("grant", "canary")  # it came back and asks again
+    late = decide(state(rollout=rollout), request("h2"), POLICY, T0 + timedelta(seconds=80))
+    assert (late.verdict, late.role) == ("grant", "canary")
+    replaced = granted(rollout, late, request("h2"), T0 + timedelta(seconds=80))
+    assert (replaced.canary, replaced.canary_lost_at) == ("h2", None)
+    # the first canary's outcome, arriving after it was replaced, is not the new one's
+    assert released(replaced, "h1", "verified").canary_verified is False
+
+
+def test_a_lost_canarys_late_outcome_settles_it() -> None:
+    rollout = granted(None, decide(state(), request("h1"), POLICY, T0), request("h1"), T0)
+    rollout = lost(rollout, "h1", T0)
+    good = released(rollout, "h1", "verified")
+    assert good.canary_verified and good.canary_lost_at is None
+    start = decide(state(rollout=good), request("h2"), POLICY, T0)
+    assert (start.verdict, start.rule, start.wave) == ("grant", "F-wave", 1)
+    bad = released(rollout, "h1", "rolled_back")
+    assert (bad.canary, bad.canary_lost_at) == (None, None)
+    nxt = decide(state(rollout=bad, failed_hosts=frozenset({"h1"})), request("h2"), POLICY, T0)
     assert (nxt.verdict, nxt.role) == ("grant", "canary")
 
 

@@ -117,7 +117,7 @@ def test_a_renewal_extends_the_lease_and_one_after_the_ttl_is_lost(
         repo.renew(host, grant.lease_id, grant.epoch)
 
 
-def test_a_dead_canarys_lease_is_reclaimed_after_the_ttl_and_the_next_host_is_canary(
+def test_a_dead_canarys_lease_is_reclaimed_after_the_ttl_and_its_outcome_waited_for(
         replicas: list[Repository], clock: FakeClock) -> None:
     repo = replicas[0]
     hosts = add_fleet(repo, 5)
@@ -126,9 +126,29 @@ def test_a_dead_canarys_lease_is_reclaimed_after_the_ttl_and_the_next_host_is_ca
     assert repo.reclaim_expired() == []  # not yet
     clock.advance(1)
     assert [x.host_id for x in replicas[1].reclaim_expired()] == [hosts[0]]
+    held = lease(replicas[2], hosts[1])  # it may be verifying still, cut off
+    assert (held.grant, held.decision.reason) == (None, "canary")
+    clock.advance(POLICY.wave_timeout_windows * WINDOW)  # no outcome for a wave's timeout
+    for host in hosts:
+        beat(repo, host)
     nxt = lease(replicas[2], hosts[1])
     assert nxt.grant is not None and nxt.decision.role == "canary"
     assert nxt.grant.epoch == first.grant.epoch + 1  # type: ignore[union-attr]
+
+
+def test_a_cut_off_canarys_late_verification_starts_the_first_wave(
+        replicas: list[Repository], clock: FakeClock) -> None:
+    repo = replicas[0]
+    hosts = add_fleet(repo, 20)
+    roomy = POLICY.model_copy(update={"in_flight_percent": 50.0})
+    canary = lease(repo, hosts[0], policy=roomy)
+    clock.advance(roomy.lease_ttl_seconds + 1)
+    assert [x.host_id for x in replicas[1].reclaim_expired()] == [hosts[0]]
+    assert lease(replicas[1], hosts[1], policy=roomy).decision.reason == "canary"
+    release(repo, canary, hosts[0], "verified", policy=roomy)  # it finished, and says so
+    first = lease(replicas[2], hosts[1], policy=roomy)
+    assert (first.decision.rule, first.decision.role, first.decision.wave) == (
+        "F-wave", "wave", 1)
 
 
 def test_reclaim_skips_a_lease_another_transaction_holds(replicas: list[Repository],
