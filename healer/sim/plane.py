@@ -105,6 +105,37 @@ def wait_ready(replica: Replica, timeout: float = READY_TIMEOUT_S) -> None:
         time.sleep(0.1)
 
 
+# A reference for the simulated playbooks: the library requires one, and the remedies are
+# sysctls documented there.
+SYSCTL_DOC = "https://docs.kernel.org/admin-guide/sysctl/net.html"
+
+
+def write_playbooks(directory: Path, keys: Mapping[str, str], fix: str, metric: str,
+                    verify_seconds: float) -> Path:
+    """The control plane's library for the simulated faults: one playbook per id in
+    ``keys``, whose remedy sets that sysctl to ``fix`` and verifies ``metric`` to zero
+    within ``verify_seconds``. The control plane takes a remedy's verify window (and so
+    its waves' timeout) from here, as it does from the shipped library."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    for playbook, key in keys.items():
+        doc = {"id": playbook, "title": f"Simulated fault ({playbook})", "severity": "warning",
+               "description": "A fault of `healer fleet sim`: the agents open the incident "
+                              "themselves; this playbook gives the control plane its remedy "
+                              "and verify window.",
+               "references": [SYSCTL_DOC], "scope": "host",
+               "detect": {"any": [{"kind": "rate", "metric": metric, "seconds": 2, "gt": 0}]},
+               "remedies": [{"action": {"kind": "sysctl_write", "key": key, "value": fix},
+                             "rationale": "the simulated fix",
+                             "expected_effect": f"{metric} falls to zero"}],
+               "verify": {"metric": metric, "direction": "to_zero",
+                          "window_seconds": verify_seconds},
+               "rollback": "on_regression", "confidence": 0.5}
+        path = directory / f"{playbook}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        path.chmod(0o644)
+    return directory
+
+
 def write_policy(path: Path, fleet: Mapping[str, Any]) -> Path:
     """The shipped policy with its ``fleet:`` section changed, readable by the replicas."""
     policy = yaml.safe_load(default_policy_path().read_text())

@@ -47,9 +47,23 @@ from guardrails.policy import FleetPolicy
 from healer.errors import HealerError
 from healer.models import ActionState
 from healer.sim import SCENARIOS
-from healer.sim.agent import JOURNAL, METRICS, SEEN, TICK_SECONDS, template_journal
-from healer.sim.host import Fault, read_log
-from healer.sim.plane import MAX_CONNECTIONS, Replica, spawn_replica, wait_ready, write_policy
+from healer.sim.agent import (
+    JOURNAL,
+    METRICS,
+    SEEN,
+    TICK_SECONDS,
+    VERIFY_SECONDS,
+    template_journal,
+)
+from healer.sim.host import METRIC, Fault, read_log
+from healer.sim.plane import (
+    MAX_CONNECTIONS,
+    Replica,
+    spawn_replica,
+    wait_ready,
+    write_playbooks,
+    write_policy,
+)
 from healer.store.credentials import hash_token, new_token
 from healer.store.engine import migrate, open_engine
 from healer.store.pgserver import PgServer, find_bindir
@@ -216,8 +230,12 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
     repo = Repository(fleet.engine, "control-plane")
     policy = FleetPolicy.model_validate(FLEET)
     policy_file = write_policy(fleet.work / "policy.yaml", FLEET)
+    library = write_playbooks(fleet.work / "playbooks",
+                              {PLAYBOOK.format(s): key for s, key in KEYS.items()}, FIX,
+                              METRIC, VERIFY_SECONDS)
     fleet.replicas = [spawn_replica(fleet.db_url, fleet.work,
                                     {"HEALER_POLICY_FILE": str(policy_file),
+                                     "HEALER_PLAYBOOKS_DIR": str(library),
                                      "HEALER_DB_POOL_SIZE": str(REPLICA_POOL),
                                      "HEALER_DB_MAX_OVERFLOW": "0"})
                       for _ in range(2)]
