@@ -232,12 +232,16 @@ class ChangeEngine:
         """Expire stale approvals, apply approved changes, judge verifying ones."""
         changed: list[ActionRecord] = []
         now = self.clock()
-        changed += self.decide_votes()  # before expiry: a vote cast in time still counts
-        # The usual cycle has nothing to do: two indexed probes instead of loading lists.
-        # Approvals arrive from other processes (web, CLI) as rows, so probe every cycle.
-        if self.repo.has_actions((S.AWAITING_APPROVAL,), created_before=now - self.approval_ttl):
+        # The usual cycle has nothing to do: one indexed probe instead of loading lists.
+        # Votes arrive from other processes (web, CLI) as rows, so probe every cycle.
+        present = self.repo.oldest_by_state((S.AWAITING_APPROVAL, *READY_STATES, S.VERIFYING))
+        awaiting = present.get(S.AWAITING_APPROVAL)
+        if awaiting is not None:
+            changed += self.decide_votes()  # before expiry: a vote cast in time still counts
+        approved = any(r.state == S.APPROVED for r in changed)  # ready now
+        if awaiting is not None and awaiting <= now - self.approval_ttl:
             changed += self._expire(now)
-        if self.repo.has_actions((*READY_STATES, S.VERIFYING)):
+        if approved or present.keys() & {*READY_STATES, S.VERIFYING}:
             changed += self._advance()
         self._cycles += 1
         if self._cycles % self.drift_every == 0:

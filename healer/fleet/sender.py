@@ -106,16 +106,19 @@ class Sender:
 
     # -- reports ----------------------------------------------------------------------
     def report(self) -> float:
-        """Send the next batch of reports; seconds until the next round."""
-        dropped = self.repo.cap_reports(self.outbox_bytes)
-        if dropped:
-            log.warning(logfmt(msg="fleet outbox over its cap: samples dropped",
-                               dropped=dropped, cap_bytes=self.outbox_bytes))
-        batch = self.repo.report_batch(BATCH_REPORTS, BATCH_BYTES)
+        """Send the next batch of reports; seconds until the next round. An empty outbox
+        costs one probe a round (other root processes queue reports too, so it is asked)."""
+        count, size = self.repo.report_totals()
+        if size > self.outbox_bytes:
+            dropped = self.repo.cap_reports(self.outbox_bytes)
+            if dropped:
+                log.warning(logfmt(msg="fleet outbox over its cap: samples dropped",
+                                   dropped=dropped, cap_bytes=self.outbox_bytes))
+                count, size = self.repo.report_totals()
         if self.telemetry is not None:
-            count, size = self.repo.report_totals()
             self.telemetry.fleet_outbox_reports.set(count)
             self.telemetry.fleet_outbox_bytes.set(size)
+        batch = self.repo.report_batch(BATCH_REPORTS, BATCH_BYTES) if count else []
         if not batch:
             return REPORT_IDLE
         body = {"host_id": self.repo.host_id, "reports": [_wire(r) for r in batch]}

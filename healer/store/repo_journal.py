@@ -7,12 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from guardrails.actions import action_to_dict, parse_action
 from guardrails.decision import Decision
-from healer.errors import StoreError
 from healer.models import (
     TRANSITIONS,
     ActionRecord,
@@ -24,7 +22,6 @@ from healer.models import (
     Verification,
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
-from healer.store.repo_base import _short
 from healer.store.repo_reports import ReportsRepo, incident_body
 from healer.store.rows import HistoryEntry, IncidentActivity, Transition
 from healer.store.seal import SEALED_FIELDS, Sealer
@@ -476,13 +473,17 @@ class JournalRepo(ReportsRepo):
         )
         if created_before is not None:
             q = q.where(ActionTable.created_at <= created_before)
-        try:  # Core, not a Session: a third of the cost, and nothing to map
-            with self._ro_engine.connect() as conn:
-                found = conn.execute(q.limit(1)).first() is not None
-                conn.rollback()
-                return found
-        except SQLAlchemyError as e:
-            raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
+        return bool(self._probe(q.limit(1)))
+
+    def oldest_by_state(self, states: Collection[ActionState]) -> dict[ActionState, datetime]:
+        """For each of ``states`` that any of this host's records is in, the oldest such
+        record's creation time: one indexed probe answers what the change engine's cycle
+        has to do (nothing, usually)."""
+        q = (sa.select(ActionTable.state, sa.func.min(ActionTable.created_at))
+             .where(ActionTable.host_id == self.host_id,
+                    ActionTable.state.in_([ActionState(x).value for x in states]))
+             .group_by(ActionTable.state))
+        return {ActionState(state): oldest for state, oldest in self._probe(q)}
 
     def incident_activity(self, incident_id: int,
                           live: Collection[ActionState]) -> IncidentActivity:

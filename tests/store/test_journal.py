@@ -189,6 +189,19 @@ def test_has_actions_probes_this_hosts_states_only(engine: sa.Engine) -> None:
     assert not repo.has_actions({S.AWAITING_APPROVAL}, created_before=T0 - timedelta(seconds=1))
 
 
+def test_oldest_by_state_names_each_state_present_with_its_oldest_record(
+        engine: sa.Engine) -> None:
+    repo, other = Repository(engine, HOST), Repository(engine, "node-b")
+    assert repo.oldest_by_state({S.APPROVED, S.VERIFYING}) == {}
+    other.add_action(make_record(state=S.APPROVED).model_copy(update={"host_id": "node-b"}))
+    later = {"created_at": T0 + timedelta(seconds=30)}
+    repo.add_action(make_record(state=S.AWAITING_APPROVAL).model_copy(update=later))
+    repo.add_action(make_record(state=S.AWAITING_APPROVAL))  # created at T0
+    repo.add_action(make_record(state=S.VERIFYING).model_copy(update=later))
+    assert repo.oldest_by_state({S.APPROVED, S.AWAITING_APPROVAL, S.VERIFYING}) == {
+        S.AWAITING_APPROVAL: T0, S.VERIFYING: T0 + timedelta(seconds=30)}
+
+
 def test_history_and_changes_since_count_applied_changes(
     repo: Repository, clock: FakeClock
 ) -> None:
