@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -135,10 +136,12 @@ class FleetLink:
         lease_worker = Worker("fleet-leases", [self.leases.step],
                               abort=self.leases.transport.close)
         self.leases.wake = lease_worker.wake
+        sender_worker = Worker("fleet-sender", [self.sender.heartbeat, self.sender.report],
+                               abort=self.sender.transport.close)
+        repo.on_report = partial(sender_worker.wake, 1)  # a report queued: send it now
         self._workers = [
             lease_worker,
-            Worker("fleet-sender", [self.sender.heartbeat, self.sender.report],
-                   abort=self.sender.transport.close),
+            sender_worker,
             Worker("fleet-events", [self.events.poll], abort=self.events.transport.close),
         ]
         self.intake: Intake | None = None

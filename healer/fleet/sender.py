@@ -37,7 +37,10 @@ OUTDATED_RETRY = 60.0
 MAX_BACKOFF = 60.0
 BATCH_REPORTS = 200
 BATCH_BYTES = 2 * 1024 * 1024  # the protocol's limit on a report body is 4 MiB
-REPORT_IDLE = 1.0  # how often an empty outbox is looked at again
+# How often an empty outbox is looked at again: the agent's own reports wake the sender
+# when they are queued; those of other root processes (``healer rollback``) wait for this.
+REPORT_IDLE = 10.0
+REPORT_GAP = 1.0  # acked short of what went: the control plane waits on a gap it lacks
 SKEW_WARN_SECONDS = 2.0
 REPORT_KEYS = {"incident": "incident", "transition": "action", "sample": "sample"}
 Reply = TypeVar("Reply", HeartbeatReply, ReportReply)
@@ -78,6 +81,7 @@ class Sender:
     _beat_backoff: Backoff = field(default_factory=Backoff)
     _report_backoff: Backoff = field(default_factory=Backoff)
     _outdated_logged: float = float("-inf")
+    _report_hold: float = float("-inf")  # no report before this (a back-off), woken or not
 
     # -- heartbeats -------------------------------------------------------------------
     def heartbeat(self) -> float:
@@ -108,6 +112,9 @@ class Sender:
     def report(self) -> float:
         """Send the next batch of reports; seconds until the next round. An empty outbox
         costs one probe a round (other root processes queue reports too, so it is asked)."""
+        held = self._report_hold - self.monotonic()
+        if held > 0:  # woken by a new report while backing off: the back-off stands
+            return held
         count, size = self.repo.report_totals()
         if size > self.outbox_bytes:
             dropped = self.repo.cap_reports(self.outbox_bytes)
@@ -124,6 +131,7 @@ class Sender:
         body = {"host_id": self.repo.host_id, "reports": [_wire(r) for r in batch]}
         reply = self._exchange("report", body, ReportReply, self._report_backoff)
         if isinstance(reply, float):
+            self._report_hold = self.monotonic() + reply
             return reply
         self._report_backoff.reset()
         if self.repo.ack_reports(reply.acked_through):
@@ -134,7 +142,7 @@ class Sender:
         sent = max(r.seq or 0 for r in batch)
         # Acked up to what was sent: more may be waiting. Short of it, the control plane
         # waits on a gap it lacks; the batch goes again after a pause.
-        return 0.0 if reply.acked_through >= sent else REPORT_IDLE
+        return 0.0 if reply.acked_through >= sent else REPORT_GAP
 
     # -- shared -----------------------------------------------------------------------
     def _exchange(self, name: str, body: dict[str, Any], answer: type[Reply],

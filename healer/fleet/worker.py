@@ -17,7 +17,7 @@ ERROR_PAUSE = 5.0  # after a step's bug: the thread lives on, and does not spin
 
 class Worker:
     """Runs ``steps`` on one thread, soonest due first, until ``stop``; ``wake`` makes every
-    step due now."""
+    step, or one, due now."""
 
     def __init__(self, name: str, steps: Sequence[Step], *,
                  abort: Callable[[], None] | None = None,
@@ -35,9 +35,12 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Run every step as soon as the thread is free."""
-        self._due = [0.0] * len(self._steps)
+    def wake(self, step: int | None = None) -> None:
+        """Run every step (or the one at index ``step``) as soon as the thread is free."""
+        if step is None:
+            self._due = [0.0] * len(self._steps)
+        else:
+            self._due[step] = 0.0
         self._wake.set()
 
     def stop(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVarTuple, Unpack
+from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +17,7 @@ from healer.store.tables import AuditTable
 Clock = Callable[[], datetime]
 Ts = TypeVarTuple("Ts")
 READONLY_OPTION = "healer_readonly"  # engine.py's begin hook opens a deferred transaction
+AFTER_COMMIT = "healer_after_commit"  # Session.info key: what to call once it committed
 
 
 def utcnow() -> datetime:
@@ -46,12 +47,22 @@ class RepoBase:
         """One committed transaction; sqlalchemy errors become StoreError."""
         bind = self._engine if write else self._ro_engine
         try:
-            with Session(bind, expire_on_commit=False) as session, session.begin():
-                yield session
+            with Session(bind, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+                for hook in session.info.get(AFTER_COMMIT, ()):
+                    hook()
         except SQLAlchemyError as e:
             raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
 
-    def _probe(self, q: sa.Select[Unpack[Ts]]) -> list[sa.Row[Unpack[Ts]]]:
+    @staticmethod
+    def _after_commit(s: Session, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once ``s``'s transaction committed (never when it rolls back)."""
+        hooks: list[Callable[[], None]] = s.info.setdefault(AFTER_COMMIT, [])
+        if hook not in hooks:
+            hooks.append(hook)
+
+    def _probe(self, q: sa.Select[*Ts]) -> list[sa.Row[*Ts]]:
         """``q``'s rows, read in a read-only transaction of its own: Core, not a Session,
         for the probes made every cycle (a third of the cost, and nothing to map)."""
         try:

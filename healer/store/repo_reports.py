@@ -11,7 +11,7 @@ sees a gap it would wait on forever.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +50,9 @@ class ReportsRepo(RepoBase):
     """The outbox of reports; ``fleet_reports`` turns the queueing of changes on."""
 
     fleet_reports: bool = False
+    # Called once a transaction that queued a report committed: the sender goes at once
+    # instead of finding it on its next look (other root processes' reports wait for that).
+    on_report: Callable[[], None] | None = None
 
     # -- queueing, inside the caller's transaction --------------------------------------
     def _report(self, s: Session, kind: str, subject: str, body: dict[str, Any], *,
@@ -58,6 +61,8 @@ class ReportsRepo(RepoBase):
         the same subject replaces its report not yet sent (an incident's updates)."""
         if not self.fleet_reports:
             return
+        if self.on_report is not None:
+            self._after_commit(s, self.on_report)
         now, size = self.now(), _size(body)
         if coalesce:
             pending = s.scalars(

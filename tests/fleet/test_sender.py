@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from guardrails.actions import Notify
+from healer.fleet.sender import REPORT_IDLE
 from healer.models import ActionState, Incident, Proposal, Sample
 from healer.store.engine import open_engine
 from healer.store.repository import Repository
@@ -127,7 +128,25 @@ def test_every_incident_change_and_journal_write_is_reported_in_order_and_acked(
     assert all(r["action"]["id"] == action_id for r in sent[1:])
     assert [t["state"] for t in sent[-1]["action"]["transitions"]] == states
     assert repo.report_totals() == (0, 0) and repo.last_report_seq() == 6
-    assert link.sender.report() == 1.0  # nothing left: look again in a second
+    assert link.sender.report() == REPORT_IDLE  # nothing left: a new report wakes it
+
+
+def test_a_queued_report_goes_out_at_once_but_never_through_a_back_off(
+        cp: ControlPlane, repo: Repository, make_link: LinkFactory) -> None:
+    make_link(cp.url, repo)
+    until(lambda: cp.requests("heartbeat"))
+    time.sleep(0.3)  # the sender found the outbox empty: its next look is REPORT_IDLE away
+    queued = time.monotonic()
+    repo.add_report("sample", "sample", {"n": 1})
+    until(lambda: cp.reports, timeout=REPORT_IDLE / 2)
+    assert time.monotonic() - queued < 2.0, "sent when queued, not at the next look"
+    cp.throttles["report"] = Throttle(429, 1, "3")
+    repo.add_report("sample", "sample", {"n": 2})
+    until(lambda: len(cp.requests("report")) == 2)  # answered 429, Retry-After 3 s
+    refused = time.monotonic()
+    repo.add_report("sample", "sample", {"n": 3})  # wakes the sender, which holds off
+    until(lambda: len(cp.reports) == 3, timeout=8)
+    assert time.monotonic() - refused >= 3 * 0.8 - 0.1  # Retry-After, less its jitter
 
 
 def test_unsent_reports_survive_a_restart_and_go_again_with_their_seqs(
