@@ -7,8 +7,12 @@ webhook; without it the app is a single host's dashboard, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
+
+from cachetools import TTLCache
 
 from guardrails.policy import FleetPolicy
 from playbooks.loader import Library
@@ -16,6 +20,34 @@ from web.events import EventHub
 
 DEFAULT_VERIFY_WINDOW = 30.0  # playbooks.schema.Verify's default, for a remedy of no playbook
 HEARTBEAT_SECONDS = 5.0
+# A host token's lookup is kept this long: every agent request carries the token, and the
+# lookup was a sixth of a replica's time at 500 agents. A revoked or expired token (or a
+# removed host) is refused within this many seconds on every replica.
+TOKEN_CACHE_SECONDS = 10.0
+TOKEN_CACHE_SIZE = 100_000
+Found = tuple[str, str | None] | None  # (role, bound host) of a usable token, or None
+
+
+@dataclass
+class TokenCache:
+    """Host-token lookups (by token hash), kept ``TOKEN_CACHE_SECONDS``; thread-safe."""
+
+    seconds: float = TOKEN_CACHE_SECONDS
+    _cache: TTLCache[str, Found] = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._cache = TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=self.seconds)
+
+    def lookup(self, token_hash: str, load: Callable[[str], Found]) -> Found:
+        with self._lock:
+            if token_hash in self._cache:
+                return self._cache[token_hash]
+        found = load(token_hash)  # outside the lock: a database round trip
+        if found is not None:  # an unknown token is asked again: it may be one just made
+            with self._lock:
+                self._cache[token_hash] = found
+        return found
 
 
 def own_version() -> str:
@@ -29,6 +61,7 @@ class FleetConfig:
     library: Library
     hub: EventHub
     version: str
+    tokens: TokenCache = field(default_factory=TokenCache)
 
     def verify_window(self, playbook: str) -> float:
         """The verify window of ``playbook``'s remedies (waves time out after a multiple)."""

@@ -25,16 +25,18 @@ from playbooks.loader import load_library
 from tests.web.helpers import SILENCE_CHECK, bearer, service_bearer
 from web import create_app
 from web.events import EventHub
-from web.fleet import FleetConfig
+from web.fleet import FleetConfig, TokenCache
 
 VERSION = "0.1.0"
 REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
           "target": "net.core.somaxconn"}
 
 
-def control_plane(settings: Settings, repo: Repository, **hub: Any) -> TestClient:
+def control_plane(settings: Settings, repo: Repository, *, tokens: TokenCache | None = None,
+                  **hub: Any) -> TestClient:
     fleet = FleetConfig(policy=load_policy().fleet, library=load_library(),
-                        hub=EventHub(repo, **hub), version=VERSION)
+                        hub=EventHub(repo, **hub), version=VERSION,
+                        tokens=tokens or TokenCache())
     app = create_app(settings, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK,
                      fleet=fleet)
     return TestClient(app, base_url="http://127.0.0.1:8765")
@@ -157,6 +159,18 @@ def test_no_other_token_reaches_the_agent_protocol(cp: TestClient,
         assert resp.status_code == status, (headers, resp.text)
     agent_token = Agent(cp, cp_repo, "c").headers
     assert cp.get("/api/v1/incidents", headers=agent_token).status_code == 403
+
+
+def test_a_revoked_host_token_is_refused_once_its_cached_lookup_expires(
+        settings: Settings, cp_repo: Repository) -> None:
+    with control_plane(settings, cp_repo, tokens=TokenCache(seconds=0.5)) as client:
+        agent = Agent(client, cp_repo, "a")
+        assert agent.beat().status_code == 200
+        (token,) = [t for t in cp_repo.list_tokens() if t.role == "host"]
+        cp_repo.revoke_token(token.id)
+        time.sleep(0.6)
+        resp = agent.beat()
+        assert resp.status_code == 401, resp.text
 
 
 def test_a_database_that_does_not_answer_is_503_with_retry_after(

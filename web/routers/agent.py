@@ -50,7 +50,8 @@ def agent_host(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError(401, "a host token is required (Authorization: Bearer ...)")
-    found = _answer(lambda: ctx.repo.host_of_token(hash_token(token.strip())))
+    found = _answer(lambda: _fleet(ctx).tokens.lookup(hash_token(token.strip()),
+                                                      ctx.repo.host_of_token))
     if found is None:
         raise AuthError(401, "invalid, revoked or expired token")
     role, host_id = found
