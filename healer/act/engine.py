@@ -255,8 +255,9 @@ class ChangeEngine:
     def _advance(self) -> list[ActionRecord]:
         changed: list[ActionRecord] = []
         applied = 0
-        for record in self._sealed(self.repo.iter_actions(states=READY_STATES,
-                                                          oldest_first=True)):
+        for record in self.repo.iter_actions(states=READY_STATES, oldest_first=True):
+            if self._held_back(record) or not self.seal.trusted(record):
+                continue
             moved = self._apply(record, applied)
             if moved is not None:
                 changed.append(moved)
@@ -376,6 +377,17 @@ class ChangeEngine:
         if moved is None and fleet is not None:
             fleet.release(record.id, "abandoned")  # someone else moved the record first
         return moved
+
+    def _held_back(self, record: ActionRecord) -> bool:
+        """A change waiting behind its canary that the fleet still holds back, its wait
+        already recorded: this cycle writes nothing for it, so its seal (three reads) is
+        checked when it next may move, not every cycle while hundreds of hosts wait."""
+        if self.fleet is None or record.state != S.WAITING_CANARY or record.id is None:
+            return False
+        answer = self.fleet.answer(record)
+        if answer.go or answer.ask:
+            return False
+        return answer.wait == "asking" or self._fleet_waits.get(record.id) == answer.wait
 
     def _fleet_wait(self, record: ActionRecord, answer: FleetAnswer) -> ActionRecord | None:
         """The fleet says wait: behind a canary the record moves to ``waiting_canary``; any

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from guardrails.actions import Notify, SysctlWrite
 from healer.act.engine import ChangeEngine
@@ -18,6 +19,7 @@ from healer.models import ActionRecord, ActionState, Incident, Proposal
 from healer.notify.notifier import Notifier
 from healer.settings import Settings
 from healer.store.repository import Repository
+from healer.store.tables import ActionTable
 from healer.telemetry import Telemetry
 from tests.act.conftest import Clock, Window, netns_sysctl
 from tests.act.engine_kit import SPEC, Notes, feed, make_engine, somaxconn
@@ -157,6 +159,40 @@ def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_
     checks = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert sum("at=apply" in m for m in checks) == 1
     assert not any("at=lease" in m for m in checks)
+
+
+def test_a_change_held_behind_its_canary_is_seal_checked_when_it_may_move_not_before(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+        cp: ControlPlane, make_link: LinkFactory) -> None:
+    """Hundreds of hosts may wait behind one canary: a waiting change whose wait is already
+    recorded costs no seal check per cycle, and one forged while it waited is still refused
+    when its grant comes."""
+    netns_sysctl(netns, "net.core.somaxconn", "128")
+    cp.lease_answers.extend([cp.wait("canary", retry_after=0.3)] * 3)
+    link = make_link(cp.url, repo)
+    engine = _engine(repo, clock, window, tmp_path, link)
+    feed(window, clock, 10, overflow_rate=20, psi=1.0)
+    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
+    engine.step()
+    until(lambda: link.leases.answer(record).wait == "canary")
+    engine.step()  # to waiting_canary
+    engine.step()  # the wait is recorded
+    assert _state(repo, record) == S.WAITING_CANARY
+    checked: list[int] = []
+    trusted = engine.seal.trusted
+    engine.seal.trusted = lambda r: checked.append(r.id or 0) or trusted(r)  # type: ignore[method-assign]
+    for _ in range(3):
+        assert engine.step() == []
+    assert checked == []
+    with repo.engine.begin() as conn:  # the web side's write access, while it waits
+        conn.execute(sa.update(ActionTable).where(ActionTable.id == record.id)
+                     .values(action={**record.action.model_dump(mode="json"), "value": "65535"}))
+    until(lambda: link.leases.answer(record).go or link.leases.answer(record).ask, timeout=5)
+    for _ in range(3):
+        engine.step()
+    assert checked and _state(repo, record) == S.WAITING_CANARY  # refused, not applied
+    assert netns_sysctl(netns, "net.core.somaxconn") == "128"
+    assert any(a.event == "journal.untrusted" for a in repo.list_audit())
 
 
 def test_another_wait_keeps_the_change_approved_with_the_reason_recorded_once(
