@@ -11,7 +11,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from cachetools import TTLCache
 
 from guardrails.policy import FleetPolicy
@@ -23,9 +25,10 @@ HEARTBEAT_SECONDS = 5.0
 # A host token's lookup is kept this long: every agent request carries the token, and the
 # lookup was a sixth of a replica's time at 500 agents. A revoked or expired token (or a
 # removed host) is refused within this many seconds on every replica.
-TOKEN_CACHE_SECONDS = 10.0
+TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_SIZE = 100_000
 Found = tuple[str, str | None] | None  # (role, bound host) of a usable token, or None
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,15 +42,65 @@ class TokenCache:
     def __post_init__(self) -> None:
         self._cache = TTLCache(maxsize=TOKEN_CACHE_SIZE, ttl=self.seconds)
 
-    def lookup(self, token_hash: str, load: Callable[[str], Found]) -> Found:
+    def cached(self, token_hash: str) -> tuple[bool, Found]:
+        """(True, the lookup) when it is kept; (False, None) when it must be loaded."""
         with self._lock:
             if token_hash in self._cache:
-                return self._cache[token_hash]
+                return True, self._cache[token_hash]
+        return False, None
+
+    def lookup(self, token_hash: str, load: Callable[[str], Found]) -> Found:
+        kept, found = self.cached(token_hash)
+        if kept:
+            return found
         found = load(token_hash)  # outside the lock: a database round trip
         if found is not None:  # an unknown token is asked again: it may be one just made
             with self._lock:
                 self._cache[token_hash] = found
         return found
+
+
+class LaneFull(Exception):
+    """A lane's queue is full: the request is answered 429 with ``Retry-After``."""
+
+
+@dataclass
+class Lane:
+    """One class of agent requests, with threads and a queue of its own (event loop only).
+
+    Heartbeats and reports are many (one host, one heartbeat every 5 s) and may wait or be
+    sent back with 429; lease answers are what a host's change waits on; the long polls'
+    reads come in bursts when a broadcast wakes them all. Apart, a burst of one never
+    queues the others behind it, and fewer threads contend for the interpreter at once.
+    """
+
+    name: str
+    threads: int
+    max_queued: int  # requests running or waiting here; more are answered 429
+    _limiter: CapacityLimiter = field(init=False)
+    queued: int = 0
+
+    def __post_init__(self) -> None:
+        self._limiter = CapacityLimiter(self.threads)
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` on one of this lane's threads; LaneFull when the queue is full."""
+        if self.queued >= self.max_queued:
+            raise LaneFull(self.name)
+        self.queued += 1
+        try:
+            return await to_thread.run_sync(call, limiter=self._limiter)
+        finally:
+            self.queued -= 1
+
+
+@dataclass
+class Lanes:
+    """The agent protocol's lanes; their threads stay within a default database pool."""
+
+    bulk: Lane = field(default_factory=lambda: Lane("bulk", threads=4, max_queued=256))
+    lease: Lane = field(default_factory=lambda: Lane("lease", threads=4, max_queued=1024))
+    events: Lane = field(default_factory=lambda: Lane("events", threads=4, max_queued=4096))
 
 
 def own_version() -> str:
@@ -62,6 +115,7 @@ class FleetConfig:
     hub: EventHub
     version: str
     tokens: TokenCache = field(default_factory=TokenCache)
+    lanes: Lanes = field(default_factory=Lanes)
 
     def verify_window(self, playbook: str) -> float:
         """The verify window of ``playbook``'s remedies (waves time out after a multiple)."""

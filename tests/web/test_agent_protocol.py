@@ -5,6 +5,7 @@ and the events long poll woken by NOTIFY."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from playbooks.loader import load_library
 from tests.web.helpers import SILENCE_CHECK, bearer, service_bearer
 from web import create_app
 from web.events import EventHub
-from web.fleet import FleetConfig, TokenCache
+from web.fleet import FleetConfig, Lane, LaneFull, Lanes, TokenCache
 
 VERSION = "0.1.0"
 REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
@@ -33,10 +34,10 @@ REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
 
 
 def control_plane(settings: Settings, repo: Repository, *, tokens: TokenCache | None = None,
-                  **hub: Any) -> TestClient:
+                  lanes: Lanes | None = None, **hub: Any) -> TestClient:
     fleet = FleetConfig(policy=load_policy().fleet, library=load_library(),
                         hub=EventHub(repo, **hub), version=VERSION,
-                        tokens=tokens or TokenCache())
+                        tokens=tokens or TokenCache(), lanes=lanes or Lanes())
     app = create_app(settings, repo=repo, telemetry=Telemetry(), silence_check=SILENCE_CHECK,
                      fleet=fleet)
     return TestClient(app, base_url="http://127.0.0.1:8765")
@@ -189,6 +190,46 @@ def test_a_replica_full_of_long_polls_answers_429_with_retry_after(
     with control_plane(settings, cp_repo, max_waiters=0) as client:
         resp = Agent(client, cp_repo, "a").events(wait=5)
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "2"
+
+
+def test_a_full_lane_sheds_its_kind_of_request_with_429_and_the_others_go_on(
+        settings: Settings, cp_repo: Repository) -> None:
+    """Heartbeats and reports share a lane with a bounded queue: past it they are sent
+    back, and lease answers, in a lane of their own, are not held behind them."""
+    jammed = Lanes(bulk=Lane("bulk", threads=1, max_queued=0))
+    with control_plane(settings, cp_repo, lanes=jammed) as client:
+        agent = Agent(client, cp_repo, "a")
+        shed = agent.beat()
+        assert shed.status_code == 429 and shed.headers["Retry-After"] == "2"
+        assert "busy" in shed.json()["detail"]
+        asked = agent.post("lease", {"incident_fingerprint": "listen-backlog-too-small|netns",
+                                     "remedy": REMEDY})
+        assert asked.status_code == 200 and set(asked.json()) <= {"grant", "wait"}
+
+
+def test_a_lane_runs_at_most_its_threads_at_once_and_refuses_past_its_queue() -> None:
+    lane = Lane("bulk", threads=2, max_queued=3)
+    running, most = 0, 0
+    gate = threading.Event()
+
+    def call() -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        gate.wait(5)
+        running -= 1
+        return 1
+
+    async def main() -> list[int | BaseException]:
+        tasks = [asyncio.create_task(lane.run(call)) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        assert lane.queued == 3
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[:3] == [1, 1, 1] and isinstance(results[3], LaneFull)
+    assert most == 2 and lane.queued == 0
 
 
 # -- reports ------------------------------------------------------------------------------------

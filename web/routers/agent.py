@@ -3,9 +3,10 @@
 
 Host tokens only, each bound to one host: a body or query naming another host is 403,
 and so is any other token. ``X-Healer-Agent-Version`` outside the accepted skew is 426.
-A database that does not answer is 503 with ``Retry-After``, and a replica full of long
-polls answers 429 the same way. The long poll is an async endpoint that holds no thread
-while it waits (web.events).
+A database that does not answer is 503 with ``Retry-After``; a replica full of long polls,
+or with a full queue of one kind of request (web.fleet.Lane), answers 429 the same way.
+Every endpoint is async: the database work runs in its lane's few threads, and the long
+poll holds no thread while it waits (web.events).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from healer.store.repo_leases import LeaseLost
 from web.auth import AuthError
 from web.context import AppContext, get_ctx
 from web.events import TooManyWaiters
-from web.fleet import HEARTBEAT_SECONDS, FleetConfig, version_problem
+from web.fleet import HEARTBEAT_SECONDS, FleetConfig, Lane, LaneFull, version_problem
 from web.schemas import iso
 
 log = logging.getLogger("healer.web.agent")
@@ -43,15 +44,18 @@ def _fleet(ctx: AppContext) -> FleetConfig:
     return ctx.fleet
 
 
-def agent_host(request: Request) -> str:
+async def agent_host(request: Request) -> str:
     """The host a request's token is bound to (401 without a token, 403 for any token
-    but a host's), after the version check (426)."""
+    but a host's), after the version check (426). A kept lookup costs no thread."""
     ctx = get_ctx(request)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError(401, "a host token is required (Authorization: Bearer ...)")
-    found = _answer(lambda: _fleet(ctx).tokens.lookup(hash_token(token.strip()),
-                                                      ctx.repo.host_of_token))
+    tokens, hashed = _fleet(ctx).tokens, hash_token(token.strip())
+    kept, found = tokens.cached(hashed)
+    if not kept:
+        found = await run_in_threadpool(_answer, lambda: tokens.lookup(hashed,
+                                                                      ctx.repo.host_of_token))
     if found is None:
         raise AuthError(401, "invalid, revoked or expired token")
     role, host_id = found
@@ -85,36 +89,50 @@ def _answer(call: Callable[[], T]) -> T:
                             headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
 
+async def _in(lane: Lane, call: Callable[[], T]) -> T:
+    """``call()`` in ``lane`` (its failures as the protocol's answers); 429 with
+    ``Retry-After`` when the lane's queue is full: the agent comes back, the replica
+    keeps up with what it took."""
+    try:
+        return await lane.run(lambda: _answer(call))
+    except LaneFull:
+        raise HTTPException(429, f"this replica is busy ({lane.name} requests); retry",
+                            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+
+
 @router.post("/heartbeat")
-def heartbeat(request: Request, host: AgentHost, body: Heartbeat) -> dict[str, Any]:
+async def heartbeat(request: Request, host: AgentHost, body: Heartbeat) -> dict[str, Any]:
     """The agent is alive; answers the pause and the control plane's clock."""
     _same_host(host, body.host_id)
     ctx = get_ctx(request)
-    paused = _answer(lambda: ctx.repo.heartbeat(body))
+    paused = await _in(_fleet(ctx).lanes.bulk, lambda: ctx.repo.heartbeat(body))
     return {"server_time": iso(ctx.repo.now()), "paused": paused,
             "heartbeat_seconds": HEARTBEAT_SECONDS}
 
 
 @router.post("/report")
-def report(request: Request, host: AgentHost, body: ReportBatch) -> dict[str, int]:
+async def report(request: Request, host: AgentHost, body: ReportBatch) -> dict[str, int]:
     """Reports, upserted on (host, seq) and applied in seq order."""
     _same_host(host, body.host_id)
-    repo = get_ctx(request).repo
-    return {"acked_through": _answer(lambda: repo.store_reports(body))}
+    ctx = get_ctx(request)
+    return {"acked_through": await _in(_fleet(ctx).lanes.bulk,
+                                       lambda: ctx.repo.store_reports(body))}
 
 
 @router.post("/lease")
-def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, Any]:
+async def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, Any]:
     """Ask to apply a fleet-gated remedy, or renew a grant."""
     _same_host(host, body.host_id)
     ctx = get_ctx(request)
     fleet = _fleet(ctx)
     if body.renew is not None:
         renew = body.renew
-        answer = _answer(lambda: ctx.repo.renew(host, renew.lease_id, renew.epoch))
+        answer = await _in(fleet.lanes.lease,
+                           lambda: ctx.repo.renew(host, renew.lease_id, renew.epoch))
     else:
         window = fleet.verify_window(body.remedy.playbook)
-        answer = _answer(lambda: ctx.repo.lease(body, fleet.policy, window))
+        answer = await _in(fleet.lanes.lease, lambda: ctx.repo.lease(body, fleet.policy,
+                                                                     window))
     return lease_json(answer)
 
 
@@ -128,11 +146,12 @@ def lease_json(answer: LeaseAnswer) -> dict[str, Any]:
 
 
 @router.post("/release")
-def release(request: Request, host: AgentHost, body: Release) -> dict[str, Any]:
+async def release(request: Request, host: AgentHost, body: Release) -> dict[str, Any]:
     """How a lease ended; a regression counts toward the remedy's breaker."""
     _same_host(host, body.host_id)
     ctx = get_ctx(request)
-    _answer(lambda: ctx.repo.release(body, _fleet(ctx).policy))
+    fleet = _fleet(ctx)
+    await _in(fleet.lanes.lease, lambda: ctx.repo.release(body, fleet.policy))
     return {}
 
 
@@ -162,8 +181,8 @@ async def events(
         async with hub.slot():
             while True:
                 mark = hub.mark(host)
-                rows = await run_in_threadpool(_answer, lambda: ctx.repo.events_after(host,
-                                                                                      cursor))
+                rows = await _in(_fleet(ctx).lanes.events,
+                                 lambda: ctx.repo.events_after(host, cursor))
                 left = deadline - loop.time()
                 if rows or left <= 0:
                     break
