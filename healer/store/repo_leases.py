@@ -17,6 +17,7 @@ waited for). Lock order is always the remedy's advisory lock, then lease rows.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -186,15 +187,14 @@ class LeasesRepo(RepoBase):
                      self.host_id)
 
     # -- the state decide reads -----------------------------------------------------------
-    def fleet_counts(self, s: Session, fingerprint: str,
-                     policy: FleetPolicy) -> tuple[int, int, int, datetime | None]:
+    def _counts(self, fingerprint: str, policy: FleetPolicy) -> tuple[sa.ScalarSelect[Any], ...]:
         """(reporting hosts, hosts with the fingerprint open, hosts that opened it within
-        the systemic window, its first report among open incidents): one round trip."""
+        the systemic window, its first report among open incidents), as scalar subqueries."""
         now = self.now()
         fp = IncidentTable.fleet_fingerprint == fingerprint
         open_ = IncidentTable.status == "open"
         since = now - timedelta(seconds=policy.systemic_window_seconds)
-        q = sa.select(
+        return (
             sa.select(sa.func.count()).select_from(HostTable).where(
                 HostTable.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds)
             ).scalar_subquery(),
@@ -203,61 +203,95 @@ class LeasesRepo(RepoBase):
             sa.select(sa.func.count(sa.distinct(IncidentTable.host_id)))
             .where(fp, IncidentTable.first_seen >= since).scalar_subquery(),
             sa.select(sa.func.min(IncidentTable.first_seen)).where(fp, open_).scalar_subquery())
-        reporting, affected, recent, first = s.execute(q).one()
+
+    def fleet_counts(self, s: Session, fingerprint: str,
+                     policy: FleetPolicy) -> tuple[int, int, int, datetime | None]:
+        """The four ``_counts``: one round trip."""
+        reporting, affected, recent, first = tuple(s.execute(
+            sa.select(*self._counts(fingerprint, policy))).one())
         return int(reporting or 0), int(affected or 0), int(recent or 0), first
 
-    def failed_hosts(self, s: Session, remedy: str, policy: FleetPolicy) -> frozenset[str]:
-        """Distinct hosts whose verification of ``remedy`` failed in the breaker window,
-        since the breaker was last reset."""
+    def _failed(self, remedy: str, policy: FleetPolicy) -> sa.ColumnElement[bool]:
+        """Leases of ``remedy`` whose verification failed in the breaker window, since the
+        breaker was last reset (a resume forgives what came before)."""
         since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        reset = s.scalar(sa.select(BreakerTable.reset_at).where(BreakerTable.remedy == remedy))
-        after = LeaseTable.released_at >= since
-        if reset is not None and reset >= since:
-            after = LeaseTable.released_at > reset  # a resume forgives what came before
-        q = sa.select(LeaseTable.host_id).distinct().where(
-            LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)), after)
-        return frozenset(s.scalars(q))
+        reset = sa.select(BreakerTable.reset_at).where(BreakerTable.remedy == remedy) \
+            .scalar_subquery()
+        return sa.and_(LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)),
+                       LeaseTable.released_at >= since,
+                       sa.or_(reset.is_(None), reset < since, LeaseTable.released_at > reset))
+
+    def _unsettled(self, remedy: str, policy: FleetPolicy,
+                   exclude: str) -> sa.ColumnElement[bool]:
+        """Leases of ``remedy`` held by hosts other than ``exclude``, reclaimed in the
+        breaker window, whose outcome has not arrived."""
+        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
+        return sa.and_(LeaseTable.remedy == remedy, LeaseTable.state == RECLAIMED,
+                       LeaseTable.outcome.is_(None), LeaseTable.role != "rollback",
+                       LeaseTable.expires_at >= since, LeaseTable.host_id != exclude)
+
+    def failed_hosts(self, s: Session, remedy: str, policy: FleetPolicy) -> frozenset[str]:
+        """Distinct hosts whose verification of ``remedy`` failed (``_failed``)."""
+        return frozenset(s.scalars(sa.select(LeaseTable.host_id).distinct()
+                                   .where(self._failed(remedy, policy))))
 
     def unsettled_hosts(self, s: Session, remedy: str, policy: FleetPolicy,
                         exclude: str) -> frozenset[str]:
-        """Hosts other than ``exclude`` whose lease of ``remedy`` was reclaimed in the
-        breaker window and whose outcome has not arrived."""
-        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        q = sa.select(LeaseTable.host_id).distinct().where(
-            LeaseTable.remedy == remedy, LeaseTable.state == RECLAIMED,
-            LeaseTable.outcome.is_(None), LeaseTable.role != "rollback",
-            LeaseTable.expires_at >= since, LeaseTable.host_id != exclude)
-        return frozenset(s.scalars(q))
+        """Distinct hosts with a lease reclaimed and no outcome yet (``_unsettled``)."""
+        return frozenset(s.scalars(sa.select(LeaseTable.host_id).distinct()
+                                   .where(self._unsettled(remedy, policy, exclude))))
 
     def fleet_state(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
                     verify_window: float, now: datetime) -> FleetState:
-        """Everything ``decide`` needs about ``req``, read in ``s``."""
+        """Everything ``decide`` needs about ``req``, read in ``s`` in two round trips (a
+        waiting host asks again every few seconds: this is the control plane's hottest
+        read): the three host lists in one statement, then the scalars in another. In that
+        order: under READ COMMITTED each statement sees its own snapshot, and a grant commits
+        its lease and its rollout together, so a lease seen flying comes with its rollout."""
         remedy = req.remedy.key
-        pauses = set(s.scalars(sa.select(FleetPauseTable.target)
-                               .where(FleetPauseTable.target.in_([FLEET_WIDE, remedy]))))
-        host = s.get(HostTable, req.host_id)
-        reporting, affected, recent, first = self.fleet_counts(s, req.fingerprint, policy)
-        flying = s.execute(
-            sa.select(LeaseTable.host_id, HostTable.labels)
+        flying: list[InFlight] = []
+        failed: set[str] = set()
+        unsettled: set[str] = set()
+        lists = sa.union_all(
+            sa.select(sa.literal("flying"), LeaseTable.host_id, HostTable.labels)
             .outerjoin(HostTable, HostTable.host_id == LeaseTable.host_id)
             .where(LeaseTable.remedy == remedy, LeaseTable.state == LIVE,
-                   LeaseTable.role != "rollback", LeaseTable.host_id != req.host_id)).all()
-        breaker = s.scalar(sa.select(BreakerTable.tripped_at).where(BreakerTable.remedy == remedy))
-        systemic_open = s.scalar(sa.select(FleetIncidentTable.id)
-                                 .where(FleetIncidentTable.open_key == req.fingerprint))
-        _, rollout = live_rollout(s, remedy)
+                   LeaseTable.role != "rollback", LeaseTable.host_id != req.host_id),
+            sa.select(sa.literal("failed"), LeaseTable.host_id, sa.null())
+            .where(self._failed(remedy, policy)),
+            sa.select(sa.literal("unsettled"), LeaseTable.host_id, sa.null())
+            .where(self._unsettled(remedy, policy, req.host_id)))
+        for kind, host_id, labels in s.execute(lists):
+            if kind == "flying":
+                flying.append(InFlight(host_id=host_id, labels={
+                    str(k): str(v) for k, v in (labels or {}).items()}))
+            else:
+                (failed if kind == "failed" else unsettled).add(host_id)
+
+        def paused(target: str) -> sa.Exists:
+            return sa.exists().where(FleetPauseTable.target == target)
+
+        scalars = s.execute(sa.select(
+            paused(FLEET_WIDE), paused(remedy),
+            sa.select(HostTable.paused).where(HostTable.host_id == req.host_id)
+            .scalar_subquery(),
+            *self._counts(req.fingerprint, policy),
+            sa.exists().where(BreakerTable.remedy == remedy,
+                              BreakerTable.tripped_at.is_not(None)),
+            sa.exists().where(FleetIncidentTable.open_key == req.fingerprint),
+            sa.select(RolloutTable.state).where(RolloutTable.live_key == remedy)
+            .scalar_subquery())).one()
+        (fleet_paused, remedy_paused, host_paused, reporting, affected, recent, first,
+         breaker_open, systemic_open, rollout) = scalars
         return FleetState(
-            paused=FLEET_WIDE in pauses, remedy_paused=remedy in pauses,
-            host_paused=bool(host is not None and host.paused), reporting_hosts=reporting,
-            affected_hosts=affected, recent_hosts=recent, first_seen=first,
-            systemic_open=systemic_open is not None,
-            in_flight=tuple(InFlight(host_id=h, labels={str(k): str(v)
-                                                        for k, v in (labels or {}).items()})
-                            for h, labels in flying),
-            failed_hosts=self.failed_hosts(s, remedy, policy),
-            unsettled_hosts=self.unsettled_hosts(s, remedy, policy, req.host_id),
-            breaker_open=breaker is not None,
-            rollout=rollout, verify_window_seconds=verify_window)
+            paused=bool(fleet_paused), remedy_paused=bool(remedy_paused),
+            host_paused=bool(host_paused), reporting_hosts=int(reporting or 0),
+            affected_hosts=int(affected or 0), recent_hosts=int(recent or 0), first_seen=first,
+            systemic_open=bool(systemic_open), in_flight=tuple(flying),
+            failed_hosts=frozenset(failed), unsettled_hosts=frozenset(unsettled),
+            breaker_open=bool(breaker_open),
+            rollout=None if rollout is None else Rollout.model_validate(rollout),
+            verify_window_seconds=verify_window)
 
     # -- renew, release, reclaim ----------------------------------------------------------
     def renew(self, host_id: str, lease_id: int, epoch: int) -> LeaseAnswer:
