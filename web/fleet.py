@@ -100,7 +100,8 @@ class Lanes:
 
     bulk: Lane = field(default_factory=lambda: Lane("bulk", threads=4, max_queued=256))
     lease: Lane = field(default_factory=lambda: Lane("lease", threads=4, max_queued=1024))
-    events: Lane = field(default_factory=lambda: Lane("events", threads=4, max_queued=4096))
+    # a broadcast (a pause, a resume) wakes every long poll at once, each to read
+    events: Lane = field(default_factory=lambda: Lane("events", threads=6, max_queued=4096))
 
 
 def own_version() -> str:

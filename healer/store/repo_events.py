@@ -59,22 +59,19 @@ def emit(s: Session, type: str, payload: dict[str, Any], host_id: str | None,
                   {"c": CHANNEL, "p": host_id if host_id is not None else EVERY_HOST})
 
 
-def _event(r: EventTable) -> EventRow:
-    return EventRow(id=r.id, host_id=r.host_id, type=r.type, payload=r.payload,
-                    created_at=r.created_at)
-
-
 class EventsRepo(RepoBase):
     """Reading the events table (writing is ``emit``, inside other writes)."""
 
     def events_after(self, host_id: str, after: int, limit: int = PAGE) -> list[EventRow]:
         """Events for ``host_id`` or every host with an id above ``after``, oldest first."""
-        q = (sa.select(EventTable)
+        q = (sa.select(EventTable.id, EventTable.host_id, EventTable.type, EventTable.payload,
+                       EventTable.created_at)
              .where(EventTable.id > after,
                     sa.or_(EventTable.host_id == host_id, EventTable.host_id.is_(None)))
              .order_by(EventTable.id).limit(limit))
-        with self._tx(write=False) as s:
-            return [_event(r) for r in s.scalars(q)]
+        # a probe, not a Session: every long poll a broadcast wakes reads at once
+        return [EventRow(id=i, host_id=h, type=t, payload=p, created_at=at)
+                for i, h, t, p, at in self._probe(q)]
 
     def latest_event_id(self) -> int:
         """The newest event's id (0 when there is none)."""
