@@ -96,10 +96,15 @@ class Lane:
 
 @dataclass
 class Lanes:
-    """The agent protocol's lanes; their threads stay within a default database pool."""
+    """The agent protocol's lanes; their threads stay within the simulation's pool (24).
 
-    bulk: Lane = field(default_factory=lambda: Lane("bulk", threads=4, max_queued=256))
-    lease: Lane = field(default_factory=lambda: Lane("lease", threads=4, max_queued=1024))
+    Heartbeats are the ones shed: a late one costs nothing. Reports are not queued behind
+    them, nor shed as easily: the systemic rule counts hosts by their reports, and reports
+    held back by a busy replica let a canary start on a storm it had not seen yet."""
+
+    bulk: Lane = field(default_factory=lambda: Lane("heartbeats", threads=3, max_queued=256))
+    report: Lane = field(default_factory=lambda: Lane("reports", threads=3, max_queued=4096))
+    lease: Lane = field(default_factory=lambda: Lane("leases", threads=4, max_queued=1024))
     # a broadcast (a pause, a resume) wakes every long poll at once, each to read
     events: Lane = field(default_factory=lambda: Lane("events", threads=6, max_queued=4096))
 

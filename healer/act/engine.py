@@ -379,14 +379,16 @@ class ChangeEngine:
         return moved
 
     def _held_back(self, record: ActionRecord) -> bool:
-        """A change waiting behind its canary that the fleet still holds back, its wait
-        already recorded: this cycle writes nothing for it, so its seal (three reads) is
+        """A change the fleet still holds back, its wait already recorded: this cycle
+        writes nothing for it (``_fleet_wait`` would not), so its seal (three reads) is
         checked when it next may move, not every cycle while hundreds of hosts wait."""
-        if self.fleet is None or record.state != S.WAITING_CANARY or record.id is None:
+        if self.fleet is None or record.action.kind in MESSAGE_KINDS or record.id is None:
             return False
         answer = self.fleet.answer(record)
         if answer.go or answer.ask:
             return False
+        if answer.wait == "canary" and record.state == S.APPROVED:
+            return False  # it moves to waiting_canary
         return answer.wait == "asking" or self._fleet_waits.get(record.id) == answer.wait
 
     def _fleet_wait(self, record: ActionRecord, answer: FleetAnswer) -> ActionRecord | None:

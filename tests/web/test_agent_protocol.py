@@ -194,14 +194,16 @@ def test_a_replica_full_of_long_polls_answers_429_with_retry_after(
 
 def test_a_full_lane_sheds_its_kind_of_request_with_429_and_the_others_go_on(
         settings: Settings, cp_repo: Repository) -> None:
-    """Heartbeats and reports share a lane with a bounded queue: past it they are sent
-    back, and lease answers, in a lane of their own, are not held behind them."""
-    jammed = Lanes(bulk=Lane("bulk", threads=1, max_queued=0))
+    """Heartbeats have a lane with a bounded queue: past it they are sent back, and
+    reports and lease answers, in lanes of their own, are not held behind them."""
+    jammed = Lanes(bulk=Lane("heartbeats", threads=1, max_queued=0))
     with control_plane(settings, cp_repo, lanes=jammed) as client:
         agent = Agent(client, cp_repo, "a")
         shed = agent.beat()
         assert shed.status_code == 429 and shed.headers["Retry-After"] == "2"
         assert "busy" in shed.json()["detail"]
+        reported = agent.post("report", {"reports": [incident(1)]})
+        assert reported.status_code == 200 and reported.json() == {"acked_through": 1}
         asked = agent.post("lease", {"incident_fingerprint": "listen-backlog-too-small|netns",
                                      "remedy": REMEDY})
         assert asked.status_code == 200 and set(asked.json()) <= {"grant", "wait"}

@@ -115,7 +115,7 @@ async def report(request: Request, host: AgentHost, body: ReportBatch) -> dict[s
     """Reports, upserted on (host, seq) and applied in seq order."""
     _same_host(host, body.host_id)
     ctx = get_ctx(request)
-    return {"acked_through": await _in(_fleet(ctx).lanes.bulk,
+    return {"acked_through": await _in(_fleet(ctx).lanes.report,
                                        lambda: ctx.repo.store_reports(body))}
 
 
