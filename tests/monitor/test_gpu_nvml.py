@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,3 +139,31 @@ def test_memory_falls_back_to_v1_on_drivers_without_v2() -> None:
     m = GpuCollector(_backend(OldDriver())).collect().metrics
     assert m["gpu.0.memory_used_bytes"] == 10 * 1024**3 + 512 * 1024**2
     assert "gpu.0.memory_reserved_bytes" not in m
+
+
+AUTO_WITHOUT_DRIVER = """
+import json, sys
+from healer.host.gpu import build_gpu_backend
+from healer.settings import Settings
+backend = build_gpu_backend(Settings(state_dir=sys.argv[1], procfs_root=sys.argv[2]))
+print(json.dumps([backend is None, "pynvml" in sys.modules]))
+"""
+
+
+def test_auto_builds_nvml_only_where_the_nvidia_driver_is_loaded(tmp_path: Path) -> None:
+    from healer.host.gpu import build_gpu_backend
+    from healer.settings import Settings
+
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    # No driver: no backend, and nvidia-ml-py is never imported (it costs the agent ~2 MB).
+    out = subprocess.run([sys.executable, "-c", AUTO_WITHOUT_DRIVER, str(tmp_path / "s"),
+                          str(proc)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == [True, False]
+    (proc / "driver" / "nvidia").mkdir(parents=True)
+    backend = build_gpu_backend(Settings(state_dir=tmp_path / "s", procfs_root=proc))
+    assert isinstance(backend, NvmlBackend)
+    explicit = build_gpu_backend(Settings(state_dir=tmp_path / "s", gpu_backend="nvml",
+                                          procfs_root=tmp_path / "empty"))
+    assert isinstance(explicit, NvmlBackend)  # asked for by name: built, errors reported
