@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import generate_latest
@@ -30,7 +31,7 @@ from healer.detect import Detector, IncidentTracker, UnknownPath
 from healer.detect.silences import SilenceCache
 from healer.diagnose.context import playbook_context
 from healer.diagnose.playbook import PlaybookDiagnoser
-from healer.fleet.link import FleetConfig, FleetLink
+from healer.fleet.config import FleetConfig
 from healer.host.gpu import build_gpu_backend
 from healer.live import LivePublisher, prepare_runtime_dir
 from healer.logs import logfmt
@@ -45,6 +46,9 @@ from healer.telemetry import Telemetry
 from healer.window import MetricWindow
 from playbooks.loader import load_library
 from playbooks.noise import load_noise
+
+if TYPE_CHECKING:
+    from healer.fleet.link import FleetLink
 
 log = logging.getLogger("healer.daemon")
 
@@ -143,12 +147,21 @@ def effective_settings(settings: Settings) -> Settings:
     return settings
 
 
+def _join(fleet: FleetConfig, repo: Repository, telemetry: Telemetry,
+          notifier: Notifier) -> FleetLink:
+    """The fleet link. Its module (the protocol, the transport, the threads: ~1 MB) loads
+    here, so a single host never carries it."""
+    from healer.fleet.link import FleetLink
+
+    return FleetLink(fleet, repo, telemetry=telemetry, notifier=notifier)
+
+
 def build_daemon(settings: Settings, *, publish_group: int | None = None,
                  publish: bool = True, fleet: FleetConfig | None = None) -> Daemon:
     """Build every part from settings; nothing runs until ``Daemon.start``.
 
     ``publish``: write the live file for ``healer serve`` (in ``settings.live_dir``, group
-    ``publish_group``). ``fleet``: join that fleet (healer.fleet.link.fleet_config)."""
+    ``publish_group``). ``fleet``: join that fleet (healer.fleet.config.fleet_config)."""
     settings = effective_settings(settings)
     telemetry = Telemetry()
     repo = open_store(settings, isolate_migration=True)  # alembic stays out of the daemon
@@ -160,8 +173,8 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
     window = MetricWindow(settings.window_seconds, settings.interval_seconds)
     notifier = Notifier(settings, repo)
     # The mode the fleet sees is the one in force (capped at advise without root).
-    link = None if fleet is None else FleetLink(replace(fleet, mode=settings.mode), repo,
-                                                telemetry=telemetry, notifier=notifier)
+    link = None if fleet is None else _join(replace(fleet, mode=settings.mode), repo,
+                                            telemetry, notifier)
     engine = ChangeEngine.from_settings(settings, repo=repo, window=window, telemetry=telemetry,
                                         actuators=build_actuators(settings, gpu=gpu),
                                         notifier=notifier,

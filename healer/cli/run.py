@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from healer.cli.common import settings_from_args
-from healer.fleet.link import TOKEN_ENV, fleet_config
+from healer.fleet.config import TOKEN_ENV, fleet_config
 from healer.logs import setup_logging
 from healer.privsep import interpreter
 from healer.settings import Settings

@@ -17,20 +17,18 @@ per outage, and everything local goes on.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, Protocol
 
-from healer.errors import ConfigError, HealerError
+from healer.errors import HealerError
+from healer.fleet.config import FleetConfig
 from healer.fleet.events import CycleEvent, EventPoller
 from healer.fleet.leases import LeaseClient
-from healer.fleet.sender import HEARTBEAT_SECONDS, Sender
+from healer.fleet.sender import Sender
 from healer.fleet.state import FleetState
 from healer.fleet.transport import Endpoint, Transport, tls_context
 from healer.fleet.wire import DiagnosisEvent, IncidentEvent, VoteEvent
@@ -39,62 +37,15 @@ from healer.logs import logfmt
 from healer.models import Alert, Sample
 from healer.notify.events import Event
 from healer.notify.notifier import Notifier
-from healer.settings import Settings
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 
 log = logging.getLogger("healer.fleet")
 
-TOKEN_ENV = "HEALER_AGENT_TOKEN"  # the host token: read by the root agent, passed on to none
-UNREACHABLE_AFTER = 3 * HEARTBEAT_SECONDS  # no answer this long: the control plane is gone
 REQUEST_TIMEOUT = 10.0
 # The headline numbers of a sample report (those the host has).
 SAMPLE_METRICS = ("load.1m", "mem.available_bytes", "psi.cpu.some_avg10",
                   "psi.memory.some_avg10", "psi.io.some_avg10")
-
-
-def agent_version() -> str:
-    """This agent's version, as ``X-Healer-Agent-Version`` carries it."""
-    try:
-        return importlib.metadata.version("healer")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-@dataclass(frozen=True)
-class FleetConfig:
-    """What the link needs; ``token`` is the host token, never logged or passed on."""
-
-    url: str
-    host_id: str
-    token: str = field(repr=False)
-    mode: str = "auto"
-    labels: dict[str, str] = field(default_factory=dict)
-    ca_file: Path | None = None
-    version: str = field(default_factory=agent_version)
-    outbox_bytes: int = 64 * 1024 * 1024
-    sample_seconds: float = 60.0
-    unreachable_after: float = UNREACHABLE_AFTER  # no answer this long: tell a person
-
-    @classmethod
-    def of(cls, settings: Settings, token: str) -> FleetConfig:
-        """From the agent's settings (``control_plane_url`` must be set)."""
-        assert settings.control_plane_url is not None
-        return cls(url=settings.control_plane_url, host_id=settings.host_id, token=token,
-                   mode=settings.mode, labels=dict(settings.host_labels),
-                   ca_file=settings.ca_file, outbox_bytes=settings.fleet_outbox_bytes,
-                   sample_seconds=settings.fleet_sample_seconds)
-
-
-def fleet_config(settings: Settings, token: str | None) -> FleetConfig | None:
-    """The fleet's config when ``control_plane_url`` is set (None: a single host);
-    ConfigError without a host token."""
-    if settings.control_plane_url is None:
-        return None
-    if not token:
-        raise ConfigError(TOKEN_ENV, "a control plane needs this host's token in the "
-                          "environment (`healer host add ID` prints it)")
-    return FleetConfig.of(settings, token)
 
 
 class Intake(Protocol):

@@ -32,7 +32,6 @@ from healer.telemetry import Telemetry
 
 log = logging.getLogger("healer.fleet")
 
-HEARTBEAT_SECONDS = 5.0
 OUTDATED_RETRY = 60.0
 MAX_BACKOFF = 60.0
 BATCH_REPORTS = 200

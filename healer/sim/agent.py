@@ -36,7 +36,8 @@ from healer.act.base import ActuatorRegistry
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.act.persist import DropIn
 from healer.act.seal import JournalSeal
-from healer.fleet.link import FleetConfig, FleetLink
+from healer.fleet.config import FleetConfig
+from healer.fleet.link import FleetLink
 from healer.logs import logfmt, setup_logging
 from healer.models import (
     ActionState,

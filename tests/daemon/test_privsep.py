@@ -206,6 +206,9 @@ AGENT = textwrap.dedent("""
 WEB_STACK = {"fastapi", "uvicorn", "starlette", "jinja2", "langchain", "langchain_core",
              "langchain_openai", "openai", "httpx", "httpcore", "web"}
 NOT_IN_THE_LOOP = {"argon2", "alembic", "mako"}  # password hashing; migrations run apart
+# A single host (no control plane) never loads the fleet's protocol, transport or threads.
+FLEET_LINK = {"healer.fleet.link", "healer.fleet.transport", "healer.fleet.sender",
+              "healer.fleet.events", "healer.fleet.leases", "healer.fleet.worker"}
 
 
 def test_the_root_agent_never_loads_the_web_stack_the_llm_client_or_http_clients(
@@ -218,3 +221,4 @@ def test_the_root_agent_never_loads_the_web_stack_the_llm_client_or_http_clients
     loaded = {name.split(".")[0] for name in json.loads(out.stdout.splitlines()[-1])}
     assert loaded & WEB_STACK == set()
     assert loaded & NOT_IN_THE_LOOP == set()
+    assert set(json.loads(out.stdout.splitlines()[-1])) & FLEET_LINK == set()

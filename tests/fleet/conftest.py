@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from healer.fleet.link import FleetConfig, FleetLink
+from healer.fleet.config import FleetConfig
+from healer.fleet.link import FleetLink
 from healer.store.repository import Repository
 from tests.act.conftest import clock, netns, repo, window
 from tests.fleet_server import ControlPlane

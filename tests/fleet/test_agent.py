@@ -117,7 +117,7 @@ AGENT = textwrap.dedent("""
     from healer.daemon import build_daemon
     s = Settings(state_dir=sys.argv[1], kmsg_source="none", gpu_backend="simulated",
                  control_plane_url=sys.argv[2], host_id=sys.argv[3])
-    from healer.fleet.link import FleetConfig
+    from healer.fleet.config import FleetConfig
     daemon = build_daemon(s, publish=False, fleet=FleetConfig.of(s, sys.argv[4]))
     daemon.fleet.start()
     for _ in range(3):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from guardrails.actions import SysctlWrite
 from healer.daemon import build_daemon
-from healer.fleet.link import FleetConfig
+from healer.fleet.config import FleetConfig
 from healer.models import ActionRecord, ActionState, IncidentStatus, Proposal
 from healer.settings import Settings
 from healer.store.repository import Repository
