@@ -329,7 +329,7 @@ def _wait_heartbeats(engine: sa.Engine, agents: int) -> None:
     burst (reports, first long polls) to pass: the run measures a fleet that is up."""
     deadline = time.monotonic() + READY_TIMEOUT
     query = sa.select(sa.func.count()).select_from(HostTable).where(
-        HostTable.last_heartbeat_at.is_not(None))
+        HostTable.c.last_heartbeat_at.is_not(None))
     while True:
         with engine.connect() as c:
             if int(c.execute(query).scalar() or 0) >= agents:
@@ -425,8 +425,8 @@ class Killed:
 def _live(engine: sa.Engine, remedy: str) -> list[tuple[int, str]]:
     with engine.connect() as c:
         return [(r.id, r.host_id) for r in c.execute(
-            sa.select(LeaseTable.id, LeaseTable.host_id).where(
-                LeaseTable.remedy == remedy, LeaseTable.state == "live"))]
+            sa.select(LeaseTable.c.id, LeaseTable.c.host_id).where(
+                LeaseTable.c.remedy == remedy, LeaseTable.c.state == "live"))]
 
 
 def _remedy(scenario: str) -> str:
@@ -477,8 +477,8 @@ def _done(fleet: Fleet, hosts: list[Host], config: SimConfig, timeline: Timeline
             return False
     if "bad-fix" in config.scenarios:
         with fleet.engine.connect() as c:
-            tripped = c.execute(sa.select(BreakerTable.tripped_at).where(
-                BreakerTable.remedy == _remedy("bad-fix"))).scalar()
+            tripped = c.execute(sa.select(BreakerTable.c.tripped_at).where(
+                BreakerTable.c.remedy == _remedy("bad-fix"))).scalar()
         if tripped is None or _live(fleet.engine, _remedy("bad-fix")):
             return False
     return True
@@ -661,10 +661,10 @@ def _reclaim(engine: sa.Engine, killed: Killed) -> list[float]:
     if not killed.leases:
         return []
     with engine.connect() as c:
-        audits = c.execute(sa.select(AuditTable.at, AuditTable.detail).where(
-            AuditTable.event == "lease.reclaimed")).all()
-        released = dict(c.execute(sa.select(LeaseTable.id, LeaseTable.released_at).where(
-            LeaseTable.id.in_(killed.leases), LeaseTable.released_at.is_not(None))).all())
+        audits = c.execute(sa.select(AuditTable.c.at, AuditTable.c.detail).where(
+            AuditTable.c.event == "lease.reclaimed")).all()
+        released = dict(c.execute(sa.select(LeaseTable.c.id, LeaseTable.c.released_at).where(
+            LeaseTable.c.id.in_(killed.leases), LeaseTable.c.released_at.is_not(None))).all())
     reclaimed = {int(d.get("lease", 0)): at for at, d in audits}
     ended = {i: reclaimed.get(i) or released.get(i) for i in killed.leases}
     return [(at.timestamp() - killed.at) if at is not None else math.inf
@@ -675,13 +675,13 @@ def _cp_counts(engine: sa.Engine, webhook_hosts: list[str]) -> dict[str, Any]:
     systemic = f"{PLAYBOOK.format('systemic')}|host"
     with engine.connect() as c:
         fleet_incidents = c.execute(sa.select(sa.func.count()).select_from(
-            FleetIncidentTable).where(FleetIncidentTable.fingerprint == systemic)).scalar()
+            FleetIncidentTable).where(FleetIncidentTable.c.fingerprint == systemic)).scalar()
         llm = c.execute(sa.select(sa.func.count()).select_from(LlmAnswerTable)).scalar()
         prints = c.execute(sa.select(sa.func.count(sa.distinct(
-            IncidentTable.fleet_fingerprint)))).scalar()
-        alerts = c.execute(sa.select(IncidentTable.host_id, sa.func.count()).where(
-            IncidentTable.host_id.in_(webhook_hosts), IncidentTable.subject.like(
-                "%SimDiskFull%")).group_by(IncidentTable.host_id)).all()
+            IncidentTable.c.fleet_fingerprint)))).scalar()
+        alerts = c.execute(sa.select(IncidentTable.c.host_id, sa.func.count()).where(
+            IncidentTable.c.host_id.in_(webhook_hosts), IncidentTable.c.subject.like(
+                "%SimDiskFull%")).group_by(IncidentTable.c.host_id)).all()
     return {"systemic_fleet_incidents": int(fleet_incidents or 0), "llm_calls": int(llm or 0),
             "distinct_fingerprints": int(prints or 0),
             "webhook_incidents": {h: n for h, n in alerts}}

@@ -1,4 +1,8 @@
-"""The Repository's shared plumbing: one short transaction per call, errors translated."""
+"""The Repository's shared plumbing: one short transaction per call, errors translated.
+
+SQLAlchemy Core on a Connection, not the ORM: the root agent carries this store, and the
+ORM would cost it ~5 MB. Rows come back as ``sa.Row`` (read by column name).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from healer.errors import StoreError
 from healer.store.tables import AuditTable
@@ -17,7 +20,7 @@ from healer.store.tables import AuditTable
 Clock = Callable[[], datetime]
 Ts = TypeVarTuple("Ts")
 READONLY_OPTION = "healer_readonly"  # engine.py's begin hook opens a deferred transaction
-AFTER_COMMIT = "healer_after_commit"  # Session.info key: what to call once it committed
+AFTER_COMMIT = "healer_after_commit"  # Connection.info key: what to call once it committed
 
 
 def utcnow() -> datetime:
@@ -43,28 +46,37 @@ class RepoBase:
         return self._clock()
 
     @contextmanager
-    def _tx(self, *, write: bool = True) -> Iterator[Session]:
+    def _tx(self, *, write: bool = True) -> Iterator[sa.Connection]:
         """One committed transaction; sqlalchemy errors become StoreError."""
         bind = self._engine if write else self._ro_engine
+        hooks: list[Callable[[], None]] = []
         try:
-            with Session(bind, expire_on_commit=False) as session:
-                with session.begin():
-                    yield session
-                for hook in session.info.get(AFTER_COMMIT, ()):
-                    hook()
+            with bind.begin() as conn:
+                # Connection.info belongs to the DBAPI connection and outlives this checkout:
+                # the hooks of this transaction live in ``hooks``, and leave with it.
+                conn.info[AFTER_COMMIT] = hooks
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop(AFTER_COMMIT, None)
+            for hook in hooks:  # reached only once the transaction committed
+                hook()
         except SQLAlchemyError as e:
             raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
 
     @staticmethod
-    def _after_commit(s: Session, hook: Callable[[], None]) -> None:
-        """Call ``hook`` once ``s``'s transaction committed (never when it rolls back)."""
-        hooks: list[Callable[[], None]] = s.info.setdefault(AFTER_COMMIT, [])
+    def _after_commit(s: sa.Connection, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once ``s``'s transaction (a ``_tx``) committed, never when it rolls
+        back."""
+        hooks: list[Callable[[], None]] | None = s.info.get(AFTER_COMMIT)
+        if hooks is None:
+            raise StoreError("an after-commit hook outside a repository transaction")
         if hook not in hooks:
             hooks.append(hook)
 
     def _probe(self, q: sa.Select[*Ts]) -> list[sa.Row[*Ts]]:
-        """``q``'s rows, read in a read-only transaction of its own: Core, not a Session,
-        for the probes made every cycle (a third of the cost, and nothing to map)."""
+        """``q``'s rows, read in a read-only transaction of its own and rolled back (there is
+        nothing to commit): the probes made every cycle."""
         try:
             with self._ro_engine.connect() as conn:
                 rows = list(conn.execute(q))
@@ -74,22 +86,17 @@ class RepoBase:
             raise StoreError(f"database error: {type(e).__name__}: {_short(e)}") from e
 
     def _audit(
-        self, s: Session, actor: str, event: str, subject: str, detail: dict[str, Any] | None
+        self, s: sa.Connection, actor: str, event: str, subject: str,
+        detail: dict[str, Any] | None
     ) -> None:
         """Add an audit row inside the caller's transaction."""
-        s.add(
-            AuditTable(
-                host_id=self.host_id,
-                at=self.now(),
-                actor=actor,
-                event=event,
-                subject=subject,
-                detail=detail or {},
-            )
-        )
+        s.execute(sa.insert(AuditTable).values(host_id=self.host_id, at=self.now(), actor=actor,
+                                               event=event, subject=subject,
+                                               detail=detail or {}))
 
     def _insert_ignore(
-        self, session: Session, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+        self, session: sa.Connection, table: Any, rows: Sequence[dict[str, Any]],
+        keys: Sequence[str]
     ) -> int:
         """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL); returns rows inserted."""
         if not rows:
@@ -101,7 +108,7 @@ class RepoBase:
         session.execute(stmt, list(rows))
         return len(rows)
 
-    def _upsert(self, session: Session, table: Any, row: dict[str, Any], keys: Sequence[str],
+    def _upsert(self, session: sa.Connection, table: Any, row: dict[str, Any], keys: Sequence[str],
                 update: Sequence[str]) -> None:
         """INSERT, or UPDATE the ``update`` columns of the row with the same ``keys``: one
         atomic statement, where a read-then-insert would let a concurrent writer on
@@ -112,10 +119,10 @@ class RepoBase:
         session.execute(stmt, row)
 
 
-def _insert(session: Session, table: Any) -> Any:
+def _insert(session: sa.Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's agree)."""
     # Each dialect's module loads on first use: the PostgreSQL one costs a SQLite host ~2 MB.
-    dialect = session.get_bind().dialect.name
+    dialect = session.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -125,6 +132,24 @@ def _insert(session: Session, table: Any) -> Any:
 
         return pg_insert(table)
     raise StoreError(f"unsupported database backend {dialect!r}")
+
+
+def add_row(s: sa.Connection, table: sa.Table, **values: Any) -> sa.Row[Any]:
+    """INSERT one row and return it as stored (its id and server defaults included)."""
+    return s.execute(sa.insert(table).values(**values).returning(*table.c)).one()
+
+
+def get_row(s: sa.Connection, table: sa.Table, *key: Any, lock: bool = False) -> sa.Row[Any] | None:
+    """The row with this primary key (columns in table order), or None; ``lock``: FOR UPDATE."""
+    q = sa.select(table).where(*(c == k for c, k in zip(table.primary_key.columns, key,
+                                                          strict=True)))
+    return s.execute(q.with_for_update() if lock else q).first()
+
+
+def update_row(s: sa.Connection, table: sa.Table, *key: Any, **values: Any) -> sa.Row[Any]:
+    """UPDATE the row with this primary key and return it as stored."""
+    where = (c == k for c, k in zip(table.primary_key.columns, key, strict=True))
+    return s.execute(sa.update(table).where(*where).values(**values).returning(*table.c)).one()
 
 
 def _short(e: SQLAlchemyError) -> str:

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from healer.store.fleet_types import EventRow
 from healer.store.repo_base import RepoBase
@@ -34,27 +33,27 @@ def advisory_key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
-def xact_lock(s: Session, key: int) -> None:
+def xact_lock(s: sa.Connection, key: int) -> None:
     """Hold PostgreSQL advisory lock ``key`` until this transaction ends. SQLite needs
     none: its writers are serialised already (BEGIN IMMEDIATE, healer.store.engine)."""
-    if s.get_bind().dialect.name == "postgresql":
+    if s.dialect.name == "postgresql":
         s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def try_xact_lock(s: Session, key: int) -> bool:
+def try_xact_lock(s: sa.Connection, key: int) -> bool:
     """Take advisory lock ``key`` for this transaction if nobody holds it; True on SQLite."""
-    if s.get_bind().dialect.name != "postgresql":
+    if s.dialect.name != "postgresql":
         return True
     return bool(s.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
 
 
-def emit(s: Session, type: str, payload: dict[str, Any], host_id: str | None,
+def emit(s: sa.Connection, type: str, payload: dict[str, Any], host_id: str | None,
          now: datetime) -> None:
     """Queue an event for ``host_id`` (None: every host) in the caller's transaction."""
     xact_lock(s, EVENTS_LOCK_KEY)
-    s.add(EventTable(host_id=host_id, type=type, payload=payload, created_at=now))
-    s.flush()
-    if s.get_bind().dialect.name == "postgresql":
+    s.execute(sa.insert(EventTable).values(host_id=host_id, type=type, payload=payload,
+                                           created_at=now))
+    if s.dialect.name == "postgresql":
         s.execute(sa.text("SELECT pg_notify(:c, :p)"),
                   {"c": CHANNEL, "p": host_id if host_id is not None else EVERY_HOST})
 
@@ -64,26 +63,26 @@ class EventsRepo(RepoBase):
 
     def events_after(self, host_id: str, after: int, limit: int = PAGE) -> list[EventRow]:
         """Events for ``host_id`` or every host with an id above ``after``, oldest first."""
-        q = (sa.select(EventTable.id, EventTable.host_id, EventTable.type, EventTable.payload,
-                       EventTable.created_at)
-             .where(EventTable.id > after,
-                    sa.or_(EventTable.host_id == host_id, EventTable.host_id.is_(None)))
-             .order_by(EventTable.id).limit(limit))
-        # a probe, not a Session: every long poll a broadcast wakes reads at once
+        q = (sa.select(EventTable.c.id, EventTable.c.host_id, EventTable.c.type,
+                       EventTable.c.payload, EventTable.c.created_at)
+             .where(EventTable.c.id > after,
+                    sa.or_(EventTable.c.host_id == host_id, EventTable.c.host_id.is_(None)))
+             .order_by(EventTable.c.id).limit(limit))
+        # a probe: every long poll a broadcast wakes reads at once
         return [EventRow(id=i, host_id=h, type=t, payload=p, created_at=at)
                 for i, h, t, p, at in self._probe(q)]
 
     def latest_event_id(self) -> int:
         """The newest event's id (0 when there is none)."""
         with self._tx(write=False) as s:
-            return int(s.scalar(sa.select(sa.func.max(EventTable.id))) or 0)
+            return int(s.scalar(sa.select(sa.func.max(EventTable.c.id))) or 0)
 
     def event_hosts_after(self, after: int) -> tuple[int, set[str | None]]:
         """The newest id, and the hosts (None: every host) of the events above ``after``:
         how a replica that missed a NOTIFY learns whom to wake."""
-        q = sa.select(EventTable.id, EventTable.host_id).where(EventTable.id > after)
+        q = sa.select(EventTable.c.id, EventTable.c.host_id).where(EventTable.c.id > after)
         with self._tx(write=False) as s:
-            rows = s.execute(q.order_by(EventTable.id).limit(10 * PAGE)).all()
+            rows = s.execute(q.order_by(EventTable.c.id).limit(10 * PAGE)).all()
         if not rows:
             return after, set()
         return int(rows[-1][0]), {h for _, h in rows}
@@ -111,5 +110,5 @@ class EventsRepo(RepoBase):
     def prune_events(self, before: datetime) -> int:
         """Drop events created before ``before``; returns how many."""
         with self._tx() as s:
-            done = s.execute(sa.delete(EventTable).where(EventTable.created_at < before))
-            return int(done.rowcount)  # type: ignore[attr-defined]
+            done = s.execute(sa.delete(EventTable).where(EventTable.c.created_at < before))
+            return int(done.rowcount)

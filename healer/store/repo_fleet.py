@@ -9,9 +9,9 @@ one replica at a time.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from guardrails.fleet import FAILED, FleetState, Remedy, Rollout, ended, systemic
 from guardrails.policy import FleetPolicy
@@ -23,7 +23,7 @@ from healer.store.fleet_types import (
     FleetStatus,
     RolloutRow,
 )
-from healer.store.repo_base import _insert
+from healer.store.repo_base import _insert, get_row, update_row
 from healer.store.repo_events import EventsRepo, emit, xact_lock
 from healer.store.repo_hosts import FLEET_WIDE
 from healer.store.repo_journal import _incident
@@ -51,12 +51,12 @@ from healer.store.tables import (
 KEEP_EVENTS = timedelta(days=1)  # an agent away longer starts again from the newest
 
 
-def _breaker(r: BreakerTable) -> BreakerRow:
+def _breaker(r: sa.Row[Any]) -> BreakerRow:
     return BreakerRow(remedy=r.remedy, tripped_at=r.tripped_at, failures=r.failures,
                       reset_at=r.reset_at, reset_by=r.reset_by)
 
 
-def _fleet_incident(r: FleetIncidentTable) -> FleetIncidentRow:
+def _fleet_incident(r: sa.Row[Any]) -> FleetIncidentRow:
     return FleetIncidentRow(id=r.id, kind=r.kind, fingerprint=r.fingerprint, status=r.status,
                             hosts=r.hosts, reporting=r.reporting, opened_at=r.opened_at,
                             resolved_at=r.resolved_at)
@@ -71,9 +71,10 @@ class FleetRepo(LeasesRepo, EventsRepo):
         target = FLEET_WIDE if remedy is None else remedy.key
         now = self.now()
         with self._tx() as s:
-            if s.get(FleetPauseTable, target) is not None:
+            if get_row(s, FleetPauseTable, target) is not None:
                 return False
-            s.add(FleetPauseTable(target=target, paused_by=actor, reason=reason, at=now))
+            s.execute(sa.insert(FleetPauseTable).values(target=target, paused_by=actor,
+                                                        reason=reason, at=now))
             payload: dict[str, object] = {"type": "pause"}
             if remedy is not None:
                 payload["remedy"] = remedy.model_dump()
@@ -88,8 +89,8 @@ class FleetRepo(LeasesRepo, EventsRepo):
         done: list[str] = []
         with self._tx() as s:
             target = FLEET_WIDE if remedy is None else remedy.key
-            if s.get(FleetPauseTable, target) is not None:
-                s.execute(sa.delete(FleetPauseTable).where(FleetPauseTable.target == target))
+            if get_row(s, FleetPauseTable, target) is not None:
+                s.execute(sa.delete(FleetPauseTable).where(FleetPauseTable.c.target == target))
                 done.append("pause lifted")
             if remedy is None:
                 done += self._resolve_systemic(s, actor, now)
@@ -102,20 +103,23 @@ class FleetRepo(LeasesRepo, EventsRepo):
                 self._audit(s, actor, "fleet.resumed", f"fleet:{target}", {"done": done})
         return done
 
-    def _resolve_systemic(self, s: Session, actor: str, now: datetime) -> list[str]:
-        rows = list(s.scalars(sa.select(FleetIncidentTable)
-                              .where(FleetIncidentTable.status == "open")))
-        for r in rows:
-            r.status, r.open_key, r.resolved_at, r.resolved_by = "resolved", None, now, actor
+    def _resolve_systemic(self, s: sa.Connection, actor: str, now: datetime) -> list[str]:
+        rows = sorted(s.execute(sa.update(FleetIncidentTable)
+                                .where(FleetIncidentTable.c.status == "open")
+                                .values(status="resolved", open_key=None, resolved_at=now,
+                                        resolved_by=actor)
+                                .returning(FleetIncidentTable.c.id,
+                                           FleetIncidentTable.c.fingerprint)),
+                      key=lambda r: r.id)
         return [f"fleet incident {r.id} ({r.fingerprint}) resolved" for r in rows]
 
-    def _reset_breaker(self, s: Session, remedy: Remedy, actor: str,
+    def _reset_breaker(self, s: sa.Connection, remedy: Remedy, actor: str,
                        now: datetime) -> list[str]:
         xact_lock(s, remedy_lock(remedy.key))
-        row = s.get(BreakerTable, remedy.key)
+        row = get_row(s, BreakerTable, remedy.key)
         if row is None or row.tripped_at is None:
             return []
-        row.tripped_at, row.reset_at, row.reset_by = None, now, actor
+        update_row(s, BreakerTable, remedy.key, tripped_at=None, reset_at=now, reset_by=actor)
         emit(s, "breaker", {"type": "breaker", "remedy": remedy.model_dump(), "open": False},
              None, now)
         return [f"breaker of {remedy.key} closed"]
@@ -124,16 +128,16 @@ class FleetRepo(LeasesRepo, EventsRepo):
         """The switches and what the fleet is doing now."""
         since = self.now() - timedelta(seconds=policy.reporting_seconds)
         with self._tx(write=False) as s:
-            pauses = set(s.scalars(sa.select(FleetPauseTable.target)))
-            hosts = s.execute(sa.select(HostTable.host_id, HostTable.paused,
-                                        HostTable.last_heartbeat_at)).all()
-            rollouts = list(s.scalars(sa.select(RolloutTable)
-                                      .where(RolloutTable.live_key.is_not(None))
-                                      .order_by(RolloutTable.id)))
-            breakers = list(s.scalars(sa.select(BreakerTable)
-                                      .where(BreakerTable.tripped_at.is_not(None))))
-            incidents = list(s.scalars(sa.select(FleetIncidentTable)
-                                       .where(FleetIncidentTable.status == "open")))
+            pauses = set(s.scalars(sa.select(FleetPauseTable.c.target)))
+            hosts = s.execute(sa.select(HostTable.c.host_id, HostTable.c.paused,
+                                        HostTable.c.last_heartbeat_at)).all()
+            rollouts = list(s.execute(sa.select(RolloutTable)
+                                      .where(RolloutTable.c.live_key.is_not(None))
+                                      .order_by(RolloutTable.c.id)))
+            breakers = list(s.execute(sa.select(BreakerTable)
+                                      .where(BreakerTable.c.tripped_at.is_not(None))))
+            incidents = list(s.execute(sa.select(FleetIncidentTable)
+                                       .where(FleetIncidentTable.c.status == "open")))
         return FleetStatus(
             paused=FLEET_WIDE in pauses, paused_remedies=sorted(pauses - {FLEET_WIDE}),
             paused_hosts=sorted(h for h, paused, _ in hosts if paused), hosts=len(hosts),
@@ -150,11 +154,11 @@ class FleetRepo(LeasesRepo, EventsRepo):
         returns the fingerprints newly opened."""
         now = self.now()
         since = now - timedelta(seconds=policy.systemic_window_seconds)
-        q = (sa.select(IncidentTable.fleet_fingerprint,
-                       sa.func.count(sa.distinct(IncidentTable.host_id)))
-             .where(IncidentTable.first_seen >= since, IncidentTable.fleet_fingerprint != "")
-             .group_by(IncidentTable.fleet_fingerprint)
-             .having(sa.func.count(sa.distinct(IncidentTable.host_id))
+        q = (sa.select(IncidentTable.c.fleet_fingerprint,
+                       sa.func.count(sa.distinct(IncidentTable.c.host_id)))
+             .where(IncidentTable.c.first_seen >= since, IncidentTable.c.fleet_fingerprint != "")
+             .group_by(IncidentTable.c.fleet_fingerprint)
+             .having(sa.func.count(sa.distinct(IncidentTable.c.host_id))
                      >= policy.systemic_min_hosts))
         opened: list[str] = []
         with self._tx() as s:
@@ -170,10 +174,10 @@ class FleetRepo(LeasesRepo, EventsRepo):
         """Trip every closed breaker whose failures reached K (a release trips it at once;
         this catches what a crash between the two left behind); returns those tripped."""
         since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        q = (sa.select(LeaseTable.remedy).where(LeaseTable.outcome.in_(sorted(FAILED)),
-                                                LeaseTable.released_at >= since)
-             .group_by(LeaseTable.remedy)
-             .having(sa.func.count(sa.distinct(LeaseTable.host_id)) >= policy.breaker_failures))
+        q = (sa.select(LeaseTable.c.remedy).where(LeaseTable.c.outcome.in_(sorted(FAILED)),
+                                                LeaseTable.c.released_at >= since)
+             .group_by(LeaseTable.c.remedy)
+             .having(sa.func.count(sa.distinct(LeaseTable.c.host_id)) >= policy.breaker_failures))
         with self._tx(write=False) as s:
             candidates = list(s.scalars(q))
         tripped: list[str] = []
@@ -191,15 +195,16 @@ class FleetRepo(LeasesRepo, EventsRepo):
         ``rollout_quiet_seconds``; returns their remedies."""
         now = self.now()
         quiet_since = now - timedelta(seconds=policy.rollout_quiet_seconds)
-        last_open = (sa.select(sa.func.max(IncidentTable.last_seen))
-                     .where(IncidentTable.fleet_fingerprint == RolloutTable.fingerprint)
+        last_open = (sa.select(sa.func.max(IncidentTable.c.last_seen))
+                     .where(IncidentTable.c.fleet_fingerprint == RolloutTable.c.fingerprint)
                      .scalar_subquery())
-        still_open = sa.exists().where(IncidentTable.fleet_fingerprint == RolloutTable.fingerprint,
-                                       IncidentTable.status == IncidentStatus.OPEN.value)
-        q = sa.select(RolloutTable.remedy).where(
-            RolloutTable.live_key.is_not(None), ~still_open,
+        still_open = sa.exists().where(
+            IncidentTable.c.fleet_fingerprint == RolloutTable.c.fingerprint,
+                                       IncidentTable.c.status == IncidentStatus.OPEN.value)
+        q = sa.select(RolloutTable.c.remedy).where(
+            RolloutTable.c.live_key.is_not(None), ~still_open,
             sa.or_(last_open.is_(None), last_open < quiet_since),
-            RolloutTable.started_at < quiet_since)
+            RolloutTable.c.started_at < quiet_since)
         with self._tx(write=False) as s:
             remedies = list(s.scalars(q))
         for key in remedies:
@@ -213,10 +218,10 @@ class FleetRepo(LeasesRepo, EventsRepo):
     def unpaged(self) -> tuple[list[FleetIncidentRow], list[BreakerRow]]:
         """Open fleet incidents and tripped breakers no page has gone out for yet."""
         with self._tx(write=False) as s:
-            incidents = s.scalars(sa.select(FleetIncidentTable).where(
-                FleetIncidentTable.status == "open", FleetIncidentTable.paged_at.is_(None)))
-            breakers = s.scalars(sa.select(BreakerTable).where(
-                BreakerTable.tripped_at.is_not(None), BreakerTable.paged_at.is_(None)))
+            incidents = s.execute(sa.select(FleetIncidentTable).where(
+                FleetIncidentTable.c.status == "open", FleetIncidentTable.c.paged_at.is_(None)))
+            breakers = s.execute(sa.select(BreakerTable).where(
+                BreakerTable.c.tripped_at.is_not(None), BreakerTable.c.paged_at.is_(None)))
             return [_fleet_incident(i) for i in incidents], [_breaker(b) for b in breakers]
 
     def mark_paged(self, fleet_incident: int | None = None, breaker: str | None = None) -> None:
@@ -225,21 +230,21 @@ class FleetRepo(LeasesRepo, EventsRepo):
         with self._tx() as s:
             if fleet_incident is not None:
                 s.execute(sa.update(FleetIncidentTable)
-                          .where(FleetIncidentTable.id == fleet_incident).values(paged_at=now))
+                          .where(FleetIncidentTable.c.id == fleet_incident).values(paged_at=now))
             if breaker is not None:
-                s.execute(sa.update(BreakerTable).where(BreakerTable.remedy == breaker)
+                s.execute(sa.update(BreakerTable).where(BreakerTable.c.remedy == breaker)
                           .values(paged_at=now))
 
     def prune_fleet(self) -> int:
         """Drop events older than a day and reports applied more than a day ago."""
         before = self.now() - KEEP_EVENTS
         pruned = self.prune_events(before)
-        applied = (sa.select(HostTable.applied_seq)
-                   .where(HostTable.host_id == ReportTable.host_id).scalar_subquery())
+        applied = (sa.select(HostTable.c.applied_seq)
+                   .where(HostTable.c.host_id == ReportTable.c.host_id).scalar_subquery())
         with self._tx() as s:
-            done = s.execute(sa.delete(ReportTable).where(ReportTable.received_at < before,
-                                                          ReportTable.seq <= applied))
-            return pruned + int(done.rowcount)  # type: ignore[attr-defined]
+            done = s.execute(sa.delete(ReportTable).where(ReportTable.c.received_at < before,
+                                                          ReportTable.c.seq <= applied))
+            return pruned + int(done.rowcount)
 
     # -- the fleet's LLM answers -----------------------------------------------------------
     def deliver_diagnosis(self, answer: LLMAnswerRow) -> bool:
@@ -247,7 +252,7 @@ class FleetRepo(LeasesRepo, EventsRepo):
         mark it taken, in one transaction; False for a failure record (nothing to send)."""
         now = self.now()
         with self._tx() as s:
-            incident = s.get(IncidentTable, answer.incident_id)
+            incident = get_row(s, IncidentTable, answer.incident_id)
             sent = incident is not None and answer.answer is not None
             if incident is not None and answer.answer is not None:
                 emit(s, "diagnosis", {"type": "diagnosis",
@@ -256,7 +261,7 @@ class FleetRepo(LeasesRepo, EventsRepo):
                                       "control_plane_id": incident.id,
                                       "model": answer.model,
                                       "answer": answer.answer}, incident.host_id, now)
-            s.execute(sa.update(LlmAnswerTable).where(LlmAnswerTable.id == answer.id)
+            s.execute(sa.update(LlmAnswerTable).where(LlmAnswerTable.c.id == answer.id)
                       .values(taken_at=now))
         return sent
 
@@ -274,21 +279,21 @@ class FleetRepo(LeasesRepo, EventsRepo):
                "diagnosis": None, "fleet_fingerprint": alert.fingerprint, "source_id": None,
                "alert_key": alert.alert_key}
         with self._tx() as s:
-            stmt = _insert(s, IncidentTable.__table__).on_conflict_do_nothing(
+            stmt = _insert(s, IncidentTable).on_conflict_do_nothing(
                 index_elements=["host_id", "alert_key"])
-            new = s.execute(stmt.returning(IncidentTable.id), row).first()
+            new = s.execute(stmt.returning(IncidentTable.c.id), row).first()
             changed = new is not None and alert.firing
             if new is None and not alert.firing:
                 changed = s.execute(
                     sa.update(IncidentTable)
-                    .where(IncidentTable.host_id == alert.host_id,
-                           IncidentTable.alert_key == alert.alert_key,
-                           IncidentTable.status == IncidentStatus.OPEN.value)
+                    .where(IncidentTable.c.host_id == alert.host_id,
+                           IncidentTable.c.alert_key == alert.alert_key,
+                           IncidentTable.c.status == IncidentStatus.OPEN.value)
                     .values(status=IncidentStatus.RESOLVED.value, last_seen=now)
-                    .returning(IncidentTable.id)).first() is not None
-            found = s.scalars(sa.select(IncidentTable).where(
-                IncidentTable.host_id == alert.host_id,
-                IncidentTable.alert_key == alert.alert_key)).one()
+                    .returning(IncidentTable.c.id)).first() is not None
+            found = s.execute(sa.select(IncidentTable).where(
+                IncidentTable.c.host_id == alert.host_id,
+                IncidentTable.c.alert_key == alert.alert_key)).one()
             incident = _incident(found)
             if changed:
                 emit(s, "incident", {"type": "incident",

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from guardrails.actions import action_to_dict, parse_action
 from guardrails.decision import Decision
@@ -22,6 +21,7 @@ from healer.models import (
     Verification,
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
+from healer.store.repo_base import add_row, get_row
 from healer.store.repo_reports import ReportsRepo, incident_body
 from healer.store.rows import HistoryEntry, IncidentActivity, Transition
 from healer.store.seal import SEALED_FIELDS, Sealer
@@ -34,7 +34,7 @@ PAGE_SIZE = 500
 TRANSITION_FIELDS = frozenset({"original", "applied", "deadline", "verification", "decision"})
 
 
-def _incident(row: IncidentTable) -> Incident:
+def _incident(row: sa.Row[Any]) -> Incident:
     return Incident(
         id=row.id,
         host_id=row.host_id,
@@ -43,7 +43,7 @@ def _incident(row: IncidentTable) -> Incident:
         subject=row.subject,
         status=IncidentStatus(row.status),
         severity=row.severity,
-        count=row.count,
+        count=row._mapping["count"],  # Row.count is the tuple method to mypy
         first_seen=row.first_seen,
         last_seen=row.last_seen,
         evidence=Evidence.model_validate(row.evidence),
@@ -51,14 +51,14 @@ def _incident(row: IncidentTable) -> Incident:
     )
 
 
-def _record(row: ActionTable) -> ActionRecord:
+def _record(row: sa.Row[Any]) -> ActionRecord:
     return ActionRecord(
         id=row.id,
         host_id=row.host_id,
         incident_id=row.incident_id,
         action=parse_action(row.action),
         decision=Decision.model_validate(row.decision),
-        provenance=row.provenance,  # type: ignore[arg-type]  # validated by pydantic
+        provenance=row.provenance,  # validated by pydantic
         state=ActionState(row.state),
         original=row.original,
         applied=row.applied,
@@ -72,7 +72,7 @@ def _record(row: ActionTable) -> ActionRecord:
     )
 
 
-def _history(row: ActionTable) -> HistoryEntry:
+def _history(row: sa.Row[Any]) -> HistoryEntry:
     record = _record(row)
     ver = record.verification
     kept_short = record.state == ActionState.VERIFIED and record.verdict == "insufficient"
@@ -92,7 +92,7 @@ def _stored(value: Any) -> Any:
     return value
 
 
-def _sealed_values(row: ActionTable) -> dict[str, Any]:
+def _sealed_values(row: sa.Row[Any]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in SEALED_FIELDS}
 
 
@@ -111,7 +111,7 @@ class JournalRepo(ReportsRepo):
     # -- incidents ---------------------------------------------------------------------
     def open_incident(self, incident: Incident) -> Incident:
         """Insert a new incident; returns it with its id."""
-        row = IncidentTable(
+        values = dict(
             host_id=incident.host_id,
             playbook=incident.playbook,
             scope=incident.scope,
@@ -127,8 +127,7 @@ class JournalRepo(ReportsRepo):
             else incident.diagnosis.model_dump(mode="json"),
         )
         with self._tx() as s:
-            s.add(row)
-            s.flush()
+            row = add_row(s, IncidentTable, **values)
             opened = _incident(row)
             self._report(s, "incident", f"incident:{row.id}", incident_body(opened))
             return opened
@@ -138,17 +137,16 @@ class JournalRepo(ReportsRepo):
         if incident.id is None:
             raise NotFound("incident", "None")
         with self._tx() as s:
-            row = s.get(IncidentTable, incident.id)
-            if row is None:
+            found = s.execute(
+                sa.update(IncidentTable).where(IncidentTable.c.id == incident.id)
+                .values(count=incident.count, last_seen=incident.last_seen,
+                        evidence=incident.evidence.model_dump(mode="json"),
+                        status=incident.status.value, severity=incident.severity)
+                .returning(*IncidentTable.c)).first()
+            if found is None:
                 raise NotFound("incident", incident.id)
-            row.count = incident.count
-            row.last_seen = incident.last_seen
-            row.evidence = incident.evidence.model_dump(mode="json")
-            row.status = incident.status.value
-            row.severity = incident.severity
-            s.flush()
-            updated = _incident(row)
-            self._report(s, "incident", f"incident:{row.id}", incident_body(updated),
+            updated = _incident(found)
+            self._report(s, "incident", f"incident:{found.id}", incident_body(updated),
                          coalesce=True)
             return updated
 
@@ -158,21 +156,21 @@ class JournalRepo(ReportsRepo):
     ) -> Incident | None:
         """The newest incident of this host with this fingerprint (and status, if given)."""
         q = sa.select(IncidentTable).where(
-            IncidentTable.host_id == self.host_id,
-            IncidentTable.playbook == playbook,
-            IncidentTable.scope == scope,
-            IncidentTable.subject == subject,
+            IncidentTable.c.host_id == self.host_id,
+            IncidentTable.c.playbook == playbook,
+            IncidentTable.c.scope == scope,
+            IncidentTable.c.subject == subject,
         )
         if status is not None:
-            q = q.where(IncidentTable.status == status.value)
+            q = q.where(IncidentTable.c.status == status.value)
         with self._tx(write=False) as s:
-            row = s.scalars(q.order_by(IncidentTable.id.desc()).limit(1)).first()
+            row = s.execute(q.order_by(IncidentTable.c.id.desc()).limit(1)).first()
             return None if row is None else _incident(row)
 
     def get_incident(self, id: int) -> Incident | None:
         """One incident by id (any host: ids are unique in a shared database)."""
         with self._tx(write=False) as s:
-            row = s.get(IncidentTable, id)
+            row = get_row(s, IncidentTable, id)
             return None if row is None else _incident(row)
 
     def list_incidents(
@@ -182,26 +180,26 @@ class JournalRepo(ReportsRepo):
         """This host's incidents (or ``host``'s, or every host's), newest first."""
         q = sa.select(IncidentTable)
         if not every_host:
-            q = q.where(IncidentTable.host_id == (host or self.host_id))
+            q = q.where(IncidentTable.c.host_id == (host or self.host_id))
         if status is not None:
-            q = q.where(IncidentTable.status == status.value)
+            q = q.where(IncidentTable.c.status == status.value)
         with self._tx(write=False) as s:
-            rows = s.scalars(q.order_by(IncidentTable.id.desc()).limit(limit))
+            rows = s.execute(q.order_by(IncidentTable.c.id.desc()).limit(limit))
             return [_incident(r) for r in rows]
 
     def iter_incidents(self, status: IncidentStatus | None = None, *,
                        page: int = PAGE_SIZE) -> Iterator[Incident]:
         """Every one of this host's incidents (in ``status``), newest first, read a page at a
         time: unlike ``list_incidents`` it never stops at a limit."""
-        q = sa.select(IncidentTable).where(IncidentTable.host_id == self.host_id)
+        q = sa.select(IncidentTable).where(IncidentTable.c.host_id == self.host_id)
         if status is not None:
-            q = q.where(IncidentTable.status == status.value)
+            q = q.where(IncidentTable.c.status == status.value)
         last: int | None = None
         while True:
-            paged = q if last is None else q.where(IncidentTable.id < last)
+            paged = q if last is None else q.where(IncidentTable.c.id < last)
             with self._tx(write=False) as s:
                 rows = [_incident(r) for r in
-                        s.scalars(paged.order_by(IncidentTable.id.desc()).limit(page))]
+                        s.execute(paged.order_by(IncidentTable.c.id.desc()).limit(page))]
             yield from rows
             if len(rows) < page:
                 return
@@ -209,8 +207,8 @@ class JournalRepo(ReportsRepo):
 
     def count_incidents(self, status: IncidentStatus) -> int:
         """How many of this host's incidents are in ``status``."""
-        q = sa.select(sa.func.count(IncidentTable.id)).where(
-            IncidentTable.host_id == self.host_id, IncidentTable.status == status.value)
+        q = sa.select(sa.func.count(IncidentTable.c.id)).where(
+            IncidentTable.c.host_id == self.host_id, IncidentTable.c.status == status.value)
         with self._tx(write=False) as s:
             return int(s.scalar(q) or 0)
 
@@ -219,13 +217,13 @@ class JournalRepo(ReportsRepo):
         with self._tx() as s:
             n = s.execute(
                 sa.update(IncidentTable)
-                .where(IncidentTable.id == incident_id)
+                .where(IncidentTable.c.id == incident_id)
                 .values(diagnosis=diagnosis.model_dump(mode="json"))
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
             if n == 0:
                 raise NotFound("incident", incident_id)
             if self.fleet_reports:
-                row = s.get(IncidentTable, incident_id, populate_existing=True)
+                row = get_row(s, IncidentTable, incident_id)
                 assert row is not None
                 self._report(s, "incident", f"incident:{incident_id}",
                              incident_body(_incident(row)), coalesce=True)
@@ -233,7 +231,7 @@ class JournalRepo(ReportsRepo):
     # -- action journal ----------------------------------------------------------------
     def add_action(self, record: ActionRecord) -> ActionRecord:
         """Durably insert a journal record (and its audit row); returns it with its id."""
-        row = ActionTable(
+        values = dict(
             host_id=record.host_id,
             incident_id=record.incident_id,
             kind=record.action.kind,
@@ -253,8 +251,7 @@ class JournalRepo(ReportsRepo):
             rationale=record.rationale,
         )
         with self._tx() as s:
-            s.add(row)
-            s.flush()
+            row = add_row(s, ActionTable, **values)
             seq = self._seal(s, row)
             detail = {"to": record.state.value, "verdict": record.decision.verdict}
             self._audit(s, "healer", "action.added", f"action:{row.id}", detail)
@@ -286,7 +283,7 @@ class JournalRepo(ReportsRepo):
             # a concurrent decider waits here and then reads the state the winner left, so
             # the loser's StaleState names it and its legality check sees the real state.
             current = s.scalar(
-                sa.select(ActionTable.state).where(ActionTable.id == id).with_for_update()
+                sa.select(ActionTable.c.state).where(ActionTable.c.id == id).with_for_update()
             )
             if current is None:
                 raise NotFound("action", id)
@@ -302,14 +299,14 @@ class JournalRepo(ReportsRepo):
             # The WHERE on the old state keeps this a CAS even if the row lock is ever lost.
             n = s.execute(
                 sa.update(ActionTable)
-                .where(ActionTable.id == id, ActionTable.state == current)
+                .where(ActionTable.c.id == id, ActionTable.c.state == current)
                 .values(**values)
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
             if n != 1:
                 raise StaleState(id, expect, None)
             detail = {"from": current, "to": to.value, "comment": comment}
             self._audit(s, actor, "action.transition", f"action:{id}", detail)
-            row = s.get(ActionTable, id, populate_existing=True)
+            row = get_row(s, ActionTable, id)
             assert row is not None
             seq = self._seal(s, row)
             moved = _record(row)
@@ -318,20 +315,20 @@ class JournalRepo(ReportsRepo):
         return moved
 
     # -- the seal (healer.store.seal) -----------------------------------------------------
-    def _seal(self, s: Session, row: ActionTable) -> int | None:
-        """Seal this version of ``row`` with the next sequence number, in the same
-        transaction as the write; None when this process holds no journal key."""
+    def _seal(self, s: sa.Connection, row: sa.Row[Any]) -> int | None:
+        """Seal this version of ``row`` (as stored) with the next sequence number, in the
+        same transaction as the write; None when this process holds no journal key."""
         if self.sealer is None:
             return None
-        s.flush()
-        last = s.scalar(sa.select(sa.func.max(JournalLogTable.seq))
-                        .where(JournalLogTable.host_id == self.host_id))
+        last = s.scalar(sa.select(sa.func.max(JournalLogTable.c.seq))
+                        .where(JournalLogTable.c.host_id == self.host_id))
         seq = int(last or 0) + 1
-        row.seq = seq
-        row.mac = self.sealer.row_mac(_sealed_values(row), seq)
-        s.add(JournalLogTable(host_id=self.host_id, seq=seq, action_id=row.id, row_mac=row.mac,
-                              mac=self.sealer.log_mac(seq, row.id, row.mac)))
-        s.flush()
+        mac = self.sealer.row_mac(_sealed_values(row), seq)
+        s.execute(sa.update(ActionTable).where(ActionTable.c.id == row.id)
+                  .values(seq=seq, mac=mac))
+        s.execute(sa.insert(JournalLogTable).values(
+            host_id=self.host_id, seq=seq, action_id=row.id, row_mac=mac,
+            mac=self.sealer.log_mac(seq, row.id, mac)))
         return seq
 
     def _sealed(self, seq: int | None) -> None:
@@ -344,18 +341,18 @@ class JournalRepo(ReportsRepo):
         if self.sealer is None:
             return "no journal key in this process"
         with self._tx(write=False) as s:
-            row = s.get(ActionTable, action_id)
+            row = get_row(s, ActionTable, action_id)
             if row is None or row.host_id != self.host_id:
                 return "no such row of this host"
             if row.seq is None or row.mac is None:
                 return "the row carries no seal"
             if not self.sealer.row_ok(_sealed_values(row), row.seq, row.mac):
                 return "the row's seal does not match its fields (changed or forged)"
-            newest = s.scalars(
+            newest = s.execute(
                 sa.select(JournalLogTable)
-                .where(JournalLogTable.host_id == self.host_id,
-                       JournalLogTable.action_id == action_id)
-                .order_by(JournalLogTable.seq.desc()).limit(1)).first()
+                .where(JournalLogTable.c.host_id == self.host_id,
+                       JournalLogTable.c.action_id == action_id)
+                .order_by(JournalLogTable.c.seq.desc()).limit(1)).first()
         if newest is None or not self.sealer.log_ok(newest.seq, newest.action_id,
                                                     newest.row_mac, newest.mac):
             return "no sealed log entry for the row"
@@ -365,18 +362,19 @@ class JournalRepo(ReportsRepo):
 
     def journal_extent(self) -> tuple[int, int]:
         """(entries, highest seq) of this host's journal log: equal when nothing is missing."""
-        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(JournalLogTable.seq), 0)
-                      ).where(JournalLogTable.host_id == self.host_id)
+        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(JournalLogTable.c.seq), 0)
+                      ).where(JournalLogTable.c.host_id == self.host_id)
         with self._tx(write=False) as s:
             count, top = s.execute(q).one()
         return int(count), int(top)
 
     def journal_entries(self, after: int) -> list[tuple[int, int, str, str]]:
         """Log entries (seq, action_id, row_mac, mac) above ``after``, oldest first."""
-        q = (sa.select(JournalLogTable.seq, JournalLogTable.action_id, JournalLogTable.row_mac,
-                       JournalLogTable.mac)
-             .where(JournalLogTable.host_id == self.host_id, JournalLogTable.seq > after)
-             .order_by(JournalLogTable.seq))
+        q = (sa.select(JournalLogTable.c.seq, JournalLogTable.c.action_id,
+                       JournalLogTable.c.row_mac,
+                       JournalLogTable.c.mac)
+             .where(JournalLogTable.c.host_id == self.host_id, JournalLogTable.c.seq > after)
+             .order_by(JournalLogTable.c.seq))
         with self._tx(write=False) as s:
             return [(int(a), int(b), str(c), str(d)) for a, b, c, d in s.execute(q)]
 
@@ -384,12 +382,12 @@ class JournalRepo(ReportsRepo):
         """Seal rows again under the current key, oldest first (the first start after the
         seal came, or ``healer journal adopt``); returns how many were sealed."""
         assert self.sealer is not None
-        q = sa.select(ActionTable).where(ActionTable.host_id == self.host_id)
+        q = sa.select(ActionTable).where(ActionTable.c.host_id == self.host_id)
         if unsealed_only:
-            q = q.where(ActionTable.seq.is_(None))
+            q = q.where(ActionTable.c.seq.is_(None))
         sealed = 0
         with self._tx() as s:
-            for row in s.scalars(q.order_by(ActionTable.id)):
+            for row in s.execute(q.order_by(ActionTable.c.id)).all():
                 seq = self._seal(s, row)
                 sealed += 1
         if sealed:
@@ -399,7 +397,7 @@ class JournalRepo(ReportsRepo):
     def get_action(self, id: int) -> ActionRecord | None:
         """One journal record by id."""
         with self._tx(write=False) as s:
-            row = s.get(ActionTable, id)
+            row = get_row(s, ActionTable, id)
             return None if row is None else _record(row)
 
     def list_actions(
@@ -416,7 +414,7 @@ class JournalRepo(ReportsRepo):
         ``iter_actions``)."""
         q = self._actions_query(states, incident_id, host=host, every_host=every_host)
         with self._tx(write=False) as s:
-            rows = s.scalars(q.order_by(ActionTable.id.desc()).limit(limit))
+            rows = s.execute(q.order_by(ActionTable.c.id.desc()).limit(limit))
             return [_record(r) for r in rows]
 
     def _actions_query(self, states: Collection[ActionState] | None, incident_id: int | None,
@@ -424,15 +422,15 @@ class JournalRepo(ReportsRepo):
                        host: str | None = None, every_host: bool = False) -> sa.Select[Any]:
         q = sa.select(ActionTable)
         if not every_host:
-            q = q.where(ActionTable.host_id == (host or self.host_id))
+            q = q.where(ActionTable.c.host_id == (host or self.host_id))
         if states is not None:
-            q = q.where(ActionTable.state.in_([ActionState(x).value for x in states]))
+            q = q.where(ActionTable.c.state.in_([ActionState(x).value for x in states]))
         if incident_id is not None:
-            q = q.where(ActionTable.incident_id == incident_id)
+            q = q.where(ActionTable.c.incident_id == incident_id)
         if target is not None:
-            q = q.where(ActionTable.target == target)
+            q = q.where(ActionTable.c.target == target)
         if created_before is not None:
-            q = q.where(ActionTable.created_at <= created_before)
+            q = q.where(ActionTable.c.created_at <= created_before)
         return q
 
     def iter_actions(
@@ -451,13 +449,13 @@ class JournalRepo(ReportsRepo):
         skipped nor repeated; one that leaves ``states`` before its page is read is not
         yielded. The change path iterates with this."""
         q = self._actions_query(states, incident_id, target, created_before)
-        order = ActionTable.id.asc() if oldest_first else ActionTable.id.desc()
+        order = ActionTable.c.id.asc() if oldest_first else ActionTable.c.id.desc()
         last: int | None = None
         while True:
             paged = q if last is None else q.where(
-                ActionTable.id > last if oldest_first else ActionTable.id < last)
+                ActionTable.c.id > last if oldest_first else ActionTable.c.id < last)
             with self._tx(write=False) as s:
-                rows = [_record(r) for r in s.scalars(paged.order_by(order).limit(page))]
+                rows = [_record(r) for r in s.execute(paged.order_by(order).limit(page))]
             yield from rows
             if len(rows) < page:
                 return
@@ -467,33 +465,33 @@ class JournalRepo(ReportsRepo):
                     created_before: datetime | None = None) -> bool:
         """Whether any of this host's records is in ``states`` (created at or before
         ``created_before`` when given): one indexed probe, cheap enough for every cycle."""
-        q = sa.select(ActionTable.id).where(
-            ActionTable.host_id == self.host_id,
-            ActionTable.state.in_([ActionState(x).value for x in states]),
+        q = sa.select(ActionTable.c.id).where(
+            ActionTable.c.host_id == self.host_id,
+            ActionTable.c.state.in_([ActionState(x).value for x in states]),
         )
         if created_before is not None:
-            q = q.where(ActionTable.created_at <= created_before)
+            q = q.where(ActionTable.c.created_at <= created_before)
         return bool(self._probe(q.limit(1)))
 
     def oldest_by_state(self, states: Collection[ActionState]) -> dict[ActionState, datetime]:
         """For each of ``states`` that any of this host's records is in, the oldest such
         record's creation time: one indexed probe answers what the change engine's cycle
         has to do (nothing, usually)."""
-        q = (sa.select(ActionTable.state, sa.func.min(ActionTable.created_at))
-             .where(ActionTable.host_id == self.host_id,
-                    ActionTable.state.in_([ActionState(x).value for x in states]))
-             .group_by(ActionTable.state))
+        q = (sa.select(ActionTable.c.state, sa.func.min(ActionTable.c.created_at))
+             .where(ActionTable.c.host_id == self.host_id,
+                    ActionTable.c.state.in_([ActionState(x).value for x in states]))
+             .group_by(ActionTable.c.state))
         return {ActionState(state): oldest for state, oldest in self._probe(q)}
 
     def incident_activity(self, incident_id: int,
                           live: Collection[ActionState]) -> IncidentActivity:
         """Whether any of the incident's records is in ``live``, and the state and time of
         the one that changed last: two indexed reads, however long the incident's journal."""
-        mine = (ActionTable.host_id == self.host_id, ActionTable.incident_id == incident_id)
-        last_q = (sa.select(ActionTable.state, ActionTable.updated_at).where(*mine)
-                  .order_by(ActionTable.updated_at.desc(), ActionTable.id.desc()).limit(1))
-        live_q = sa.select(ActionTable.id).where(
-            *mine, ActionTable.state.in_([ActionState(x).value for x in live])).limit(1)
+        mine = (ActionTable.c.host_id == self.host_id, ActionTable.c.incident_id == incident_id)
+        last_q = (sa.select(ActionTable.c.state, ActionTable.c.updated_at).where(*mine)
+                  .order_by(ActionTable.c.updated_at.desc(), ActionTable.c.id.desc()).limit(1))
+        live_q = sa.select(ActionTable.c.id).where(
+            *mine, ActionTable.c.state.in_([ActionState(x).value for x in live])).limit(1)
         with self._tx(write=False) as s:
             last = s.execute(last_q).first()
             if last is None:
@@ -507,14 +505,14 @@ class JournalRepo(ReportsRepo):
         q = (
             sa.select(ActionTable)
             .where(
-                ActionTable.host_id == self.host_id,
-                ActionTable.target == target,
-                ActionTable.applied_at >= since,
+                ActionTable.c.host_id == self.host_id,
+                ActionTable.c.target == target,
+                ActionTable.c.applied_at >= since,
             )
-            .order_by(ActionTable.applied_at, ActionTable.id)
+            .order_by(ActionTable.c.applied_at, ActionTable.c.id)
         )
         with self._tx(write=False) as s:
-            return [_history(r) for r in s.scalars(q) if r.applied_at is not None]
+            return [_history(r) for r in s.execute(q) if r.applied_at is not None]
 
     def transitions(self, action_ids: Collection[int]) -> dict[int, list[Transition]]:
         """Each record's moves, oldest first: as its agent reported them (a mirrored
@@ -525,14 +523,15 @@ class JournalRepo(ReportsRepo):
             return {}
         with self._tx(write=False) as s:
             stored: dict[int, list[dict[str, Any]] | None] = {
-                int(i): t for i, t in s.execute(sa.select(ActionTable.id, ActionTable.transitions)
-                                                .where(ActionTable.id.in_(ids)))}
+                int(i): t for i, t in s.execute(
+                    sa.select(ActionTable.c.id, ActionTable.c.transitions)
+                    .where(ActionTable.c.id.in_(ids)))}
             local = [i for i in ids if stored.get(i) is None]
             audit = s.execute(
-                sa.select(AuditTable.subject, AuditTable.at, AuditTable.detail)
-                .where(AuditTable.subject.in_([f"action:{i}" for i in local]),
-                       AuditTable.event.in_(("action.added", "action.transition")))
-                .order_by(AuditTable.at, AuditTable.id)).all() if local else []
+                sa.select(AuditTable.c.subject, AuditTable.c.at, AuditTable.c.detail)
+                .where(AuditTable.c.subject.in_([f"action:{i}" for i in local]),
+                       AuditTable.c.event.in_(("action.added", "action.transition")))
+                .order_by(AuditTable.c.at, AuditTable.c.id)).all() if local else []
         out = {i: [Transition.model_validate(t) for t in moves]
                for i, moves in stored.items() if moves is not None}
         for i in local:
@@ -544,8 +543,8 @@ class JournalRepo(ReportsRepo):
 
     def changes_since(self, since: datetime) -> int:
         """How many changes this host started applying since ``since`` (blast radius)."""
-        q = sa.select(sa.func.count(ActionTable.id)).where(
-            ActionTable.host_id == self.host_id, ActionTable.applied_at >= since
+        q = sa.select(sa.func.count(ActionTable.c.id)).where(
+            ActionTable.c.host_id == self.host_id, ActionTable.c.applied_at >= since
         )
         with self._tx(write=False) as s:
             return int(s.scalar(q) or 0)

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from guardrails.fleet import (
     FAILED,
@@ -40,7 +39,7 @@ from guardrails.fleet import (
 from guardrails.policy import FleetPolicy
 from healer.store.errors import NotFound
 from healer.store.fleet_types import LeaseAnswer, LeaseAsk, LeaseGrant, LeaseRow, Release
-from healer.store.repo_base import RepoBase, _insert
+from healer.store.repo_base import RepoBase, _insert, add_row, get_row, update_row
 from healer.store.repo_events import advisory_key, emit, try_xact_lock, xact_lock
 from healer.store.repo_hosts import FLEET_WIDE, bounded
 from healer.store.tables import (
@@ -75,41 +74,42 @@ def remedy_lock(remedy: str) -> int:
     return advisory_key(f"healer-remedy:{remedy}")
 
 
-def _lease(r: LeaseTable) -> LeaseRow:
+def _lease(r: sa.Row[Any]) -> LeaseRow:
     return LeaseRow(id=r.id, remedy=r.remedy, host_id=r.host_id, action_id=r.action_id,
                     epoch=r.epoch, role=r.role, wave=r.wave, state=r.state, outcome=r.outcome,
                     granted_at=r.granted_at, expires_at=r.expires_at, released_at=r.released_at)
 
 
-def _grant(r: LeaseTable) -> LeaseGrant:
+def _grant(r: sa.Row[Any]) -> LeaseGrant:
     return LeaseGrant(lease_id=r.id, epoch=r.epoch, ttl_seconds=r.ttl_seconds, rule=r.rule)
 
 
-def _again(r: LeaseTable) -> LeaseAnswer:
-    decision = FleetDecision(verdict="grant", rule=r.rule, role=r.role,  # type: ignore[arg-type]
+def _again(r: sa.Row[Any]) -> LeaseAnswer:
+    decision = FleetDecision(verdict="grant", rule=r.rule, role=r.role,
                              wave=r.wave, detail="the live lease this host already holds")
     return LeaseAnswer(decision=decision, grant=_grant(r))
 
 
-def live_rollout(s: Session, remedy: str) -> tuple[RolloutTable | None, Rollout | None]:
+def live_rollout(s: sa.Connection, remedy: str) -> tuple[sa.Row[Any] | None, Rollout | None]:
     """The remedy's running rollout: its row and its state."""
-    row = s.scalars(sa.select(RolloutTable).where(RolloutTable.live_key == remedy)).first()
+    row = s.execute(sa.select(RolloutTable).where(RolloutTable.c.live_key == remedy)).first()
     return row, None if row is None else Rollout.model_validate(row.state)
 
 
-def save_rollout(s: Session, row: RolloutTable | None, rollout: Rollout | None,
+def save_rollout(s: sa.Connection, row: sa.Row[Any] | None, rollout: Rollout | None,
                  now: datetime) -> None:
     """Store ``rollout`` (a new row when it is new); an ended one frees the remedy."""
     if rollout is None:
         return
+    values = {"state": rollout.model_dump(mode="json"), "updated_at": now,
+              "ended_at": rollout.ended_at,
+              "live_key": rollout.remedy.key if rollout.ended_at is None else None}
     if row is None:
-        row = RolloutTable(remedy=rollout.remedy.key, fingerprint=bounded(rollout.fingerprint),
-                           started_at=rollout.started_at)
-        s.add(row)
-    row.state = rollout.model_dump(mode="json")
-    row.updated_at, row.ended_at = now, rollout.ended_at
-    row.live_key = rollout.remedy.key if rollout.ended_at is None else None
-    s.flush()
+        s.execute(sa.insert(RolloutTable).values(
+            remedy=rollout.remedy.key, fingerprint=bounded(rollout.fingerprint),
+            started_at=rollout.started_at, **values))
+    else:
+        update_row(s, RolloutTable, row.id, **values)
 
 
 class LeasesRepo(RepoBase):
@@ -142,34 +142,32 @@ class LeasesRepo(RepoBase):
             return LeaseAnswer(decision=decision,
                                grant=_grant(self._insert(s, ask, req, decision, policy)))
 
-    def _held(self, s: Session, ask: LeaseAsk) -> LeaseTable | None:
-        return s.scalars(sa.select(LeaseTable).where(
-            LeaseTable.live_key == f"{ask.remedy.key}|{ask.host_id}")).first()
+    def _held(self, s: sa.Connection, ask: LeaseAsk) -> sa.Row[Any] | None:
+        return s.execute(sa.select(LeaseTable).where(
+            LeaseTable.c.live_key == f"{ask.remedy.key}|{ask.host_id}")).first()
 
-    def _decide(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
+    def _decide(self, s: sa.Connection, req: LeaseRequest, policy: FleetPolicy,
                 verify_window: float) -> FleetDecision:
         now = self.now()
         return decide(self.fleet_state(s, req, policy, verify_window, now), req, policy, now)
 
-    def _insert(self, s: Session, ask: LeaseAsk, req: LeaseRequest, decision: FleetDecision,
-                policy: FleetPolicy) -> LeaseTable:
+    def _insert(self, s: sa.Connection, ask: LeaseAsk, req: LeaseRequest, decision: FleetDecision,
+                policy: FleetPolicy) -> sa.Row[Any]:
         now, remedy = self.now(), ask.remedy.key
-        epoch = int(s.scalar(sa.select(sa.func.max(LeaseTable.epoch))
-                             .where(LeaseTable.remedy == remedy)) or 0) + 1
+        epoch = int(s.scalar(sa.select(sa.func.max(LeaseTable.c.epoch))
+                             .where(LeaseTable.c.remedy == remedy)) or 0) + 1
         ttl = policy.lease_ttl_seconds
-        row = LeaseTable(remedy=remedy, host_id=ask.host_id, action_id=ask.action_id,
-                         fingerprint=req.fingerprint, epoch=epoch, rule=decision.rule,
-                         role=decision.role or "wave", wave=decision.wave, state=LIVE,
-                         live_key=f"{remedy}|{ask.host_id}", ttl_seconds=ttl, granted_at=now,
-                         renewed_at=now, expires_at=now + timedelta(seconds=ttl))
-        s.add(row)
+        row = add_row(s, LeaseTable, remedy=remedy, host_id=ask.host_id,
+                      action_id=ask.action_id, fingerprint=req.fingerprint, epoch=epoch,
+                      rule=decision.rule, role=decision.role or "wave", wave=decision.wave,
+                      state=LIVE, live_key=f"{remedy}|{ask.host_id}", ttl_seconds=ttl,
+                      granted_at=now, renewed_at=now, expires_at=now + timedelta(seconds=ttl))
         if decision.role != "rollback":
             rollout_row, rollout = live_rollout(s, remedy)
             save_rollout(s, rollout_row, granted(rollout, decision, req, now), now)
         self._audit(s, ask.host_id, "lease.granted", f"remedy:{remedy}",
                     {"host": ask.host_id, "rule": decision.rule, "role": decision.role,
                      "wave": decision.wave, "epoch": epoch})
-        s.flush()
         return row
 
     def _record_wait(self, decision: FleetDecision, req: LeaseRequest,
@@ -191,20 +189,20 @@ class LeasesRepo(RepoBase):
         """(reporting hosts, hosts with the fingerprint open, hosts that opened it within
         the systemic window, its first report among open incidents), as scalar subqueries."""
         now = self.now()
-        fp = IncidentTable.fleet_fingerprint == fingerprint
-        open_ = IncidentTable.status == "open"
+        fp = IncidentTable.c.fleet_fingerprint == fingerprint
+        open_ = IncidentTable.c.status == "open"
         since = now - timedelta(seconds=policy.systemic_window_seconds)
         return (
             sa.select(sa.func.count()).select_from(HostTable).where(
-                HostTable.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds)
+                HostTable.c.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds)
             ).scalar_subquery(),
-            sa.select(sa.func.count(sa.distinct(IncidentTable.host_id))).where(fp, open_)
+            sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id))).where(fp, open_)
             .scalar_subquery(),
-            sa.select(sa.func.count(sa.distinct(IncidentTable.host_id)))
-            .where(fp, IncidentTable.first_seen >= since).scalar_subquery(),
-            sa.select(sa.func.min(IncidentTable.first_seen)).where(fp, open_).scalar_subquery())
+            sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id)))
+            .where(fp, IncidentTable.c.first_seen >= since).scalar_subquery(),
+            sa.select(sa.func.min(IncidentTable.c.first_seen)).where(fp, open_).scalar_subquery())
 
-    def fleet_counts(self, s: Session, fingerprint: str,
+    def fleet_counts(self, s: sa.Connection, fingerprint: str,
                      policy: FleetPolicy) -> tuple[int, int, int, datetime | None]:
         """The four ``_counts``: one round trip."""
         reporting, affected, recent, first = tuple(s.execute(
@@ -215,33 +213,33 @@ class LeasesRepo(RepoBase):
         """Leases of ``remedy`` whose verification failed in the breaker window, since the
         breaker was last reset (a resume forgives what came before)."""
         since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        reset = sa.select(BreakerTable.reset_at).where(BreakerTable.remedy == remedy) \
+        reset = sa.select(BreakerTable.c.reset_at).where(BreakerTable.c.remedy == remedy) \
             .scalar_subquery()
-        return sa.and_(LeaseTable.remedy == remedy, LeaseTable.outcome.in_(sorted(FAILED)),
-                       LeaseTable.released_at >= since,
-                       sa.or_(reset.is_(None), reset < since, LeaseTable.released_at > reset))
+        return sa.and_(LeaseTable.c.remedy == remedy, LeaseTable.c.outcome.in_(sorted(FAILED)),
+                       LeaseTable.c.released_at >= since,
+                       sa.or_(reset.is_(None), reset < since, LeaseTable.c.released_at > reset))
 
     def _unsettled(self, remedy: str, policy: FleetPolicy,
                    exclude: str) -> sa.ColumnElement[bool]:
         """Leases of ``remedy`` held by hosts other than ``exclude``, reclaimed in the
         breaker window, whose outcome has not arrived."""
         since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        return sa.and_(LeaseTable.remedy == remedy, LeaseTable.state == RECLAIMED,
-                       LeaseTable.outcome.is_(None), LeaseTable.role != "rollback",
-                       LeaseTable.expires_at >= since, LeaseTable.host_id != exclude)
+        return sa.and_(LeaseTable.c.remedy == remedy, LeaseTable.c.state == RECLAIMED,
+                       LeaseTable.c.outcome.is_(None), LeaseTable.c.role != "rollback",
+                       LeaseTable.c.expires_at >= since, LeaseTable.c.host_id != exclude)
 
-    def failed_hosts(self, s: Session, remedy: str, policy: FleetPolicy) -> frozenset[str]:
+    def failed_hosts(self, s: sa.Connection, remedy: str, policy: FleetPolicy) -> frozenset[str]:
         """Distinct hosts whose verification of ``remedy`` failed (``_failed``)."""
-        return frozenset(s.scalars(sa.select(LeaseTable.host_id).distinct()
+        return frozenset(s.scalars(sa.select(LeaseTable.c.host_id).distinct()
                                    .where(self._failed(remedy, policy))))
 
-    def unsettled_hosts(self, s: Session, remedy: str, policy: FleetPolicy,
+    def unsettled_hosts(self, s: sa.Connection, remedy: str, policy: FleetPolicy,
                         exclude: str) -> frozenset[str]:
         """Distinct hosts with a lease reclaimed and no outcome yet (``_unsettled``)."""
-        return frozenset(s.scalars(sa.select(LeaseTable.host_id).distinct()
+        return frozenset(s.scalars(sa.select(LeaseTable.c.host_id).distinct()
                                    .where(self._unsettled(remedy, policy, exclude))))
 
-    def fleet_state(self, s: Session, req: LeaseRequest, policy: FleetPolicy,
+    def fleet_state(self, s: sa.Connection, req: LeaseRequest, policy: FleetPolicy,
                     verify_window: float, now: datetime) -> FleetState:
         """Everything ``decide`` needs about ``req``, read in ``s`` in two round trips (a
         waiting host asks again every few seconds: this is the control plane's hottest
@@ -253,13 +251,13 @@ class LeasesRepo(RepoBase):
         failed: set[str] = set()
         unsettled: set[str] = set()
         lists = sa.union_all(
-            sa.select(sa.literal("flying"), LeaseTable.host_id, HostTable.labels)
-            .outerjoin(HostTable, HostTable.host_id == LeaseTable.host_id)
-            .where(LeaseTable.remedy == remedy, LeaseTable.state == LIVE,
-                   LeaseTable.role != "rollback", LeaseTable.host_id != req.host_id),
-            sa.select(sa.literal("failed"), LeaseTable.host_id, sa.null())
+            sa.select(sa.literal("flying"), LeaseTable.c.host_id, HostTable.c.labels)
+            .outerjoin(HostTable, HostTable.c.host_id == LeaseTable.c.host_id)
+            .where(LeaseTable.c.remedy == remedy, LeaseTable.c.state == LIVE,
+                   LeaseTable.c.role != "rollback", LeaseTable.c.host_id != req.host_id),
+            sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null())
             .where(self._failed(remedy, policy)),
-            sa.select(sa.literal("unsettled"), LeaseTable.host_id, sa.null())
+            sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null())
             .where(self._unsettled(remedy, policy, req.host_id)))
         for kind, host_id, labels in s.execute(lists):
             if kind == "flying":
@@ -269,17 +267,17 @@ class LeasesRepo(RepoBase):
                 (failed if kind == "failed" else unsettled).add(host_id)
 
         def paused(target: str) -> sa.Exists:
-            return sa.exists().where(FleetPauseTable.target == target)
+            return sa.exists().where(FleetPauseTable.c.target == target)
 
         scalars = s.execute(sa.select(
             paused(FLEET_WIDE), paused(remedy),
-            sa.select(HostTable.paused).where(HostTable.host_id == req.host_id)
+            sa.select(HostTable.c.paused).where(HostTable.c.host_id == req.host_id)
             .scalar_subquery(),
             *self._counts(req.fingerprint, policy),
-            sa.exists().where(BreakerTable.remedy == remedy,
-                              BreakerTable.tripped_at.is_not(None)),
-            sa.exists().where(FleetIncidentTable.open_key == req.fingerprint),
-            sa.select(RolloutTable.state).where(RolloutTable.live_key == remedy)
+            sa.exists().where(BreakerTable.c.remedy == remedy,
+                              BreakerTable.c.tripped_at.is_not(None)),
+            sa.exists().where(FleetIncidentTable.c.open_key == req.fingerprint),
+            sa.select(RolloutTable.c.state).where(RolloutTable.c.live_key == remedy)
             .scalar_subquery())).one()
         (fleet_paused, remedy_paused, host_paused, reporting, affected, recent, first,
          breaker_open, systemic_open, rollout) = scalars
@@ -298,36 +296,36 @@ class LeasesRepo(RepoBase):
         """Extend a live lease by its TTL; LeaseLost when it is gone or has expired."""
         now = self.now()
         with self._tx() as s:
-            row = s.scalars(sa.select(LeaseTable).where(
-                LeaseTable.id == lease_id, LeaseTable.host_id == host_id,
-                LeaseTable.epoch == epoch, LeaseTable.state == LIVE,
-                LeaseTable.expires_at > now).with_for_update()).first()
+            row = s.execute(sa.select(LeaseTable).where(
+                LeaseTable.c.id == lease_id, LeaseTable.c.host_id == host_id,
+                LeaseTable.c.epoch == epoch, LeaseTable.c.state == LIVE,
+                LeaseTable.c.expires_at > now).with_for_update()).first()
             if row is None:
                 raise LeaseLost(lease_id)
-            row.renewed_at = now
-            row.expires_at = now + timedelta(seconds=row.ttl_seconds)
+            update_row(s, LeaseTable, row.id, renewed_at=now,
+                       expires_at=now + timedelta(seconds=row.ttl_seconds))
             return _again(row)
 
     def release(self, body: Release, policy: FleetPolicy) -> None:
         """Record how a lease ended; a failure counts toward the remedy's breaker, which
         trips at K. Idempotent; a release after a reclaim still records the outcome."""
         with self._tx(write=False) as s:
-            remedy = s.scalar(sa.select(LeaseTable.remedy).where(
-                LeaseTable.id == body.lease_id, LeaseTable.host_id == body.host_id,
-                LeaseTable.epoch == body.epoch))
+            remedy = s.scalar(sa.select(LeaseTable.c.remedy).where(
+                LeaseTable.c.id == body.lease_id, LeaseTable.c.host_id == body.host_id,
+                LeaseTable.c.epoch == body.epoch))
         if remedy is None:
             raise NotFound("lease", body.lease_id)
         now = self.now()
         with self._tx() as s:
             xact_lock(s, remedy_lock(remedy))
-            row = s.scalars(sa.select(LeaseTable).where(LeaseTable.id == body.lease_id)
+            row = s.execute(sa.select(LeaseTable).where(LeaseTable.c.id == body.lease_id)
                             .with_for_update()).one()
             if row.outcome is not None:
                 return  # a replay
             was_live = row.state == LIVE
-            row.outcome, row.released_at, row.live_key = body.outcome, now, None
-            if was_live:
-                row.state = RELEASED
+            # Written before the breaker counts failures below, which must see this one.
+            row = update_row(s, LeaseTable, row.id, outcome=body.outcome, released_at=now,
+                             live_key=None, state=RELEASED if was_live else row.state)
             self._audit(s, body.host_id, "lease.released", f"remedy:{remedy}",
                         {"host": body.host_id, "outcome": body.outcome, "lease": row.id})
             if row.role == "rollback":
@@ -339,7 +337,7 @@ class LeasesRepo(RepoBase):
                 if len(failed) >= policy.breaker_failures:
                     trip(s, Remedy.parse(remedy), failed, now, self.host_id)
 
-    def _moved(self, s: Session, remedy: str, lease: LeaseTable, outcome: Outcome | None,
+    def _moved(self, s: sa.Connection, remedy: str, lease: sa.Row[Any], outcome: Outcome | None,
                now: datetime) -> None:
         """The remedy's rollout after ``lease`` ended: with ``outcome``, or reclaimed with
         none yet (None). A lease from an earlier rollout of the remedy changes nothing."""
@@ -356,19 +354,19 @@ class LeasesRepo(RepoBase):
         a lost canary is replaced only when its outcome says so or its wave timeout passed."""
         now = self.now()
         with self._tx(write=False) as s:
-            due = s.execute(sa.select(LeaseTable.id, LeaseTable.remedy).where(
-                LeaseTable.state == LIVE, LeaseTable.expires_at <= now)
-                .order_by(LeaseTable.expires_at).limit(RECLAIM_BATCH)).all()
+            due = s.execute(sa.select(LeaseTable.c.id, LeaseTable.c.remedy).where(
+                LeaseTable.c.state == LIVE, LeaseTable.c.expires_at <= now)
+                .order_by(LeaseTable.c.expires_at).limit(RECLAIM_BATCH)).all()
         done: list[LeaseRow] = []
         for lease_id, remedy in due:
             with self._tx() as s:
                 xact_lock(s, remedy_lock(remedy))
-                row = s.scalars(sa.select(LeaseTable).where(
-                    LeaseTable.id == lease_id, LeaseTable.state == LIVE,
-                    LeaseTable.expires_at <= now).with_for_update(skip_locked=True)).first()
+                row = s.execute(sa.select(LeaseTable).where(
+                    LeaseTable.c.id == lease_id, LeaseTable.c.state == LIVE,
+                    LeaseTable.c.expires_at <= now).with_for_update(skip_locked=True)).first()
                 if row is None:
                     continue  # renewed, released or reclaimed by another replica meanwhile
-                row.state, row.live_key = RECLAIMED, None
+                row = update_row(s, LeaseTable, row.id, state=RECLAIMED, live_key=None)
                 if row.role != "rollback":
                     self._moved(s, remedy, row, None, now)
                 self._audit(s, "healer", "lease.reclaimed", f"remedy:{remedy}",
@@ -379,46 +377,48 @@ class LeasesRepo(RepoBase):
 
     def live_leases(self) -> list[LeaseRow]:
         """Every live lease, oldest first (the fleet view)."""
-        q = sa.select(LeaseTable).where(LeaseTable.state == LIVE).order_by(LeaseTable.id)
+        q = sa.select(LeaseTable).where(LeaseTable.c.state == LIVE).order_by(LeaseTable.c.id)
         with self._tx(write=False) as s:
-            return [_lease(r) for r in s.scalars(q)]
+            return [_lease(r) for r in s.execute(q)]
 
 
-def trip(s: Session, remedy: Remedy, failed: frozenset[str], now: datetime,
+def trip(s: sa.Connection, remedy: Remedy, failed: frozenset[str], now: datetime,
          audit_host: str) -> bool:
     """Open ``remedy``'s breaker (under its lock), end its rollout and tell every agent;
     False when it was open already."""
-    row = s.get(BreakerTable, remedy.key)
-    if row is None:
-        row = BreakerTable(remedy=remedy.key, failures=0)
-        s.add(row)
-    elif row.tripped_at is not None:
+    row = get_row(s, BreakerTable, remedy.key)
+    if row is not None and row.tripped_at is not None:
         return False
-    row.tripped_at, row.failures, row.paged_at = now, len(failed), None
+    values = {"tripped_at": now, "failures": len(failed), "paged_at": None}
+    if row is None:
+        s.execute(sa.insert(BreakerTable).values(remedy=remedy.key, **values))
+    else:
+        update_row(s, BreakerTable, remedy.key, **values)
     rollout_row, rollout = live_rollout(s, remedy.key)
     if rollout is not None:
         save_rollout(s, rollout_row, ended(rollout, "breaker", now), now)
     emit(s, "breaker", {"type": "breaker", "remedy": remedy.model_dump(), "open": True}, None,
          now)
-    s.add(AuditTable(host_id=audit_host, at=now, actor="healer", event="fleet.breaker_tripped",
-                     subject=f"remedy:{remedy.key}", detail={"failed_hosts": sorted(failed)}))
+    s.execute(sa.insert(AuditTable).values(
+        host_id=audit_host, at=now, actor="healer", event="fleet.breaker_tripped",
+        subject=f"remedy:{remedy.key}", detail={"failed_hosts": sorted(failed)}))
     return True
 
 
-def open_systemic(s: Session, fingerprint: str, counts: tuple[int, int, int, datetime | None],
+def open_systemic(s: sa.Connection, fingerprint: str, counts: tuple[int, int, int, datetime | None],
                   now: datetime, audit_host: str) -> bool:
     """Open the one systemic fleet incident of ``fingerprint``; False when one is open
     (replicas may race to open it: the unique ``open_key`` lets one win)."""
     reporting, _, recent, _ = counts
-    stmt = _insert(s, FleetIncidentTable.__table__).on_conflict_do_nothing(
+    stmt = _insert(s, FleetIncidentTable).on_conflict_do_nothing(
         index_elements=["open_key"])
-    inserted = s.execute(stmt.returning(FleetIncidentTable.id), {
+    inserted = s.execute(stmt.returning(FleetIncidentTable.c.id), {
         "kind": "systemic", "fingerprint": fingerprint, "status": "open",
         "open_key": fingerprint, "hosts": recent, "reporting": reporting, "opened_at": now,
         "resolved_at": None, "resolved_by": None, "paged_at": None}).first()
     if inserted is not None:
-        s.add(AuditTable(host_id=audit_host, at=now, actor="healer",
-                         event="fleet.systemic_opened", subject=f"fleet-incident:{inserted[0]}",
-                         detail={"fingerprint": fingerprint, "hosts": recent,
-                                 "reporting": reporting}))
+        s.execute(sa.insert(AuditTable).values(
+            host_id=audit_host, at=now, actor="healer", event="fleet.systemic_opened",
+            subject=f"fleet-incident:{inserted[0]}",
+            detail={"fingerprint": fingerprint, "hosts": recent, "reporting": reporting}))
     return inserted is not None

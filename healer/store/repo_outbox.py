@@ -7,14 +7,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from healer.store.repo_base import RepoBase, _insert
+from healer.store.repo_base import RepoBase, _insert, get_row
 from healer.store.rows import OutboxRow
 from healer.store.tables import KvTable, OutboxTable
 
 MAX_ERROR_LEN = 2000
 
 
-def _outbox(r: OutboxTable) -> OutboxRow:
+def _outbox(r: sa.Row[Any]) -> OutboxRow:
     return OutboxRow(
         id=r.id,
         channel=r.channel,
@@ -52,28 +52,28 @@ class OutboxRepo(RepoBase):
         }
         keys = ("host_id", "channel", "dedupe_key")
         with self._tx() as s:
-            return self._insert_ignore(s, OutboxTable.__table__, [row], keys) == 1
+            return self._insert_ignore(s, OutboxTable, [row], keys) == 1
 
     def due_notifications(self, now: datetime, limit: int = 50) -> list[OutboxRow]:
         """Undelivered, live messages whose next attempt is due, oldest due first."""
         q = (
             sa.select(OutboxTable)
             .where(
-                OutboxTable.host_id == self.host_id,
-                OutboxTable.delivered_at.is_(None),
-                OutboxTable.dead.is_(False),
-                OutboxTable.next_attempt <= now,
+                OutboxTable.c.host_id == self.host_id,
+                OutboxTable.c.delivered_at.is_(None),
+                OutboxTable.c.dead.is_(False),
+                OutboxTable.c.next_attempt <= now,
             )
-            .order_by(OutboxTable.next_attempt, OutboxTable.id)
+            .order_by(OutboxTable.c.next_attempt, OutboxTable.c.id)
             .limit(limit)
         )
         with self._tx(write=False) as s:
-            return [_outbox(r) for r in s.scalars(q)]
+            return [_outbox(r) for r in s.execute(q)]
 
     def get_notification(self, id: int) -> OutboxRow | None:
         """One outbox row by id."""
         with self._tx(write=False) as s:
-            row = s.get(OutboxTable, id)
+            row = get_row(s, OutboxTable, id)
             return None if row is None else _outbox(row)
 
     def mark_delivered(self, id: int, at: datetime) -> None:
@@ -81,8 +81,8 @@ class OutboxRepo(RepoBase):
         with self._tx() as s:
             s.execute(
                 sa.update(OutboxTable)
-                .where(OutboxTable.id == id, OutboxTable.delivered_at.is_(None))
-                .values(delivered_at=at, attempts=OutboxTable.attempts + 1, last_error=None)
+                .where(OutboxTable.c.id == id, OutboxTable.c.delivered_at.is_(None))
+                .values(delivered_at=at, attempts=OutboxTable.c.attempts + 1, last_error=None)
             )
 
     def mark_failed(self, id: int, error: str, next_attempt: datetime, give_up: bool) -> None:
@@ -90,9 +90,9 @@ class OutboxRepo(RepoBase):
         with self._tx() as s:
             s.execute(
                 sa.update(OutboxTable)
-                .where(OutboxTable.id == id, OutboxTable.delivered_at.is_(None))
+                .where(OutboxTable.c.id == id, OutboxTable.c.delivered_at.is_(None))
                 .values(
-                    attempts=OutboxTable.attempts + 1,
+                    attempts=OutboxTable.c.attempts + 1,
                     last_error=error[:MAX_ERROR_LEN],
                     next_attempt=next_attempt,
                     dead=give_up,
@@ -102,11 +102,11 @@ class OutboxRepo(RepoBase):
     # -- kv ----------------------------------------------------------------------------
     def kv_get(self, namespace: str, key: str) -> str | None:
         """The value, or None when absent or expired."""
-        q = sa.select(KvTable.value).where(
-            KvTable.host_id == self.host_id,
-            KvTable.namespace == namespace,
-            KvTable.key == key,
-            sa.or_(KvTable.expires_at.is_(None), KvTable.expires_at > self.now()),
+        q = sa.select(KvTable.c.value).where(
+            KvTable.c.host_id == self.host_id,
+            KvTable.c.namespace == namespace,
+            KvTable.c.key == key,
+            sa.or_(KvTable.c.expires_at.is_(None), KvTable.c.expires_at > self.now()),
         )
         with self._tx(write=False) as s:
             return s.scalar(q)
@@ -120,7 +120,7 @@ class OutboxRepo(RepoBase):
         row = {"host_id": self.host_id, "namespace": namespace, "key": key, "value": value,
                "expires_at": expires, "updated_at": now}
         with self._tx() as s:
-            self._upsert(s, KvTable.__table__, row, ("host_id", "namespace", "key"),
+            self._upsert(s, KvTable, row, ("host_id", "namespace", "key"),
                          ("value", "expires_at", "updated_at"))
 
     def kv_delete(self, namespace: str, key: str) -> None:
@@ -128,9 +128,9 @@ class OutboxRepo(RepoBase):
         with self._tx() as s:
             s.execute(
                 sa.delete(KvTable).where(
-                    KvTable.host_id == self.host_id,
-                    KvTable.namespace == namespace,
-                    KvTable.key == key,
+                    KvTable.c.host_id == self.host_id,
+                    KvTable.c.namespace == namespace,
+                    KvTable.c.key == key,
                 )
             )
 
@@ -146,24 +146,24 @@ class OutboxRepo(RepoBase):
         row = {"host_id": self.host_id, "namespace": namespace, "key": key, "value": holder,
                "expires_at": now + timedelta(seconds=ttl_seconds), "updated_at": now}
         with self._tx() as s:
-            stmt = _insert(s, KvTable.__table__)
+            stmt = _insert(s, KvTable)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["host_id", "namespace", "key"],
                 set_={c: stmt.excluded[c] for c in ("value", "expires_at", "updated_at")},
-                where=sa.and_(KvTable.expires_at.is_not(None), KvTable.expires_at <= now))
-            return s.execute(stmt.returning(KvTable.key), row).first() is not None
+                where=sa.and_(KvTable.c.expires_at.is_not(None), KvTable.c.expires_at <= now))
+            return s.execute(stmt.returning(KvTable.c.key), row).first() is not None
 
     def kv_release(self, namespace: str, key: str, holder: str) -> None:
         """Give up ``key`` if ``holder`` still holds it (a lease taken over is left alone)."""
         with self._tx() as s:
             s.execute(sa.delete(KvTable).where(
-                KvTable.host_id == self.host_id, KvTable.namespace == namespace,
-                KvTable.key == key, KvTable.value == holder))
+                KvTable.c.host_id == self.host_id, KvTable.c.namespace == namespace,
+                KvTable.c.key == key, KvTable.c.value == holder))
 
     def kv_live(self, namespace: str) -> list[str]:
         """The keys of ``namespace`` that have not expired."""
-        q = sa.select(KvTable.key).where(
-            KvTable.host_id == self.host_id, KvTable.namespace == namespace,
-            sa.or_(KvTable.expires_at.is_(None), KvTable.expires_at > self.now()))
+        q = sa.select(KvTable.c.key).where(
+            KvTable.c.host_id == self.host_id, KvTable.c.namespace == namespace,
+            sa.or_(KvTable.c.expires_at.is_(None), KvTable.c.expires_at > self.now()))
         with self._tx(write=False) as s:
             return list(s.scalars(q))

@@ -6,11 +6,10 @@ from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from healer.models import ActionRecord, ActionState
 from healer.store.errors import NotFound, StaleState
-from healer.store.repo_base import RepoBase
+from healer.store.repo_base import RepoBase, get_row
 from healer.store.repo_events import emit
 from healer.store.repo_journal import _record
 from healer.store.rows import FLEET_VOTER, ApprovalRow, AuditRow, PausedTargetRow
@@ -19,7 +18,7 @@ from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTa
 _AWAITING = ActionState.AWAITING_APPROVAL.value
 
 
-def _approval(r: ApprovalTable) -> ApprovalRow:
+def _approval(r: sa.Row[Any]) -> ApprovalRow:
     return ApprovalRow(action_id=r.action_id, user=r.user, user_id=r.user_id, approve=r.approve,
                        comment=r.comment, at=r.at, origin=r.origin)
 
@@ -41,20 +40,20 @@ class PeopleRepo(RepoBase):
         checks again.
         """
         with self._tx() as s:
-            action = s.get(ActionTable, action_id)
+            action = get_row(s, ActionTable, action_id)
             mirrored = action is not None and action.source_id is not None
             if action is None or (action.host_id != self.host_id and not mirrored):
                 raise NotFound("action", action_id)
             if action.state != _AWAITING:
                 raise StaleState(action_id, {_AWAITING}, action.state)
-            user_id = s.scalars(sa.select(UserTable.id).where(UserTable.name == user)).first()
+            user_id = s.scalars(sa.select(UserTable.c.id).where(UserTable.c.name == user)).first()
             if user_id is None:
                 raise NotFound("user", user)
             row = {"host_id": self.host_id, "action_id": action_id, "user": user,
                    "user_id": user_id, "approve": approve, "comment": comment, "at": self.now()}
             # One statement: a concurrent vote of the same person (web and Slack at once) on
             # PostgreSQL would otherwise fail on the unique key instead of replacing it.
-            self._upsert(s, ApprovalTable.__table__, row, ("action_id", "user"),
+            self._upsert(s, ApprovalTable, row, ("action_id", "user"),
                          ("user_id", "approve", "comment", "at"))
             detail = {"approve": approve, "comment": comment} | ({"via": via} if via else {})
             self._audit(s, user, "approval.vote", f"action:{action_id}", detail)
@@ -62,7 +61,6 @@ class PeopleRepo(RepoBase):
                 emit(s, "vote", {"type": "vote", "action_id": action.source_id, "user": user,
                                  "approve": approve, "comment": comment}, action.host_id,
                      self.now())
-            s.flush()
             return self._approvals(s, action_id)
 
     def add_fleet_vote(self, action_id: int, user: str, approve: bool, comment: str = ""
@@ -76,17 +74,16 @@ class PeopleRepo(RepoBase):
             row = {"host_id": self.host_id, "action_id": action_id, "user": name,
                    "user_id": None, "approve": approve, "comment": comment, "at": self.now(),
                    "origin": "fleet"}
-            self._upsert(s, ApprovalTable.__table__, row, ("action_id", "user"),
+            self._upsert(s, ApprovalTable, row, ("action_id", "user"),
                          ("user_id", "approve", "comment", "at", "origin"))
             self._audit(s, name, "approval.vote", f"action:{action_id}",
                         {"approve": approve, "comment": comment, "via": "fleet"})
-            s.flush()
             return self._approvals(s, action_id)
 
-    def _awaiting(self, s: Session, action_id: int) -> None:
+    def _awaiting(self, s: sa.Connection, action_id: int) -> None:
         """NotFound unless ``action_id`` is this host's; StaleState unless it awaits votes
         (checked in the vote's own transaction)."""
-        action = s.get(ActionTable, action_id)
+        action = get_row(s, ActionTable, action_id)
         if action is None or action.host_id != self.host_id:
             raise NotFound("action", action_id)
         if action.state != _AWAITING:
@@ -97,25 +94,30 @@ class PeopleRepo(RepoBase):
         with self._tx(write=False) as s:
             return self._approvals(s, action_id)
 
-    def _approvals(self, s: Session, action_id: int) -> list[ApprovalRow]:
-        q = sa.select(ApprovalTable).where(ApprovalTable.action_id == action_id)
-        return [_approval(r) for r in s.scalars(q.order_by(ApprovalTable.at, ApprovalTable.id))]
+    def _approvals(self, s: sa.Connection, action_id: int) -> list[ApprovalRow]:
+        q = sa.select(ApprovalTable).where(ApprovalTable.c.action_id == action_id)
+        return [_approval(r) for r in s.execute(q.order_by(ApprovalTable.c.at, ApprovalTable.c.id))]
 
     def awaiting_votes(self) -> list[tuple[ActionRecord, list[ApprovalRow]]]:
         """This host's awaiting records that have votes, oldest first, with their votes.
 
-        One join per call; it returns nothing in the usual cycle (no votes pending).
+        One indexed read per call while nothing is pending (the usual cycle); a second
+        reads the votes of the records it found.
         """
-        q = (sa.select(ActionTable, ApprovalTable)
-             .join(ApprovalTable, ApprovalTable.action_id == ActionTable.id)
-             .where(ActionTable.host_id == self.host_id, ActionTable.state == _AWAITING)
-             .order_by(ActionTable.id, ApprovalTable.at, ApprovalTable.id))
+        voted = sa.exists().where(ApprovalTable.c.action_id == ActionTable.c.id)
+        q = (sa.select(ActionTable)
+             .where(ActionTable.c.host_id == self.host_id, ActionTable.c.state == _AWAITING,
+                    voted)
+             .order_by(ActionTable.c.id))
         with self._tx(write=False) as s:
-            records: dict[int, ActionRecord] = {}
+            records = {row.id: _record(row) for row in s.execute(q)}
+            if not records:
+                return []
             votes: defaultdict[int, list[ApprovalRow]] = defaultdict(list)
-            for action, vote in s.execute(q):
-                records.setdefault(action.id, _record(action))
-                votes[action.id].append(_approval(vote))
+            for vote in s.execute(sa.select(ApprovalTable)
+                                  .where(ApprovalTable.c.action_id.in_(list(records)))
+                                  .order_by(ApprovalTable.c.at, ApprovalTable.c.id)):
+                votes[vote.action_id].append(_approval(vote))
             return [(records[i], votes[i]) for i in records]
 
     # -- audit -------------------------------------------------------------------------
@@ -128,11 +130,11 @@ class PeopleRepo(RepoBase):
 
     def list_audit(self, limit: int = 200, subject: str | None = None) -> list[AuditRow]:
         """This host's audit log, newest first."""
-        q = sa.select(AuditTable).where(AuditTable.host_id == self.host_id)
+        q = sa.select(AuditTable).where(AuditTable.c.host_id == self.host_id)
         if subject is not None:
-            q = q.where(AuditTable.subject == subject)
+            q = q.where(AuditTable.c.subject == subject)
         with self._tx(write=False) as s:
-            rows = s.scalars(q.order_by(AuditTable.id.desc()).limit(limit))
+            rows = s.execute(q.order_by(AuditTable.c.id.desc()).limit(limit))
             return [
                 AuditRow(
                     id=r.id,
@@ -150,7 +152,7 @@ class PeopleRepo(RepoBase):
         """Stand automation down for ``target`` until a human resumes it."""
         row = {"host_id": self.host_id, "target": target, "reason": reason, "at": self.now()}
         with self._tx() as s:
-            self._upsert(s, PausedTargetTable.__table__, row, ("host_id", "target"),
+            self._upsert(s, PausedTargetTable, row, ("host_id", "target"),
                          ("reason", "at"))
             self._audit(s, "healer", "target.paused", target, {"reason": reason})
 
@@ -159,23 +161,24 @@ class PeopleRepo(RepoBase):
         with self._tx() as s:
             gone = s.execute(
                 sa.delete(PausedTargetTable).where(
-                    PausedTargetTable.host_id == self.host_id, PausedTargetTable.target == target
+                    PausedTargetTable.c.host_id == self.host_id,
+                    PausedTargetTable.c.target == target,
                 )
-            ).rowcount  # type: ignore[attr-defined]
+            ).rowcount
             if not gone:
                 raise NotFound("paused target", target)
             self._audit(s, actor, "target.resumed", target, None)
 
     def list_paused_targets(self) -> list[PausedTargetRow]:
         """Paused targets with why and since when, newest first."""
-        q = (sa.select(PausedTargetTable).where(PausedTargetTable.host_id == self.host_id)
-             .order_by(PausedTargetTable.at.desc(), PausedTargetTable.target))
+        q = (sa.select(PausedTargetTable).where(PausedTargetTable.c.host_id == self.host_id)
+             .order_by(PausedTargetTable.c.at.desc(), PausedTargetTable.c.target))
         with self._tx(write=False) as s:
             return [PausedTargetRow(target=r.target, reason=r.reason, at=r.at)
-                    for r in s.scalars(q)]
+                    for r in s.execute(q)]
 
     def paused_targets(self) -> set[str]:
         """Targets this host may not change automatically."""
-        q = sa.select(PausedTargetTable.target).where(PausedTargetTable.host_id == self.host_id)
+        q = sa.select(PausedTargetTable.c.target).where(PausedTargetTable.c.host_id == self.host_id)
         with self._tx(write=False) as s:
             return set(s.scalars(q))

@@ -16,10 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic_core import to_json
-from sqlalchemy.orm import Session
 
 from healer.models import ActionRecord, Incident
-from healer.store.repo_base import RepoBase
+from healer.store.repo_base import RepoBase, update_row
 from healer.store.rows import ReportRow
 from healer.store.tables import AuditTable, FleetReportTable, KvTable
 
@@ -42,7 +41,7 @@ def incident_body(incident: Incident) -> dict[str, Any]:
     return body
 
 
-def _row(r: FleetReportTable) -> ReportRow:
+def _row(r: sa.Row[Any]) -> ReportRow:
     return ReportRow(id=r.id, seq=r.seq, kind=r.kind, subject=r.subject, at=r.at, body=r.body)
 
 
@@ -55,7 +54,7 @@ class ReportsRepo(RepoBase):
     on_report: Callable[[], None] | None = None
 
     # -- queueing, inside the caller's transaction --------------------------------------
-    def _report(self, s: Session, kind: str, subject: str, body: dict[str, Any], *,
+    def _report(self, s: sa.Connection, kind: str, subject: str, body: dict[str, Any], *,
                 coalesce: bool = False) -> None:
         """Queue one report with the change being written. ``coalesce``: a newer state of
         the same subject replaces its report not yet sent (an incident's updates)."""
@@ -65,32 +64,32 @@ class ReportsRepo(RepoBase):
             self._after_commit(s, self.on_report)
         now, size = self.now(), _size(body)
         if coalesce:
-            pending = s.scalars(
+            pending = s.execute(
                 sa.select(FleetReportTable)
-                .where(FleetReportTable.host_id == self.host_id,
-                       FleetReportTable.subject == subject, FleetReportTable.seq.is_(None))
-                .order_by(FleetReportTable.id.desc()).limit(1)).first()
+                .where(FleetReportTable.c.host_id == self.host_id,
+                       FleetReportTable.c.subject == subject, FleetReportTable.c.seq.is_(None))
+                .order_by(FleetReportTable.c.id.desc()).limit(1)).first()
             if pending is not None:
-                pending.body, pending.size, pending.at = body, size, now
+                update_row(s, FleetReportTable, pending.id, body=body, size=size, at=now)
                 return
-        s.add(FleetReportTable(host_id=self.host_id, seq=None, kind=kind, subject=subject,
-                               at=now, body=body, size=size))
+        s.execute(sa.insert(FleetReportTable).values(host_id=self.host_id, seq=None, kind=kind,
+                                                     subject=subject, at=now, body=body,
+                                                     size=size))
 
-    def _transition_report(self, s: Session, record: ActionRecord) -> None:
+    def _transition_report(self, s: sa.Connection, record: ActionRecord) -> None:
         """A journal write's report: the record after it, with its transitions so far."""
         if not self.fleet_reports or record.id is None:
             return
-        s.flush()  # the audit row of this write is part of the transitions
         body: dict[str, Any] = record.model_dump(mode="json")
         body["transitions"] = self._transitions(s, record.id)
         self._report(s, "transition", f"action:{record.id}", body)
 
-    def _transitions(self, s: Session, action_id: int) -> list[dict[str, str]]:
-        q = (sa.select(AuditTable.at, AuditTable.detail)
-             .where(AuditTable.host_id == self.host_id,
-                    AuditTable.subject == f"action:{action_id}",
-                    AuditTable.event.in_(JOURNAL_EVENTS))
-             .order_by(AuditTable.id))
+    def _transitions(self, s: sa.Connection, action_id: int) -> list[dict[str, str]]:
+        q = (sa.select(AuditTable.c.at, AuditTable.c.detail)
+             .where(AuditTable.c.host_id == self.host_id,
+                    AuditTable.c.subject == f"action:{action_id}",
+                    AuditTable.c.event.in_(JOURNAL_EVENTS))
+             .order_by(AuditTable.c.id))
         return [{"state": str(detail.get("to", "")), "at": at.isoformat()}
                 for at, detail in s.execute(q)]
 
@@ -106,27 +105,27 @@ class ReportsRepo(RepoBase):
         self.fleet_reports = on
         with self._tx() as s:
             if on:
-                self._upsert(s, KvTable.__table__, {
+                self._upsert(s, KvTable, {
                     "host_id": self.host_id, "namespace": KV_NAMESPACE, "key": FLAG_KEY,
                     "value": "on", "expires_at": None, "updated_at": self.now()},
                     ("host_id", "namespace", "key"), ("value", "updated_at"))
             else:
                 s.execute(sa.delete(KvTable).where(
-                    KvTable.host_id == self.host_id, KvTable.namespace == KV_NAMESPACE,
-                    KvTable.key == FLAG_KEY))
+                    KvTable.c.host_id == self.host_id, KvTable.c.namespace == KV_NAMESPACE,
+                    KvTable.c.key == FLAG_KEY))
 
     def follow_fleet_reporting(self) -> None:
         """Report journal writes when this host's agent does (root CLI commands)."""
         with self._tx(write=False) as s:
             self.fleet_reports = self._kv(s, FLAG_KEY) == "on"
 
-    def _kv(self, s: Session, key: str) -> str | None:
-        return s.scalar(sa.select(KvTable.value).where(
-            KvTable.host_id == self.host_id, KvTable.namespace == KV_NAMESPACE,
-            KvTable.key == key))
+    def _kv(self, s: sa.Connection, key: str) -> str | None:
+        return s.scalar(sa.select(KvTable.c.value).where(
+            KvTable.c.host_id == self.host_id, KvTable.c.namespace == KV_NAMESPACE,
+            KvTable.c.key == key))
 
-    def _set_last_seq(self, s: Session, seq: int) -> None:
-        self._upsert(s, KvTable.__table__, {
+    def _set_last_seq(self, s: sa.Connection, seq: int) -> None:
+        self._upsert(s, KvTable, {
             "host_id": self.host_id, "namespace": KV_NAMESPACE, "key": SEQ_KEY,
             "value": str(seq), "expires_at": None, "updated_at": self.now()},
             ("host_id", "namespace", "key"), ("value", "updated_at"))
@@ -145,25 +144,26 @@ class ReportsRepo(RepoBase):
     def report_batch(self, max_reports: int, max_bytes: int) -> list[ReportRow]:
         """The oldest reports, up to ``max_reports`` and ``max_bytes`` (at least one), each
         numbered: those sent before keep their seq, the rest get the next ones."""
-        q = (sa.select(FleetReportTable).where(FleetReportTable.host_id == self.host_id)
-             .order_by(FleetReportTable.id).limit(max_reports))
+        q = (sa.select(FleetReportTable).where(FleetReportTable.c.host_id == self.host_id)
+             .order_by(FleetReportTable.c.id).limit(max_reports))
         with self._tx() as s:
-            rows: list[FleetReportTable] = []
+            rows: list[sa.Row[Any]] = []
             total = 0
-            for row in s.scalars(q):
+            for row in s.execute(q).all():
                 if rows and total + row.size > max_bytes:
                     break
                 rows.append(row)
                 total += row.size
             last = int(self._kv(s, SEQ_KEY) or 0)
-            fresh = [r for r in rows if r.seq is None]
-            for row in fresh:
-                last += 1
-                row.seq = last
-            if fresh:
+            numbered: list[sa.Row[Any]] = []
+            for row in rows:
+                if row.seq is None:
+                    last += 1
+                    row = update_row(s, FleetReportTable, row.id, seq=last)
+                numbered.append(row)
+            if any(r.seq is None for r in rows):
                 self._set_last_seq(s, last)
-            s.flush()
-            return [_row(r) for r in rows]
+            return [_row(r) for r in numbered]
 
     def ack_reports(self, acked_through: int) -> bool:
         """Delete what the control plane acked. True when it acked more than this host ever
@@ -173,23 +173,23 @@ class ReportsRepo(RepoBase):
             last = int(self._kv(s, SEQ_KEY) or 0)
             if acked_through <= last:
                 s.execute(sa.delete(FleetReportTable).where(
-                    FleetReportTable.host_id == self.host_id,
-                    FleetReportTable.seq <= acked_through))
+                    FleetReportTable.c.host_id == self.host_id,
+                    FleetReportTable.c.seq <= acked_through))
                 return False
-            sent = s.scalars(sa.select(FleetReportTable)
-                             .where(FleetReportTable.host_id == self.host_id,
-                                    FleetReportTable.seq.is_not(None))
-                             .order_by(FleetReportTable.id)).all()
+            sent = s.execute(sa.select(FleetReportTable)
+                             .where(FleetReportTable.c.host_id == self.host_id,
+                                    FleetReportTable.c.seq.is_not(None))
+                             .order_by(FleetReportTable.c.id)).all()
             for n, row in enumerate(sent, start=acked_through + 1):
-                row.seq = n
+                update_row(s, FleetReportTable, row.id, seq=n)
             self._set_last_seq(s, acked_through + len(sent))
             return True
 
     def report_totals(self) -> tuple[int, int]:
         """(reports waiting, their bytes)."""
-        q = sa.select(sa.func.count(FleetReportTable.id),
-                      sa.func.coalesce(sa.func.sum(FleetReportTable.size), 0)).where(
-            FleetReportTable.host_id == self.host_id)
+        q = sa.select(sa.func.count(FleetReportTable.c.id),
+                      sa.func.coalesce(sa.func.sum(FleetReportTable.c.size), 0)).where(
+            FleetReportTable.c.host_id == self.host_id)
         ((count, size),) = self._probe(q)  # asked every second: a probe
         return int(count), int(size)
 
@@ -198,16 +198,16 @@ class ReportsRepo(RepoBase):
         outbox holds at most ``max_bytes``; returns how many went. Transitions are never
         droppable: over the cap with nothing else left, the outbox keeps them all."""
         with self._tx() as s:
-            total = int(s.scalar(sa.select(sa.func.coalesce(sa.func.sum(FleetReportTable.size),
+            total = int(s.scalar(sa.select(sa.func.coalesce(sa.func.sum(FleetReportTable.c.size),
                                                             0))
-                                 .where(FleetReportTable.host_id == self.host_id)) or 0)
+                                 .where(FleetReportTable.c.host_id == self.host_id)) or 0)
             if total <= max_bytes:
                 return 0
-            q = (sa.select(FleetReportTable.id, FleetReportTable.size)
-                 .where(FleetReportTable.host_id == self.host_id,
-                        FleetReportTable.seq.is_(None),
-                        FleetReportTable.kind.in_(list(droppable)))
-                 .order_by(FleetReportTable.id))
+            q = (sa.select(FleetReportTable.c.id, FleetReportTable.c.size)
+                 .where(FleetReportTable.c.host_id == self.host_id,
+                        FleetReportTable.c.seq.is_(None),
+                        FleetReportTable.c.kind.in_(list(droppable)))
+                 .order_by(FleetReportTable.c.id))
             doomed: list[int] = []
             for report_id, size in s.execute(q):
                 if total <= max_bytes:
@@ -216,5 +216,5 @@ class ReportsRepo(RepoBase):
                 total -= size
             for start in range(0, len(doomed), 500):
                 s.execute(sa.delete(FleetReportTable).where(
-                    FleetReportTable.id.in_(doomed[start:start + 500])))
+                    FleetReportTable.c.id.in_(doomed[start:start + 500])))
             return len(doomed)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from healer.models import Sample
-from healer.store.repo_base import RepoBase
+from healer.store.repo_base import RepoBase, update_row
 from healer.store.rows import Rollup
 from healer.store.tables import (
     METRIC_NAME_LEN,
@@ -24,12 +24,12 @@ from healer.store.tables import (
 log = logging.getLogger(__name__)
 
 
-def _merge(row: RollupTable, r: Rollup) -> None:
+def _merge(row: dict[str, Any], r: Rollup) -> None:
     # A restart mid-minute emits a second partial rollup for the same minute: combine them.
-    total = row.count + r.count
-    row.avg = (row.avg * row.count + r.avg * r.count) / total
-    row.min, row.max = min(row.min, r.min), max(row.max, r.max)
-    row.last, row.count = r.last, total
+    total = row["count"] + r.count
+    row["avg"] = (row["avg"] * row["count"] + r.avg * r.count) / total
+    row["min"], row["max"] = min(row["min"], r.min), max(row["max"], r.max)
+    row["last"], row["count"] = r.last, total
 
 
 def _combined(a: Rollup, b: Rollup) -> Rollup:
@@ -62,24 +62,30 @@ class SamplesRepo(RepoBase):
         minutes = {r.minute for r in rows}
         with self._tx() as s:
             q = sa.select(RollupTable).where(
-                RollupTable.host_id == self.host_id, RollupTable.minute.in_(minutes)
+                RollupTable.c.host_id == self.host_id, RollupTable.c.minute.in_(minutes)
             )
-            existing = {(e.name, e.minute): e for e in s.scalars(q)}
+            existing = {(e.name, e.minute): dict(e._mapping) for e in s.execute(q)}
+            merged: set[tuple[str, datetime]] = set()
             fresh: dict[tuple[str, datetime], Rollup] = {}
             for r in rows:
                 key = (r.name, r.minute)
                 row = existing.get(key)
                 if row is not None:
                     _merge(row, r)
+                    merged.add(key)
                 elif key in fresh:
                     fresh[key] = _combined(fresh[key], r)
                 else:
                     fresh[key] = r
-            if fresh:  # one Core executemany for the minute's ~650 rows: no ORM objects
+            if fresh:  # one executemany for the minute's ~650 rows
                 s.execute(sa.insert(RollupTable), [
                     {"host_id": self.host_id, "name": r.name, "minute": r.minute, "min": r.min,
                      "max": r.max, "avg": r.avg, "last": r.last, "count": r.count}
                     for r in fresh.values()])
+            for key in merged:
+                row = existing[key]
+                update_row(s, RollupTable, row["id"], min=row["min"], max=row["max"],
+                           avg=row["avg"], last=row["last"], count=row["count"])
 
     def add_raw_samples(self, samples: Sequence[Sample]) -> None:
         """Store full-resolution readings (healer.recorder picks which); repeats are ignored."""
@@ -96,7 +102,7 @@ class SamplesRepo(RepoBase):
             if name not in too_long
         ]
         with self._tx() as s:
-            self._insert_ignore(s, RawSampleTable.__table__, rows, ("host_id", "name", "ts"))
+            self._insert_ignore(s, RawSampleTable, rows, ("host_id", "name", "ts"))
 
     def metric_series(
         self, name: str, since: datetime, until: datetime | None = None
@@ -105,20 +111,20 @@ class SamplesRepo(RepoBase):
         start) for minutes that have no raw points."""
         until = until or self.now()
         raw_q = (
-            sa.select(RawSampleTable.ts, RawSampleTable.value)
+            sa.select(RawSampleTable.c.ts, RawSampleTable.c.value)
             .where(
-                RawSampleTable.host_id == self.host_id,
-                RawSampleTable.name == name,
-                RawSampleTable.ts >= since,
-                RawSampleTable.ts <= until,
+                RawSampleTable.c.host_id == self.host_id,
+                RawSampleTable.c.name == name,
+                RawSampleTable.c.ts >= since,
+                RawSampleTable.c.ts <= until,
             )
-            .order_by(RawSampleTable.ts)
+            .order_by(RawSampleTable.c.ts)
         )
-        roll_q = sa.select(RollupTable.minute, RollupTable.avg).where(
-            RollupTable.host_id == self.host_id,
-            RollupTable.name == name,
-            RollupTable.minute >= since.replace(second=0, microsecond=0),
-            RollupTable.minute <= until,
+        roll_q = sa.select(RollupTable.c.minute, RollupTable.c.avg).where(
+            RollupTable.c.host_id == self.host_id,
+            RollupTable.c.name == name,
+            RollupTable.c.minute >= since.replace(second=0, microsecond=0),
+            RollupTable.c.minute <= until,
         )
         with self._tx(write=False) as s:
             raw = [(ts.timestamp(), v) for ts, v in s.execute(raw_q)]
@@ -140,28 +146,29 @@ class SamplesRepo(RepoBase):
         with self._tx() as s:
             n = _delete(
                 s,
-                sa.delete(RollupTable).where(RollupTable.host_id == host, RollupTable.minute < old),
+                sa.delete(RollupTable).where(RollupTable.c.host_id == host,
+                                             RollupTable.c.minute < old),
             )
             n += _delete(
                 s,
                 sa.delete(RawSampleTable).where(
-                    RawSampleTable.host_id == host, RawSampleTable.ts < raw_old
+                    RawSampleTable.c.host_id == host, RawSampleTable.c.ts < raw_old
                 ),
             )
             n += _delete(
                 s,
                 sa.delete(OutboxTable).where(
-                    OutboxTable.host_id == host,
+                    OutboxTable.c.host_id == host,
                     sa.or_(
-                        OutboxTable.delivered_at < old,
-                        sa.and_(OutboxTable.dead.is_(True), OutboxTable.created_at < old),
+                        OutboxTable.c.delivered_at < old,
+                        sa.and_(OutboxTable.c.dead.is_(True), OutboxTable.c.created_at < old),
                     ),
                 ),
             )
             n += _delete(
-                s, sa.delete(KvTable).where(KvTable.host_id == host, KvTable.expires_at <= now)
+                s, sa.delete(KvTable).where(KvTable.c.host_id == host, KvTable.c.expires_at <= now)
             )
-            n += _delete(s, sa.delete(SessionTable).where(SessionTable.expires_at <= now))
+            n += _delete(s, sa.delete(SessionTable).where(SessionTable.c.expires_at <= now))
             return n
 
     def integrity_check(self) -> str:
@@ -173,5 +180,5 @@ class SamplesRepo(RepoBase):
         return "\n".join(str(r) for r in rows)
 
 
-def _delete(s: Session, stmt: sa.Delete) -> int:
-    return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+def _delete(s: sa.Connection, stmt: sa.Delete) -> int:
+    return int(s.execute(stmt).rowcount)

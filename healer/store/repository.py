@@ -1,7 +1,7 @@
 """The Repository: every SQL statement healer runs, one short transaction per call.
 
 Methods take and return domain models (``healer.models``) or the frozen rows in
-``healer.store.rows``; never ORM objects or dicts. The methods are grouped by area in
+``healer.store.rows``; never result rows or dicts. The methods are grouped by area in
 ``repo_*.py`` and composed here.
 """
 

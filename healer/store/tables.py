@@ -1,4 +1,6 @@
-"""The database schema as SQLAlchemy 2.0 typed declarative tables; every row carries host_id.
+"""The database schema as SQLAlchemy Core tables; every row carries host_id.
+
+Core, not the ORM: the root agent loads this module, and the ORM would cost it ~5 MB.
 
 The migration in ``migrations/versions`` creates these tables explicitly; a test checks
 that the migrated schema and this metadata agree (``alembic.autogenerate.compare_metadata``).
@@ -7,11 +9,9 @@ that the migrated schema and this metadata agree (``alembic.autogenerate.compare
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 HOST_LEN = 253  # a DNS name, like Settings.host_id
 NAME_LEN = 200
@@ -63,436 +63,421 @@ NAMING = {
 }
 
 
-class Base(DeclarativeBase):
-    metadata = sa.MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UTCDateTime(),
-        dict[str, Any]: sa.JSON(),
-        list[dict[str, Any]]: sa.JSON(),
-        str: sa.String(NAME_LEN),
-    }
+metadata = sa.MetaData(naming_convention=NAMING)
 
 
-class RollupTable(Base):
-    """Per-minute aggregate of one metric."""
+# Per-minute aggregate of one metric.
+RollupTable = sa.Table(
+    "rollups",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("name", MetricName, nullable=False),
+    sa.Column("minute", UTCDateTime(), index=True, nullable=False),
+    sa.Column("min", sa.Double(), nullable=False),
+    sa.Column("max", sa.Double(), nullable=False),
+    sa.Column("avg", sa.Double(), nullable=False),
+    sa.Column("last", sa.Double(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.UniqueConstraint("host_id", "name", "minute"),
+)
 
-    __tablename__ = "rollups"
-    __table_args__ = (sa.UniqueConstraint("host_id", "name", "minute"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str] = mapped_column(MetricName)
-    minute: Mapped[datetime] = mapped_column(index=True)
-    min: Mapped[float]
-    max: Mapped[float]
-    avg: Mapped[float]
-    last: Mapped[float]
-    count: Mapped[int]
+# Full-resolution readings, kept for a while around incidents.
+RawSampleTable = sa.Table(
+    "raw_samples",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("name", MetricName, nullable=False),
+    sa.Column("ts", UTCDateTime(), index=True, nullable=False),
+    sa.Column("value", sa.Double(), nullable=False),
+    sa.UniqueConstraint("host_id", "name", "ts"),
+)
 
-
-class RawSampleTable(Base):
-    """Full-resolution readings, kept for a while around incidents."""
-
-    __tablename__ = "raw_samples"
-    __table_args__ = (sa.UniqueConstraint("host_id", "name", "ts"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str] = mapped_column(MetricName)
-    ts: Mapped[datetime] = mapped_column(index=True)
-    value: Mapped[float]
-
-
-class IncidentTable(Base):
-    """An incident. On a control plane, also every agent's incidents (``source_id``: the
-    agent's own id) and those opened by alerts (``alert_key``)."""
-
-    __tablename__ = "incidents"
-    __table_args__ = (
-        sa.Index("ix_incidents_fingerprint", "host_id", "playbook", "scope", "status"),
-        sa.Index("ux_incidents_host_source", "host_id", "source_id", unique=True),
-        sa.Index("ux_incidents_host_alert", "host_id", "alert_key", unique=True),
-        sa.Index("ix_incidents_fleet", "fleet_fingerprint", "status"),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    playbook: Mapped[str]
-    scope: Mapped[str] = mapped_column(sa.String(1024))
+# An incident. On a control plane, also every agent's incidents (``source_id``: the
+# agent's own id) and those opened by alerts (``alert_key``).
+IncidentTable = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("playbook", sa.String(NAME_LEN), nullable=False),
+    sa.Column("scope", sa.String(1024), nullable=False),
     # A device, interface or binary, or an unclassified incident's message template.
-    subject: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN), server_default="")
-    status: Mapped[str] = mapped_column(sa.String(16))
-    severity: Mapped[str] = mapped_column(sa.String(32))
-    count: Mapped[int]
-    first_seen: Mapped[datetime]
-    last_seen: Mapped[datetime]
-    evidence: Mapped[dict[str, Any]]
-    diagnosis: Mapped[dict[str, Any] | None]
+    sa.Column("subject", sa.String(SUBJECT_LEN), server_default="", nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(32), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
+    sa.Column("evidence", sa.JSON(), nullable=False),
+    sa.Column("diagnosis", sa.JSON(), nullable=True),
     # guardrails.fleet: the same trouble on many hosts (systemic detection, the LLM cache)
-    fleet_fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), server_default="")
-    source_id: Mapped[int | None]  # a mirrored incident: its id in the agent's journal
-    alert_key: Mapped[str | None] = mapped_column(sa.String(NAME_LEN))  # fingerprint@startsAt
+    sa.Column("fleet_fingerprint", sa.String(FINGERPRINT_LEN), server_default="", nullable=False),
+    # a mirrored incident: its id in the agent's journal
+    sa.Column("source_id", sa.Integer(), nullable=True),
+    sa.Column("alert_key", sa.String(NAME_LEN), nullable=True),  # fingerprint@startsAt
+    sa.Index("ix_incidents_fingerprint", "host_id", "playbook", "scope", "status"),
+    sa.Index("ux_incidents_host_source", "host_id", "source_id", unique=True),
+    sa.Index("ux_incidents_host_alert", "host_id", "alert_key", unique=True),
+    sa.Index("ix_incidents_fleet", "fleet_fingerprint", "status"),
+)
 
-
-class ActionTable(Base):
-    """The action journal: one row per proposed change, moved through TRANSITIONS. On a
-    control plane, also every agent's records as reported (``source_id``, ``transitions``)."""
-
-    __tablename__ = "actions"
-    __table_args__ = (
-        sa.Index("ix_actions_host_state", "host_id", "state"),
-        sa.Index("ux_actions_host_source", "host_id", "source_id", unique=True),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    incident_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incidents.id"), index=True)
-    kind: Mapped[str] = mapped_column(sa.String(64))
-    target: Mapped[str] = mapped_column(sa.String(4200), index=True)
-    action: Mapped[dict[str, Any]]
-    decision: Mapped[dict[str, Any]]
-    provenance: Mapped[str] = mapped_column(sa.String(16))
-    state: Mapped[str] = mapped_column(sa.String(32))
-    original: Mapped[str | None] = mapped_column(sa.Text)
-    applied: Mapped[str | None] = mapped_column(sa.Text)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    applied_at: Mapped[datetime | None] = mapped_column(index=True)  # entered "applying"
-    deadline: Mapped[datetime | None]
-    verification: Mapped[dict[str, Any] | None]
-    approvals_needed: Mapped[int]
-    rationale: Mapped[str] = mapped_column(sa.Text)
+# The action journal: one row per proposed change, moved through TRANSITIONS. On a
+# control plane, also every agent's records as reported (``source_id``, ``transitions``).
+ActionTable = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("incident_id", sa.Integer(),
+              sa.ForeignKey("incidents.id"), index=True, nullable=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(4200), index=True, nullable=False),
+    sa.Column("action", sa.JSON(), nullable=False),
+    sa.Column("decision", sa.JSON(), nullable=False),
+    sa.Column("provenance", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("original", sa.Text(), nullable=True),
+    sa.Column("applied", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("applied_at", UTCDateTime(), index=True, nullable=True),  # entered "applying"
+    sa.Column("deadline", UTCDateTime(), nullable=True),
+    sa.Column("verification", sa.JSON(), nullable=True),
+    sa.Column("approvals_needed", sa.Integer(), nullable=False),
+    sa.Column("rationale", sa.Text(), nullable=False),
     # The journal write that sealed this version, and its HMAC (healer.store.seal); None
     # on a row nobody sealed (written before the seal existed, or forged).
-    seq: Mapped[int | None]
-    mac: Mapped[str | None] = mapped_column(sa.String(64))
-    source_id: Mapped[int | None]  # a mirrored record: its id in the agent's journal
-    transitions: Mapped[list[dict[str, Any]] | None]  # a mirrored record's [{state, at}]
+    sa.Column("seq", sa.Integer(), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=True),
+    # a mirrored record: its id in the agent's journal
+    sa.Column("source_id", sa.Integer(), nullable=True),
+    sa.Column("transitions", sa.JSON(), nullable=True),  # a mirrored record's [{state, at}]
+    sa.Index("ix_actions_host_state", "host_id", "state"),
+    sa.Index("ux_actions_host_source", "host_id", "source_id", unique=True),
+)
 
+# Every sealed journal write, numbered per host: which row version each ``seq``
+# sealed. Append-only; a gap or a missing tail means a write was deleted.
+JournalLogTable = sa.Table(
+    "journal_log",
+    metadata,
+    sa.Column("host_id", sa.String(HOST_LEN), primary_key=True),
+    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("action_id", sa.Integer(), nullable=False),
+    sa.Column("row_mac", sa.String(64), nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Index("ix_journal_log_action", "host_id", "action_id", "seq"),
+)
 
-class JournalLogTable(Base):
-    """Every sealed journal write, numbered per host: which row version each ``seq``
-    sealed. Append-only; a gap or a missing tail means a write was deleted."""
-
-    __tablename__ = "journal_log"
-    __table_args__ = (sa.Index("ix_journal_log_action", "host_id", "action_id", "seq"),)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
-    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    action_id: Mapped[int]
-    row_mac: Mapped[str] = mapped_column(sa.String(64))
-    mac: Mapped[str] = mapped_column(sa.String(64))
-
-
-class ApprovalTable(Base):
-    """A person's vote on one awaiting action; one per (action, user).
-
-    ``user`` keeps the name for the record; ``user_id`` is who counts. Removing the user
-    nulls it, so a removed user's vote stops counting even if the id is reused.
-    """
-
-    __tablename__ = "approvals"
-    __table_args__ = (sa.UniqueConstraint("action_id", "user"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    action_id: Mapped[int] = mapped_column(sa.ForeignKey("actions.id"))
-    user: Mapped[str]
-    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    approve: Mapped[bool]
-    comment: Mapped[str] = mapped_column(sa.Text)
-    at: Mapped[datetime]
+# A person's vote on one awaiting action; one per (action, user).
+#
+# ``user`` keeps the name for the record; ``user_id`` is who counts. Removing the user
+# nulls it, so a removed user's vote stops counting even if the id is reused.
+ApprovalTable = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("action_id", sa.Integer(), sa.ForeignKey("actions.id"), nullable=False),
+    sa.Column("user", sa.String(NAME_LEN), nullable=False),
+    sa.Column("user_id", sa.Integer(),
+              sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("approve", sa.Boolean(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
     # "local": a user of this host (counted by user_id); "fleet": a person the control plane
     # authenticated, relayed to this host's agent (docs/fleet-protocol.md, vote events).
-    origin: Mapped[str] = mapped_column(sa.String(16), server_default="local")
+    sa.Column("origin", sa.String(16), server_default="local", nullable=False),
+    sa.UniqueConstraint("action_id", "user"),
+)
 
+AuditTable = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("at", UTCDateTime(), index=True, nullable=False),
+    sa.Column("actor", sa.String(NAME_LEN), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(4200), index=True, nullable=False),
+    sa.Column("detail", sa.JSON(), nullable=False),
+)
 
-class AuditTable(Base):
-    __tablename__ = "audit"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    at: Mapped[datetime] = mapped_column(index=True)
-    actor: Mapped[str]
-    event: Mapped[str] = mapped_column(sa.String(64))
-    subject: Mapped[str] = mapped_column(sa.String(4200), index=True)
-    detail: Mapped[dict[str, Any]]
+# Targets where admin drift stood automation down until a human resumes them.
+PausedTargetTable = sa.Table(
+    "paused_targets",
+    metadata,
+    sa.Column("host_id", sa.String(HOST_LEN), primary_key=True),
+    sa.Column("target", sa.String(4200), primary_key=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
 
+UserTable = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("name", sa.String(NAME_LEN), unique=True, nullable=False),
+    sa.Column("password_hash", sa.Text(), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("slack_user_id", sa.String(64), unique=True, nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
 
-class PausedTargetTable(Base):
-    """Targets where admin drift stood automation down until a human resumes them."""
+# API tokens: a person's (``user_id`` set; removed with the user) or a service's.
+TokenTable = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("name", sa.String(NAME_LEN), nullable=False),
+    sa.Column("token_hash", sa.String(512), unique=True, nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("user_id", sa.Integer(),
+              sa.ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
 
-    __tablename__ = "paused_targets"
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
-    target: Mapped[str] = mapped_column(sa.String(4200), primary_key=True)
-    reason: Mapped[str] = mapped_column(sa.Text)
-    at: Mapped[datetime]
+# Dashboard sign-ins; the cookie carries the id, the server keeps only its SHA-256.
+SessionTable = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("id_hash", sa.String(64), unique=True, nullable=False),
+    sa.Column("user_id", sa.Integer(),
+              sa.ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), index=True, nullable=False),
+)
 
+# Notifications waiting for delivery; dedupe_key makes enqueueing idempotent.
+OutboxTable = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("dedupe_key", sa.String(512), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt", UTCDateTime(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("dead", sa.Boolean(), nullable=False),
+    sa.UniqueConstraint("host_id", "channel", "dedupe_key"),
+    sa.Index("ix_outbox_due", "host_id", "delivered_at", "dead", "next_attempt"),
+)
 
-class UserTable(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str] = mapped_column(unique=True)
-    password_hash: Mapped[str] = mapped_column(sa.Text)
-    role: Mapped[str] = mapped_column(sa.String(32))
-    slack_user_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
-    created_at: Mapped[datetime]
+# An operator's "this kernel-message template is harmless until expires_at".
+SilenceTable = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("template", sa.String(SUBJECT_LEN), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("created_by", sa.String(NAME_LEN), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_silences_host_expires", "host_id", "expires_at"),
+)
 
+# Small durable key/value pairs (LLM cache, kmsg bookkeeping, flags).
+KvTable = sa.Table(
+    "kv",
+    metadata,
+    sa.Column("host_id", sa.String(HOST_LEN), primary_key=True),
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), index=True, nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
 
-class TokenTable(Base):
-    """API tokens: a person's (``user_id`` set; removed with the user) or a service's."""
+# What an LLM answered about one incident, for one model and prompt version.
+#
+# Written by whichever process asked (healer.diagnose.pending); ``taken_at`` is set when
+# the root agent took it up, re-checking every proposal against the playbook and the
+# guard. ``answer`` is the validated answer (``LLMResult``), null when the LLM gave none
+# (``failure`` says why).
+LlmAnswerTable = sa.Table(
+    "llm_answers",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("incident_id", sa.Integer(), sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("model", sa.String(NAME_LEN), nullable=False),
+    sa.Column("prompt_version", sa.String(64), nullable=False),
+    sa.Column("answer", sa.JSON(), nullable=True),
+    sa.Column("failure", sa.String(64), nullable=True),
+    # from the cache: no call was made for this incident
+    sa.Column("cached", sa.Boolean(), nullable=False),
+    sa.Column("calls", sa.Integer(), nullable=False),  # requests the conversation made
+    sa.Column("tokens", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("taken_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("incident_id", "model", "prompt_version"),
+    sa.Index("ix_llm_answers_host_taken", "host_id", "taken_at"),
+)
 
-    __tablename__ = "tokens"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    name: Mapped[str]
-    token_hash: Mapped[str] = mapped_column(sa.String(512), unique=True)
-    role: Mapped[str] = mapped_column(sa.String(32))
-    created_at: Mapped[datetime]
-    user_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    expires_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
-
-
-class SessionTable(Base):
-    """Dashboard sign-ins; the cookie carries the id, the server keeps only its SHA-256."""
-
-    __tablename__ = "sessions"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    id_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
-                                         index=True)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-class OutboxTable(Base):
-    """Notifications waiting for delivery; dedupe_key makes enqueueing idempotent."""
-
-    __tablename__ = "outbox"
-    __table_args__ = (
-        sa.UniqueConstraint("host_id", "channel", "dedupe_key"),
-        sa.Index("ix_outbox_due", "host_id", "delivered_at", "dead", "next_attempt"),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    channel: Mapped[str] = mapped_column(sa.String(64))
-    event: Mapped[str] = mapped_column(sa.String(64))
-    payload: Mapped[dict[str, Any]]
-    dedupe_key: Mapped[str] = mapped_column(sa.String(512))
-    attempts: Mapped[int]
-    next_attempt: Mapped[datetime]
-    created_at: Mapped[datetime]
-    delivered_at: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(sa.Text)
-    dead: Mapped[bool]
-
-
-class SilenceTable(Base):
-    """An operator's "this kernel-message template is harmless until expires_at"."""
-
-    __tablename__ = "silences"
-    __table_args__ = (sa.Index("ix_silences_host_expires", "host_id", "expires_at"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    template: Mapped[str] = mapped_column(sa.String(SUBJECT_LEN))
-    comment: Mapped[str] = mapped_column(sa.Text)
-    created_by: Mapped[str]
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-
-
-class KvTable(Base):
-    """Small durable key/value pairs (LLM cache, kmsg bookkeeping, flags)."""
-
-    __tablename__ = "kv"
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
-    namespace: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
-    value: Mapped[str] = mapped_column(sa.Text)
-    expires_at: Mapped[datetime | None] = mapped_column(index=True)
-    updated_at: Mapped[datetime]
-
-
-class LlmAnswerTable(Base):
-    """What an LLM answered about one incident, for one model and prompt version.
-
-    Written by whichever process asked (healer.diagnose.pending); ``taken_at`` is set when
-    the root agent took it up, re-checking every proposal against the playbook and the
-    guard. ``answer`` is the validated answer (``LLMResult``), null when the LLM gave none
-    (``failure`` says why).
-    """
-
-    __tablename__ = "llm_answers"
-    __table_args__ = (
-        sa.UniqueConstraint("incident_id", "model", "prompt_version"),
-        sa.Index("ix_llm_answers_host_taken", "host_id", "taken_at"),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id"))
-    model: Mapped[str]
-    prompt_version: Mapped[str] = mapped_column(sa.String(64))
-    answer: Mapped[dict[str, Any] | None]
-    failure: Mapped[str | None] = mapped_column(sa.String(64))
-    cached: Mapped[bool]  # from the cache: no call was made for this incident
-    calls: Mapped[int]  # requests the conversation made
-    tokens: Mapped[int]
-    created_at: Mapped[datetime]
-    taken_at: Mapped[datetime | None]
-
-
-class FleetReportTable(Base):
-    """The agent's reports to the control plane, waiting for its ack (docs/fleet-protocol.md).
-
-    Written in the same transaction as the journal or incident change it reports, so a
-    crash loses none. ``seq`` is given when the report first goes out, in ``id`` order:
-    reports never sent can still be dropped (samples, when over the cap) without leaving a
-    gap in what the control plane saw. Acked reports are deleted.
-    """
-
-    __tablename__ = "fleet_reports"
-    __table_args__ = (
-        sa.UniqueConstraint("host_id", "seq"),
-        sa.Index("ix_fleet_reports_subject", "host_id", "subject"),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN))
-    seq: Mapped[int | None]
-    kind: Mapped[str] = mapped_column(sa.String(16))  # incident | transition | sample
-    subject: Mapped[str] = mapped_column(sa.String(64))  # incident:<id>, action:<id>, sample
-    at: Mapped[datetime]
-    body: Mapped[dict[str, Any]]
-    size: Mapped[int]  # bytes of the body as JSON: the outbox cap counts these
-
+# The agent's reports to the control plane, waiting for its ack (docs/fleet-protocol.md).
+#
+# Written in the same transaction as the journal or incident change it reports, so a
+# crash loses none. ``seq`` is given when the report first goes out, in ``id`` order:
+# reports never sent can still be dropped (samples, when over the cap) without leaving a
+# gap in what the control plane saw. Acked reports are deleted.
+FleetReportTable = sa.Table(
+    "fleet_reports",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # incident | transition | sample
+    sa.Column("subject", sa.String(64), nullable=False),  # incident:<id>, action:<id>, sample
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    # bytes of the body as JSON: the outbox cap counts these
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.UniqueConstraint("host_id", "seq"),
+    sa.Index("ix_fleet_reports_subject", "host_id", "subject"),
+)
 
 # -- the fleet (a control plane on PostgreSQL; see docs/fleet-protocol.md) ------------------
-class HostTable(Base):
-    """An agent the control plane knows: its token, labels and latest heartbeat."""
-
-    __tablename__ = "hosts"
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
-    token_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("tokens.id", ondelete="SET NULL"), index=True)
-    labels: Mapped[dict[str, Any]]
-    agent_version: Mapped[str | None] = mapped_column(sa.String(32))
-    mode: Mapped[str | None] = mapped_column(sa.String(16))
-    last_heartbeat_at: Mapped[datetime | None] = mapped_column(index=True)
-    clock_skew_seconds: Mapped[float | None]
-    open_incidents: Mapped[int]
-    paused: Mapped[bool]
+# An agent the control plane knows: its token, labels and latest heartbeat.
+HostTable = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("host_id", sa.String(HOST_LEN), primary_key=True),
+    sa.Column("token_id", sa.Integer(),
+              sa.ForeignKey("tokens.id", ondelete="SET NULL"), index=True, nullable=True),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("agent_version", sa.String(32), nullable=True),
+    sa.Column("mode", sa.String(16), nullable=True),
+    sa.Column("last_heartbeat_at", UTCDateTime(), index=True, nullable=True),
+    sa.Column("clock_skew_seconds", sa.Double(), nullable=True),
+    sa.Column("open_incidents", sa.Integer(), nullable=False),
+    sa.Column("paused", sa.Boolean(), nullable=False),
     # the agent's own last report seq, from its heartbeat; reports applied here, in order
-    reported_seq: Mapped[int] = mapped_column(sa.BigInteger)
-    applied_seq: Mapped[int] = mapped_column(sa.BigInteger)
-    sample: Mapped[dict[str, Any] | None]  # the latest ``sample`` report
-    created_at: Mapped[datetime]
+    sa.Column("reported_seq", sa.BigInteger(), nullable=False),
+    sa.Column("applied_seq", sa.BigInteger(), nullable=False),
+    sa.Column("sample", sa.JSON(), nullable=True),  # the latest ``sample`` report
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
 
+# An agent's report as received: upserted on (host_id, seq), applied in seq order.
+ReportTable = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("host_id", sa.String(HOST_LEN), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), index=True, nullable=False),
+)
 
-class ReportTable(Base):
-    """An agent's report as received: upserted on (host_id, seq), applied in seq order."""
+# A grant to apply one remedy on one host: live while renewed within its TTL.
+#
+# ``live_key`` (remedy|host while live, NULL after) keeps one live lease per host and
+# remedy, whichever replica grants it.
+LeaseTable = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("remedy", sa.String(FINGERPRINT_LEN), nullable=False),
+    sa.Column("host_id", sa.String(HOST_LEN), index=True, nullable=False),
+    sa.Column("action_id", sa.Integer(), nullable=True),  # the record in the agent's journal
+    sa.Column("fingerprint", sa.String(FINGERPRINT_LEN), nullable=False),
+    sa.Column("epoch", sa.Integer(), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("wave", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # live | released | reclaimed
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("live_key", sa.String(1024), unique=True, nullable=True),
+    sa.Column("ttl_seconds", sa.Double(), nullable=False),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("renewed_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("released_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_leases_remedy_state", "remedy", "state"),
+    sa.Index("ix_leases_state_expires", "state", "expires_at"),
+    sa.Index("ix_leases_remedy_outcome", "remedy", "outcome", "released_at"),
+)
 
-    __tablename__ = "reports"
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), primary_key=True)
-    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
-    kind: Mapped[str] = mapped_column(sa.String(16))
-    at: Mapped[datetime]
-    body: Mapped[dict[str, Any]]
-    received_at: Mapped[datetime] = mapped_column(index=True)
+# A remedy's way through the fleet (guardrails.fleet.Rollout, as JSON in ``state``);
+# ``live_key`` (the remedy while it runs, NULL once ended) keeps one running per remedy.
+RolloutTable = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("remedy", sa.String(FINGERPRINT_LEN), index=True, nullable=False),
+    sa.Column("fingerprint", sa.String(FINGERPRINT_LEN), nullable=False),
+    sa.Column("live_key", sa.String(FINGERPRINT_LEN), unique=True, nullable=True),
+    sa.Column("state", sa.JSON(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+)
 
+# A remedy's circuit breaker: open from ``tripped_at`` until a person resumes it;
+# failures before ``reset_at`` no longer count.
+BreakerTable = sa.Table(
+    "breakers",
+    metadata,
+    sa.Column("remedy", sa.String(FINGERPRINT_LEN), primary_key=True),
+    sa.Column("tripped_at", UTCDateTime(), nullable=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("reset_at", UTCDateTime(), nullable=True),
+    sa.Column("reset_by", sa.String(NAME_LEN), nullable=True),
+    sa.Column("paged_at", UTCDateTime(), nullable=True),  # a person was told it tripped
+)
 
-class LeaseTable(Base):
-    """A grant to apply one remedy on one host: live while renewed within its TTL.
+# The kill switch: ``*`` stops every automatic action fleet-wide, a remedy key one remedy.
+FleetPauseTable = sa.Table(
+    "fleet_pauses",
+    metadata,
+    sa.Column("target", sa.String(FINGERPRINT_LEN), primary_key=True),
+    sa.Column("paused_by", sa.String(NAME_LEN), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
 
-    ``live_key`` (remedy|host while live, NULL after) keeps one live lease per host and
-    remedy, whichever replica grants it.
-    """
+# One incident for the whole fleet (systemic: one fingerprint on too many hosts);
+# ``open_key`` (the fingerprint while open) makes it one, whichever replica sees it.
+FleetIncidentTable = sa.Table(
+    "fleet_incidents",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(FINGERPRINT_LEN), index=True, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("open_key", sa.String(FINGERPRINT_LEN), unique=True, nullable=True),
+    sa.Column("hosts", sa.Integer(), nullable=False),
+    sa.Column("reporting", sa.Integer(), nullable=False),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.Column("resolved_by", sa.String(NAME_LEN), nullable=True),
+    sa.Column("paged_at", UTCDateTime(), nullable=True),  # the one page went out
+)
 
-    __tablename__ = "leases"
-    __table_args__ = (
-        sa.Index("ix_leases_remedy_state", "remedy", "state"),
-        sa.Index("ix_leases_state_expires", "state", "expires_at"),
-        sa.Index("ix_leases_remedy_outcome", "remedy", "outcome", "released_at"),
-    )
-    id: Mapped[int] = mapped_column(primary_key=True)
-    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
-    host_id: Mapped[str] = mapped_column(sa.String(HOST_LEN), index=True)
-    action_id: Mapped[int | None]  # the record in the agent's journal
-    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
-    epoch: Mapped[int]
-    rule: Mapped[str] = mapped_column(sa.String(32))
-    role: Mapped[str] = mapped_column(sa.String(16))
-    wave: Mapped[int]
-    state: Mapped[str] = mapped_column(sa.String(16))  # live | released | reclaimed
-    outcome: Mapped[str | None] = mapped_column(sa.String(32))
-    live_key: Mapped[str | None] = mapped_column(sa.String(1024), unique=True)
-    ttl_seconds: Mapped[float]
-    granted_at: Mapped[datetime]
-    renewed_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-    released_at: Mapped[datetime | None]
-
-
-class RolloutTable(Base):
-    """A remedy's way through the fleet (guardrails.fleet.Rollout, as JSON in ``state``);
-    ``live_key`` (the remedy while it runs, NULL once ended) keeps one running per remedy."""
-
-    __tablename__ = "rollouts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), index=True)
-    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN))
-    live_key: Mapped[str | None] = mapped_column(sa.String(FINGERPRINT_LEN), unique=True)
-    state: Mapped[dict[str, Any]]
-    started_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    ended_at: Mapped[datetime | None]
-
-
-class BreakerTable(Base):
-    """A remedy's circuit breaker: open from ``tripped_at`` until a person resumes it;
-    failures before ``reset_at`` no longer count."""
-
-    __tablename__ = "breakers"
-    remedy: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), primary_key=True)
-    tripped_at: Mapped[datetime | None]
-    failures: Mapped[int]
-    reset_at: Mapped[datetime | None]
-    reset_by: Mapped[str | None]
-    paged_at: Mapped[datetime | None]  # a person was told it tripped
-
-
-class FleetPauseTable(Base):
-    """The kill switch: ``*`` stops every automatic action fleet-wide, a remedy key one remedy."""
-
-    __tablename__ = "fleet_pauses"
-    target: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), primary_key=True)
-    paused_by: Mapped[str]
-    reason: Mapped[str] = mapped_column(sa.Text)
-    at: Mapped[datetime]
-
-
-class FleetIncidentTable(Base):
-    """One incident for the whole fleet (systemic: one fingerprint on too many hosts);
-    ``open_key`` (the fingerprint while open) makes it one, whichever replica sees it."""
-
-    __tablename__ = "fleet_incidents"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(16))
-    fingerprint: Mapped[str] = mapped_column(sa.String(FINGERPRINT_LEN), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16))
-    open_key: Mapped[str | None] = mapped_column(sa.String(FINGERPRINT_LEN), unique=True)
-    hosts: Mapped[int]
-    reporting: Mapped[int]
-    opened_at: Mapped[datetime]
-    resolved_at: Mapped[datetime | None]
-    resolved_by: Mapped[str | None]
-    paged_at: Mapped[datetime | None]  # the one page went out
-
-
-class EventTable(Base):
-    """What agents learn through ``/events``: for one host, or every host (``host_id`` NULL).
-    Ids are the cursors; they are written one at a time, so they commit in order."""
-
-    __tablename__ = "events"
-    __table_args__ = (sa.Index("ix_events_host_id", "host_id", "id"),)
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                                    primary_key=True)
-    host_id: Mapped[str | None] = mapped_column(sa.String(HOST_LEN))
-    type: Mapped[str] = mapped_column(sa.String(32))
-    payload: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(index=True)
+# What agents learn through ``/events``: for one host, or every host (``host_id`` NULL).
+# Ids are the cursors; they are written one at a time, so they commit in order.
+EventTable = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("host_id", sa.String(HOST_LEN), nullable=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), index=True, nullable=False),
+    sa.Index("ix_events_host_id", "host_id", "id"),
+)

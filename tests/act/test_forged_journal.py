@@ -38,12 +38,12 @@ def _sql(repo: Repository, stmt: Any) -> None:
 
 
 def _forge(repo: Repository, action_id: int, **values: object) -> None:
-    _sql(repo, sa.update(ActionTable).where(ActionTable.id == action_id).values(**values))
+    _sql(repo, sa.update(ActionTable).where(ActionTable.c.id == action_id).values(**values))
 
 
 def _row(repo: Repository, action_id: int) -> dict[str, Any]:
     with repo.engine.connect() as conn:
-        return dict(conn.execute(sa.select(ActionTable).where(ActionTable.id == action_id))
+        return dict(conn.execute(sa.select(ActionTable).where(ActionTable.c.id == action_id))
                     .mappings().one())
 
 
@@ -119,7 +119,7 @@ def test_a_deleted_journal_write_stops_the_engine_acting(
     netns_sysctl(netns, "net.core.somaxconn", "128")
     engine = make_engine(repo, clock, window, tmp_path)
     action_id = _applied(engine, netns, window, clock)
-    _sql(repo, sa.delete(JournalLogTable).where(JournalLogTable.seq == 1))
+    _sql(repo, sa.delete(JournalLogTable).where(JournalLogTable.c.seq == 1))
     assert "missing write" in (engine.seal.intact() or "")
     with pytest.raises(HealerError, match="seal check"):
         engine.rollback(action_id)

@@ -185,7 +185,7 @@ def test_a_change_held_behind_its_canary_is_seal_checked_when_it_may_move_not_be
         assert engine.step() == []
     assert checked == []
     with repo.engine.begin() as conn:  # the web side's write access, while it waits
-        conn.execute(sa.update(ActionTable).where(ActionTable.id == record.id)
+        conn.execute(sa.update(ActionTable).where(ActionTable.c.id == record.id)
                      .values(action={**record.action.model_dump(mode="json"), "value": "65535"}))
     until(lambda: link.leases.answer(record).go or link.leases.answer(record).ask, timeout=5)
     for _ in range(3):

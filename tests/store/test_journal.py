@@ -306,7 +306,7 @@ def test_a_verification_row_in_the_old_untyped_format_still_parses(repo: Reposit
                       "numbers": {"kmsg.new_matches": 1.0}},
            "rollback_reason": "crash recovery: not verified", "rollback_judged": False}
     with repo._tx() as s:  # written as the journal wrote it before the typed model
-        s.execute(sa.update(ActionTable).where(ActionTable.id == rec.id)
+        s.execute(sa.update(ActionTable).where(ActionTable.c.id == rec.id)
                   .values(verification=old))
     got = repo.get_action(rec.id)
     assert got is not None and got.verification is not None
@@ -318,7 +318,30 @@ def test_a_verification_row_in_the_old_untyped_format_still_parses(repo: Reposit
     assert ver.result.numbers == {"kmsg.new_matches": 1.0}
     assert (ver.judged, ver.applied_at, ver.step) == (False, 1772366400.5, None)
     with repo._tx() as s:  # and a row as written by propose(): in_playbook given
-        s.execute(sa.update(ActionTable).where(ActionTable.id == rec.id)
+        s.execute(sa.update(ActionTable).where(ActionTable.c.id == rec.id)
                   .values(verification={"spec": None, "in_playbook": True}))
     again = repo.get_action(rec.id)
     assert again is not None and again.verification == Verification(spec=None, in_playbook=True)
+
+
+def test_on_report_is_called_once_after_a_commit_never_after_a_rollback(
+        repo: Repository) -> None:
+    calls: list[int] = []
+    repo.set_fleet_reporting(True)
+    repo.on_report = lambda: calls.append(repo.report_totals()[0])
+    repo.open_incident(make_incident())
+    assert calls == [1]  # called once the report was committed: the sender sees it
+    with repo._tx() as s:  # two reports in one transaction: one call
+        repo._report(s, "sample", "sample", {"n": 1})
+        repo._report(s, "sample", "sample", {"n": 2})
+        assert calls == [1]  # not before the commit
+    assert calls == [1, 3]
+    with pytest.raises(RuntimeError), repo._tx() as s:
+        repo._report(s, "sample", "sample", {"n": 3})
+        raise RuntimeError("rolled back")
+    with repo._tx() as s:  # the same pooled connection: nothing of the rolled-back one
+        s.execute(sa.select(1))
+    assert calls == [1, 3] and repo.report_totals()[0] == 3
+    repo.on_report = None
+    repo.add_report("sample", "sample", {"n": 4})
+    assert calls == [1, 3]

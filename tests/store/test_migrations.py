@@ -22,7 +22,7 @@ from healer.store.engine import (
     open_store,
     upgrade_in_child,
 )
-from healer.store.tables import Base
+from healer.store.tables import metadata
 
 
 def _revision(engine: sa.Engine) -> str | None:
@@ -35,7 +35,7 @@ def test_migrations_create_every_table_on_an_empty_database(empty_db_url: str) -
     assert sa.inspect(engine).get_table_names() == []
     migrate(engine)
     tables = set(sa.inspect(engine).get_table_names())
-    assert set(Base.metadata.tables) <= tables
+    assert set(metadata.tables) <= tables
     assert {_revision(engine)} == head_revisions()
     engine.dispose()
 
@@ -54,7 +54,7 @@ def test_migrate_is_idempotent_on_restart(empty_db_url: str) -> None:
 def test_migrated_schema_matches_table_metadata(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diffs = compare_metadata(ctx, Base.metadata)
+        diffs = compare_metadata(ctx, metadata)
     assert diffs == []
 
 
