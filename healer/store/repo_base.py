@@ -139,11 +139,10 @@ def add_row(s: sa.Connection, table: sa.Table, **values: Any) -> sa.Row[Any]:
     return s.execute(sa.insert(table).values(**values).returning(*table.c)).one()
 
 
-def get_row(s: sa.Connection, table: sa.Table, *key: Any, lock: bool = False) -> sa.Row[Any] | None:
-    """The row with this primary key (columns in table order), or None; ``lock``: FOR UPDATE."""
-    q = sa.select(table).where(*(c == k for c, k in zip(table.primary_key.columns, key,
-                                                          strict=True)))
-    return s.execute(q.with_for_update() if lock else q).first()
+def get_row(s: sa.Connection, table: sa.Table, *key: Any) -> sa.Row[Any] | None:
+    """The row with this primary key (its columns in table order), or None."""
+    where = (c == k for c, k in zip(table.primary_key.columns, key, strict=True))
+    return s.execute(sa.select(table).where(*where)).first()
 
 
 def update_row(s: sa.Connection, table: sa.Table, *key: Any, **values: Any) -> sa.Row[Any]:
