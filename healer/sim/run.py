@@ -600,10 +600,15 @@ ENDED = {ActionState.VERIFIED, ActionState.ROLLED_BACK, ActionState.ROLLBACK_FAI
 @dataclass
 class Journals:
     """What the agents' journals say: per sysctl key, (applying at, ended at, host) of
-    every change, and the hosts that waited in ``waiting_canary``."""
+    every change, the hosts that waited in ``waiting_canary``, and those the rollout held
+    back (in ``waiting_canary``, or told to wait for the canary or a wave)."""
 
     spans: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)
     waited_canary: dict[str, set[str]] = field(default_factory=dict)
+    waited_rollout: dict[str, set[str]] = field(default_factory=dict)
+
+
+ROLLOUT_WAITS = frozenset({"canary", "wave"})  # the fleet_wait reasons a rollout gives
 
 
 def _journals(work: Path, hosts: list[Host], killed: Killed) -> Journals:
@@ -619,6 +624,9 @@ def _journals(work: Path, hosts: list[Host], killed: Killed) -> Journals:
             repo = Repository(engine, h.host_id)
             records = list(repo.iter_actions())
             moves = repo.transitions([r.id for r in records if r.id is not None])
+            waits = {a.subject for a in repo.list_audit(limit=10_000)
+                     if a.event == "action.fleet_wait" and a.detail.get("reason")
+                     in ROLLOUT_WAITS}
         finally:
             engine.dispose()
         for record in records:
@@ -626,6 +634,9 @@ def _journals(work: Path, hosts: list[Host], killed: Killed) -> Journals:
             key = getattr(record.action, "key", "")
             if any(t.state == ActionState.WAITING_CANARY for t in steps):
                 out.waited_canary.setdefault(key, set()).add(h.host_id)
+                out.waited_rollout.setdefault(key, set()).add(h.host_id)
+            if f"action:{record.id}" in waits:
+                out.waited_rollout.setdefault(key, set()).add(h.host_id)
             start = next((t.at.timestamp() for t in steps if t.state == ActionState.APPLYING),
                          None)
             if start is None:
@@ -734,6 +745,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "storm_hosts_healed": _healed(fleet.work, hosts, "storm"),
         "storm_hosts_unhealed": _unhealed(fleet.work, hosts, "storm", killed),
         "storm_hosts_waited_canary": len(journals.waited_canary.get(KEYS["storm"], ())),
+        "storm_hosts_waited_rollout": len(journals.waited_rollout.get(KEYS["storm"], ())),
         "kill_hosts": _count(hosts, "kill"),
         "kill_hosts_healed": _healed(fleet.work, hosts, "kill"),
         "kill_hosts_unhealed": _unhealed(fleet.work, hosts, "kill", killed),
