@@ -346,14 +346,19 @@ def _stage(state: FleetState, request: LeaseRequest, rollout: Rollout | None,
                   wave=rollout.wave + 1, new_wave_size=size)
 
 
+def wave_timeout(verify_window_seconds: float, policy: FleetPolicy) -> float:
+    """Seconds a wave (or a canary lost without an outcome) is waited for."""
+    return policy.wave_timeout_windows * verify_window_seconds
+
+
 def canary_given_up(rollout: Rollout, verify_window_seconds: float, policy: FleetPolicy,
                     now: datetime) -> bool:
     """Whether a canary lost without an outcome has been waited for long enough: as long
     as a wave would be."""
     if rollout.canary_lost_at is None:
         return False
-    timeout = policy.wave_timeout_windows * verify_window_seconds
-    return (now - rollout.canary_lost_at).total_seconds() >= timeout
+    return (now - rollout.canary_lost_at).total_seconds() >= wave_timeout(
+        verify_window_seconds, policy)
 
 
 def wave_open(rollout: Rollout, verify_window_seconds: float, policy: FleetPolicy,
@@ -365,8 +370,8 @@ def wave_open(rollout: Rollout, verify_window_seconds: float, policy: FleetPolic
     full = len(rollout.wave_hosts) >= rollout.wave_size
     if full and set(rollout.wave_hosts) <= set(rollout.wave_verified):
         return False
-    timeout = policy.wave_timeout_windows * verify_window_seconds
-    return (now - rollout.wave_started_at).total_seconds() < timeout
+    return (now - rollout.wave_started_at).total_seconds() < wave_timeout(
+        verify_window_seconds, policy)
 
 
 def granted(rollout: Rollout | None, decision: FleetDecision, request: LeaseRequest,

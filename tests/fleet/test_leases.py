@@ -136,18 +136,30 @@ def test_a_grant_is_necessary_never_sufficient_the_guard_rechecks_at_apply_time(
     assert cp.releases[0]["outcome"] == "denied"
 
 
-def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_grant(
+def _told_to_wait_for_a_canary(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
-        cp: ControlPlane, make_link: LinkFactory, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="healer.guard")
+        cp: ControlPlane, make_link: LinkFactory, *, waits: int,
+        retry_after: float) -> tuple[ChangeEngine, FleetLink, ActionRecord]:
+    """A somaxconn change proposed and asked for, the control plane answering "wait for
+    the canary" ``waits`` times: the engine, its link and the record, once the link heard
+    the first wait."""
     netns_sysctl(netns, "net.core.somaxconn", "128")
-    cp.lease_answers.append(cp.wait("canary", retry_after=0.5))
+    cp.lease_answers.extend([cp.wait("canary", retry_after=retry_after)] * waits)
     link = make_link(cp.url, repo)
     engine = _engine(repo, clock, window, tmp_path, link)
     feed(window, clock, 10, overflow_rate=20, psi=1.0)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
     until(lambda: link.leases.answer(record).wait == "canary")
+    return engine, link, record
+
+
+def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_grant(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+        cp: ControlPlane, make_link: LinkFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="healer.guard")
+    engine, _, record = _told_to_wait_for_a_canary(netns, repo, clock, window, tmp_path, cp,
+                                                   make_link, waits=1, retry_after=0.5)
     [waiting] = engine.step()
     assert waiting.state == S.WAITING_CANARY
     assert engine.step() == [] and netns_sysctl(netns, "net.core.somaxconn") == "128"
@@ -167,14 +179,8 @@ def test_a_change_held_behind_its_canary_is_seal_checked_when_it_may_move_not_be
     """Hundreds of hosts may wait behind one canary: a waiting change whose wait is already
     recorded costs no seal check per cycle, and one forged while it waited is still refused
     when its grant comes."""
-    netns_sysctl(netns, "net.core.somaxconn", "128")
-    cp.lease_answers.extend([cp.wait("canary", retry_after=0.3)] * 3)
-    link = make_link(cp.url, repo)
-    engine = _engine(repo, clock, window, tmp_path, link)
-    feed(window, clock, 10, overflow_rate=20, psi=1.0)
-    record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
-    engine.step()
-    until(lambda: link.leases.answer(record).wait == "canary")
+    engine, link, record = _told_to_wait_for_a_canary(netns, repo, clock, window, tmp_path,
+                                                      cp, make_link, waits=3, retry_after=0.3)
     engine.step()  # to waiting_canary
     engine.step()  # the wait is recorded
     assert _state(repo, record) == S.WAITING_CANARY
