@@ -232,17 +232,22 @@ class ChangeEngine:
         """Expire stale approvals, apply approved changes, judge verifying ones."""
         changed: list[ActionRecord] = []
         now = self.clock()
-        # The usual cycle has nothing to do: one indexed probe instead of loading lists.
-        # Votes arrive from other processes (web, CLI) as rows, so probe every cycle.
-        present = self.repo.oldest_by_state((S.AWAITING_APPROVAL, *READY_STATES, S.VERIFYING))
-        awaiting = present.get(S.AWAITING_APPROVAL)
+        # The usual cycle has nothing to do, or only waits for the fleet: one indexed probe
+        # of ids and states instead of loading records. Votes arrive from other processes
+        # (web, CLI) as rows, so probe every cycle.
+        present = self.repo.in_states((S.AWAITING_APPROVAL, *READY_STATES, S.VERIFYING))
+        awaiting = min((p.created_at for p in present if p.state == S.AWAITING_APPROVAL),
+                       default=None)
         if awaiting is not None:
             changed += self.decide_votes()  # before expiry: a vote cast in time still counts
         approved = any(r.state == S.APPROVED for r in changed)  # ready now
         if awaiting is not None and awaiting <= now - self.approval_ttl:
             changed += self._expire(now)
-        if approved or present.keys() & {*READY_STATES, S.VERIFYING}:
-            changed += self._advance()
+        ready = approved or any(p.state in READY_STATES and not self._held_back(p.id, p.state)
+                                for p in present)
+        verifying = any(p.state == S.VERIFYING for p in present)
+        if ready or verifying:
+            changed += self._advance(ready, verifying)
         self._cycles += 1
         if self._cycles % self.drift_every == 0:
             changed += self.check_drift()
@@ -252,16 +257,22 @@ class ChangeEngine:
         """The records this agent may act on: sealed by it (the rest are reported)."""
         return [r for r in records if self.seal.trusted(r)]
 
-    def _advance(self) -> list[ActionRecord]:
+    def _advance(self, ready: bool, verifying: bool) -> list[ActionRecord]:
+        """Apply the ready changes (``ready``: some may move), then judge the verifying
+        ones (``verifying``, or any applied now)."""
         changed: list[ActionRecord] = []
         applied = 0
-        for record in self.repo.iter_actions(states=READY_STATES, oldest_first=True):
-            if self._held_back(record) or not self.seal.trusted(record):
+        for record in self.repo.iter_actions(states=READY_STATES, oldest_first=True) \
+                if ready else ():
+            assert record.id is not None
+            if self._held_back(record.id, record.state) or not self.seal.trusted(record):
                 continue
             moved = self._apply(record, applied)
             if moved is not None:
                 changed.append(moved)
                 applied += moved.state in LIVE_STATES or moved.state == S.ROLLED_BACK
+        if not (verifying or applied):
+            return changed
         for record in self._sealed(self.repo.iter_actions(states=(S.VERIFYING,),
                                                           oldest_first=True)):
             moved = self.executor.verify(record, self.clock())
@@ -341,7 +352,7 @@ class ChangeEngine:
         over to the executor."""
         assert record.id is not None
         fleet = None if record.action.kind in MESSAGE_KINDS else self.fleet
-        answer = fleet.answer(record) if fleet is not None else None
+        answer = fleet.answer(record.id) if fleet is not None else None
         if answer is not None and not (answer.go or answer.ask):
             return self._fleet_wait(record, answer)
         now = self.clock()
@@ -378,18 +389,19 @@ class ChangeEngine:
             fleet.release(record.id, "abandoned")  # someone else moved the record first
         return moved
 
-    def _held_back(self, record: ActionRecord) -> bool:
+    def _held_back(self, action_id: int, state: ActionState) -> bool:
         """A change the fleet still holds back, its wait already recorded: this cycle
-        writes nothing for it (``_fleet_wait`` would not), so its seal (three reads) is
-        checked when it next may move, not every cycle while hundreds of hosts wait."""
-        if self.fleet is None or record.action.kind in MESSAGE_KINDS or record.id is None:
+        writes nothing for it (``_fleet_wait`` would not), so it is not loaded, and its
+        seal (three reads) is checked when it next may move, not every cycle while
+        hundreds of hosts wait. Only fleet-gated changes have a claim or a recorded wait."""
+        if self.fleet is None:
             return False
-        answer = self.fleet.answer(record)
+        answer = self.fleet.answer(action_id)
         if answer.go or answer.ask:
             return False
-        if answer.wait == "canary" and record.state == S.APPROVED:
+        if answer.wait == "canary" and state == S.APPROVED:
             return False  # it moves to waiting_canary
-        return answer.wait == "asking" or self._fleet_waits.get(record.id) == answer.wait
+        return answer.wait == "asking" or self._fleet_waits.get(action_id) == answer.wait
 
     def _fleet_wait(self, record: ActionRecord, answer: FleetAnswer) -> ActionRecord | None:
         """The fleet says wait: behind a canary the record moves to ``waiting_canary``; any

@@ -41,8 +41,8 @@ class FleetAnswer:
 class FleetGate(Protocol):
     """The lease client as the engine sees it; every method returns at once."""
 
-    def answer(self, record: ActionRecord) -> FleetAnswer:
-        """What the fleet says about applying ``record`` now."""
+    def answer(self, action_id: int) -> FleetAnswer:
+        """What the fleet says about applying change ``action_id`` now."""
         ...
 
     def request(self, record: ActionRecord) -> None:

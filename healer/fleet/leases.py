@@ -1,10 +1,10 @@
 """The lease client: the engine's ``FleetGate`` (healer.act.lease), spoken on its own thread.
 
     engine cycle                      lease thread
-    answer(record) -> ask             .
+    answer(id) -> ask                 .
     request(record) ---------------->  POST /lease
-    answer(record) -> asking          <- grant (arrival time kept, monotonic) | wait | error
-    answer(record) -> go | wait
+    answer(id) -> asking              <- grant (arrival time kept, monotonic) | wait | error
+    answer(id) -> go | wait
     applying(id)                      renew every RENEW_SECONDS while held
     release(id, outcome) ----------->  POST /release (retried until it is answered)
 
@@ -94,18 +94,17 @@ class LeaseClient:
     wake: Callable[[], None] = lambda: None  # the worker's, once it runs
 
     # -- the engine's side (the cycle thread; never blocks) -------------------------------
-    def answer(self, record: ActionRecord) -> FleetAnswer:
-        """What the fleet says about applying ``record`` now."""
-        assert record.id is not None
+    def answer(self, action_id: int) -> FleetAnswer:
+        """What the fleet says about applying change ``action_id`` now."""
         now = self.monotonic()
         with self._lock:
-            claim = self._claims.get(record.id)
-            remedy = self._remedies.get(record.id)
+            claim = self._claims.get(action_id)
+            remedy = self._remedies.get(action_id)
             held = "paused" if self.state.paused else (
                 "breaker" if remedy is not None and self.state.breaker_open(remedy) else "")
             if held:  # no change starts; a grant held for one goes back to the fleet
                 if claim is not None:
-                    self._drop(record.id, claim, "abandoned")
+                    self._drop(action_id, claim, "abandoned")
                 return FleetAnswer(wait=held)
             if claim is None:
                 return FleetAnswer(ask=True)
@@ -117,7 +116,7 @@ class LeaseClient:
                 return FleetAnswer(wait="renewing", rule=claim.grant.rule)
             if now < claim.retry_at:
                 return FleetAnswer(wait=claim.reason, rule=claim.rule)
-            del self._claims[record.id]  # the wait is over: guard it again, then ask again
+            del self._claims[action_id]  # the wait is over: guard it again, then ask again
             return FleetAnswer(ask=True)
 
     def request(self, record: ActionRecord) -> None:

@@ -23,7 +23,7 @@ from healer.models import (
 from healer.store.errors import IllegalTransition, NotFound, StaleState
 from healer.store.repo_base import add_row, get_row
 from healer.store.repo_reports import ReportsRepo, incident_body
-from healer.store.rows import HistoryEntry, IncidentActivity, Transition
+from healer.store.rows import HistoryEntry, IncidentActivity, Pending, Transition
 from healer.store.seal import SEALED_FIELDS, Sealer
 from healer.store.tables import ActionTable, AuditTable, IncidentTable, JournalLogTable
 
@@ -473,15 +473,15 @@ class JournalRepo(ReportsRepo):
             q = q.where(ActionTable.c.created_at <= created_before)
         return bool(self._probe(q.limit(1)))
 
-    def oldest_by_state(self, states: Collection[ActionState]) -> dict[ActionState, datetime]:
-        """For each of ``states`` that any of this host's records is in, the oldest such
-        record's creation time: one indexed probe answers what the change engine's cycle
-        has to do (nothing, usually)."""
-        q = (sa.select(ActionTable.c.state, sa.func.min(ActionTable.c.created_at))
+    def in_states(self, states: Collection[ActionState]) -> list[Pending]:
+        """Every record of this host in ``states``: its id, state and creation time, and
+        nothing else. One indexed probe answers what the change engine's cycle has to do:
+        nothing, usually, or only wait for the fleet, which needs no record loaded."""
+        q = (sa.select(ActionTable.c.id, ActionTable.c.state, ActionTable.c.created_at)
              .where(ActionTable.c.host_id == self.host_id,
                     ActionTable.c.state.in_([ActionState(x).value for x in states]))
-             .group_by(ActionTable.c.state))
-        return {ActionState(state): oldest for state, oldest in self._probe(q)}
+             .order_by(ActionTable.c.id))
+        return [Pending(id, ActionState(state), at) for id, state, at in self._probe(q)]
 
     def incident_activity(self, incident_id: int,
                           live: Collection[ActionState]) -> IncidentActivity:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -53,6 +53,14 @@ class IncidentActivity(_Row):
     live: bool  # some record is in one of the asked-for states
     last_state: ActionState | None  # the most recently changed record's state; None: no records
     last_change: datetime | None  # when that record last changed
+
+
+class Pending(NamedTuple):
+    """A journal record as the change engine's cycle probes it (a tuple: read every cycle)."""
+
+    id: int
+    state: ActionState
+    created_at: datetime
 
 
 class ApprovalRow(_Row):

@@ -40,7 +40,7 @@ def test_a_pause_stops_every_automatic_change_within_2s_and_never_blocks_a_rollb
     incident = repo.get_incident(first.incident_id or 0)
     second = engine.propose(incident, _backlog(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(second).go)  # granted, not yet applied
+    until(lambda: link.leases.answer(second.id).go)  # granted, not yet applied
     until(lambda: cp.requests("events"))  # the long poll is held open
     pushed = time.monotonic()
     cp.push({"type": "pause"})
@@ -69,7 +69,7 @@ def test_an_open_breaker_holds_its_remedy_even_with_a_grant_until_resumed(
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
     until(lambda: cp.leases)  # the control plane granted it
-    until(lambda: link.leases.answer(record).wait == "breaker")
+    until(lambda: link.leases.answer(record.id).wait == "breaker")
     until(lambda: cp.releases)  # the grant goes back, and no other is asked for
     for _ in range(5):
         assert engine.step() == []

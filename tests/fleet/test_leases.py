@@ -70,7 +70,7 @@ def _applied(netns: str, repo: Repository, clock: Clock, window: Window, tmp_pat
     total = feed(window, clock, 10, overflow_rate=20, psi=1.0)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, value), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(record).go)
+    until(lambda: link.leases.answer(record.id).go)
     [applied] = engine.step()
     assert applied.state == S.VERIFYING and netns_sysctl(netns, "net.core.somaxconn") == value
     return engine, applied, total
@@ -95,7 +95,7 @@ def test_a_change_is_applied_with_a_grant_renewed_while_verifying_and_released_v
     assert record.state == S.APPROVED
     assert engine.step() == []  # the guard allows it: the lease is asked for, nothing written
     assert netns_sysctl(netns, "net.core.somaxconn") == "128"
-    until(lambda: link.leases.answer(record).go)
+    until(lambda: link.leases.answer(record.id).go)
     [applied] = engine.step()
     assert applied.state == S.VERIFYING and netns_sysctl(netns, "net.core.somaxconn") == "512"
     asked = cp.requests("lease")[0].body
@@ -126,7 +126,7 @@ def test_a_grant_is_necessary_never_sufficient_the_guard_rechecks_at_apply_time(
     engine = _engine(repo, clock, window, tmp_path, link)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(record).go)
+    until(lambda: link.leases.answer(record.id).go)
     netns_sysctl(netns, "net.core.somaxconn", "8192")  # meanwhile someone raised it further
     [denied] = engine.step()  # 512 would now lower it: the guard refuses, grant or not
     assert denied.state == S.DENIED and "re-check at apply time" in str(
@@ -150,7 +150,7 @@ def _told_to_wait_for_a_canary(
     feed(window, clock, 10, overflow_rate=20, psi=1.0)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(record).wait == "canary")
+    until(lambda: link.leases.answer(record.id).wait == "canary")
     return engine, link, record
 
 
@@ -173,12 +173,12 @@ def test_behind_a_canary_the_change_waits_in_waiting_canary_then_applies_on_its_
     assert not any("at=lease" in m for m in checks)
 
 
-def test_a_change_held_behind_its_canary_is_seal_checked_when_it_may_move_not_before(
+def test_a_change_held_behind_its_canary_is_loaded_and_seal_checked_when_it_may_move(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:
     """Hundreds of hosts may wait behind one canary: a waiting change whose wait is already
-    recorded costs no seal check per cycle, and one forged while it waited is still refused
-    when its grant comes."""
+    recorded is neither read from the journal nor seal-checked per cycle, and one forged
+    while it waited is still refused when its grant comes."""
     engine, link, record = _told_to_wait_for_a_canary(netns, repo, clock, window, tmp_path,
                                                       cp, make_link, waits=3, retry_after=0.3)
     engine.step()  # to waiting_canary
@@ -187,13 +187,16 @@ def test_a_change_held_behind_its_canary_is_seal_checked_when_it_may_move_not_be
     checked: list[int] = []
     trusted = engine.seal.trusted
     engine.seal.trusted = lambda r: checked.append(r.id or 0) or trusted(r)  # type: ignore[method-assign]
+    loaded: list[object] = []
+    iter_actions = repo.iter_actions
+    repo.iter_actions = lambda **kw: loaded.append(kw) or iter_actions(**kw)  # type: ignore[method-assign]
     for _ in range(3):
         assert engine.step() == []
-    assert checked == []
+    assert checked == [] and loaded == []
     with repo.engine.begin() as conn:  # the web side's write access, while it waits
         conn.execute(sa.update(ActionTable).where(ActionTable.c.id == record.id)
                      .values(action={**record.action.model_dump(mode="json"), "value": "65535"}))
-    until(lambda: link.leases.answer(record).go or link.leases.answer(record).ask, timeout=5)
+    until(lambda: link.leases.answer(record.id).go or link.leases.answer(record.id).ask, timeout=5)
     for _ in range(3):
         engine.step()
     assert checked and _state(repo, record) == S.WAITING_CANARY  # refused, not applied
@@ -211,9 +214,9 @@ def test_another_wait_keeps_the_change_approved_with_the_reason_recorded_once(
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     for _ in range(3):
         engine.step()
-        until(lambda: link.leases.answer(record).wait == "in_flight")
+        until(lambda: link.leases.answer(record.id).wait == "in_flight")
         engine.step()
-        until(lambda: link.leases.answer(record).ask)
+        until(lambda: link.leases.answer(record.id).ask)
     assert _state(repo, record) == S.APPROVED
     waits = [a for a in repo.list_audit(subject=f"action:{record.id}")
              if a.event == "action.fleet_wait"]
@@ -234,14 +237,14 @@ def test_a_grant_counts_only_while_younger_than_half_its_ttl_by_the_agents_own_c
     incident = _incident(repo, clock, netns)
     old = engine.propose(incident, somaxconn(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(old).go)
+    until(lambda: link.leases.answer(old.id).go)
     mono.advance(150.5)  # the cycle was late: the grant is past TTL/2 when it comes
     young = engine.propose(incident, Proposal(action=SysctlWrite(
         scope=f"netns:{netns}", key="net.ipv4.tcp_max_syn_backlog", value="512"),
         provenance="playbook", in_playbook=True), SPEC)
     assert engine.step() == []  # the old grant is stale; the young change asks
-    assert link.leases.answer(old).wait == "renewing"
-    until(lambda: link.leases.answer(young).go)
+    assert link.leases.answer(old.id).wait == "renewing"
+    until(lambda: link.leases.answer(young.id).go)
     mono.advance(149.5)  # the young grant is 149.5 s old: still under TTL/2
     [applied] = engine.step()
     assert applied.id == young.id and applied.state == S.VERIFYING
@@ -303,7 +306,7 @@ def test_an_unreachable_control_plane_holds_every_change_tells_a_person_once_and
         time.sleep(0.1)
     assert _state(repo, change) == S.APPROVED
     assert netns_sysctl(netns, "net.core.somaxconn") == "128"
-    assert link.leases.answer(change).wait == "unreachable"
+    assert link.leases.answer(change.id).wait == "unreachable"
     assert _state(repo, message) == S.VERIFIED  # notify and escalate are not fleet-gated
     told = [n for n in repo.due_notifications(clock.now + timedelta(days=1), limit=100)
             if n.payload["subject"] == "fleet:control-plane"]
@@ -336,7 +339,7 @@ def test_back_pressure_on_lease_requests_is_honoured(
     engine = _engine(repo, clock, window, tmp_path, link)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(record).wait == "backpressure")
+    until(lambda: link.leases.answer(record.id).wait == "backpressure")
     refused_at = cp.requests("lease")[0].at
     [applied] = until(engine.step, timeout=5)
     assert applied.state == S.VERIFYING
@@ -353,5 +356,5 @@ def test_a_control_plane_refusing_this_version_grants_nothing(
     engine = _engine(repo, clock, window, tmp_path, link)
     record = engine.propose(_incident(repo, clock, netns), somaxconn(netns, "512"), SPEC)
     engine.step()
-    until(lambda: link.leases.answer(record).wait == "outdated")
+    until(lambda: link.leases.answer(record.id).wait == "outdated")
     assert engine.step() == [] and _state(repo, record) == S.APPROVED

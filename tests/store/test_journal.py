@@ -189,17 +189,18 @@ def test_has_actions_probes_this_hosts_states_only(engine: sa.Engine) -> None:
     assert not repo.has_actions({S.AWAITING_APPROVAL}, created_before=T0 - timedelta(seconds=1))
 
 
-def test_oldest_by_state_names_each_state_present_with_its_oldest_record(
-        engine: sa.Engine) -> None:
+def test_in_states_lists_this_hosts_records_in_those_states_by_id(engine: sa.Engine) -> None:
     repo, other = Repository(engine, HOST), Repository(engine, "node-b")
-    assert repo.oldest_by_state({S.APPROVED, S.VERIFYING}) == {}
+    assert repo.in_states({S.APPROVED, S.VERIFYING}) == []
     other.add_action(make_record(state=S.APPROVED).model_copy(update={"host_id": "node-b"}))
     later = {"created_at": T0 + timedelta(seconds=30)}
-    repo.add_action(make_record(state=S.AWAITING_APPROVAL).model_copy(update=later))
-    repo.add_action(make_record(state=S.AWAITING_APPROVAL))  # created at T0
-    repo.add_action(make_record(state=S.VERIFYING).model_copy(update=later))
-    assert repo.oldest_by_state({S.APPROVED, S.AWAITING_APPROVAL, S.VERIFYING}) == {
-        S.AWAITING_APPROVAL: T0, S.VERIFYING: T0 + timedelta(seconds=30)}
+    a = repo.add_action(make_record(state=S.AWAITING_APPROVAL).model_copy(update=later))
+    b = repo.add_action(make_record(state=S.AWAITING_APPROVAL))  # created at T0
+    c = repo.add_action(make_record(state=S.VERIFYING).model_copy(update=later))
+    repo.add_action(make_record(state=S.DENIED))
+    assert repo.in_states({S.APPROVED, S.AWAITING_APPROVAL, S.VERIFYING}) == [
+        (a.id, S.AWAITING_APPROVAL, T0 + timedelta(seconds=30)),
+        (b.id, S.AWAITING_APPROVAL, T0), (c.id, S.VERIFYING, T0 + timedelta(seconds=30))]
 
 
 def test_history_and_changes_since_count_applied_changes(
