@@ -65,8 +65,12 @@ _GPU_SETTINGS = {"gpu_power_limit": "power_limit", "gpu_locked_clocks": "locked_
                  "gpu_compute_mode": "compute_mode",
                  "gpu_mps_thread_percentage": "mps_thread_percentage",
                  "gpu_timeslice": "timeslice"}
-RETRY_SOON = 2.0  # seconds: a wait that may end with the next release
+RETRY_SOON = 2.0  # seconds: a wait that may end any moment (the pause, the busy lock)
 RETRY_LATER = 10.0  # seconds: a wait that ends only when a person acts
+# A wait for room (the canary, a wave, the in-flight cap): it ends when a lease ends, and
+# the control plane then tells the hosts longest affected that it is their turn (a "turn"
+# event), so a host asks again by itself only this rarely, in case no turn reaches it.
+RETRY_ROOM = 10.0
 
 
 class _Frozen(BaseModel):
@@ -284,13 +288,14 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
         lost = " (its lease was reclaimed; waiting for its outcome)" \
             if rollout.canary_lost_at is not None else ""
         return _wait("canary", "F-canary", f"waiting for the canary {rollout.canary} to "
-                     f"verify{lost}", min(RETRY_SOON, state.verify_window_seconds / 2))
+                     f"verify{lost}",
+                     _room_retry(rollout.canary_lost_at, state, policy, now))
     in_flight = len(state.in_flight)
     unsettled = len(state.unsettled_hosts - state.failed_hosts)
     if failures + in_flight + unsettled >= policy.breaker_failures:
         return _wait("breaker", "F-breaker", f"{failures} failed + {in_flight} in flight + "
                      f"{unsettled} reclaimed without an outcome reach the breaker's "
-                     f"{policy.breaker_failures}", RETRY_SOON)
+                     f"{policy.breaker_failures}", RETRY_ROOM)
     capped = _capped(state, request, policy)
     if capped is not None:
         return capped
@@ -309,14 +314,14 @@ def _capped(state: FleetState, request: LeaseRequest,
     cap = in_flight_cap(state.reporting_hosts, policy)
     if len(state.in_flight) >= cap:
         return _wait("in_flight", "F-in-flight",
-                     f"{len(state.in_flight)} host(s) in flight, the cap is {cap}", RETRY_SOON)
+                     f"{len(state.in_flight)} host(s) in flight, the cap is {cap}", RETRY_ROOM)
     for label, most in sorted(policy.in_flight_per_label.items()):
         mine = request.labels.get(label, "")  # unlabelled hosts share one domain
         sharing = sum(1 for h in state.in_flight if h.labels.get(label, "") == mine)
         if sharing >= most:
             return _wait("in_flight", "F-in-flight",
                          f"{sharing} host(s) with {label}={mine!r} in flight, the cap is "
-                         f"{most}", RETRY_SOON)
+                         f"{most}", RETRY_ROOM)
     return None
 
 
@@ -340,10 +345,20 @@ def _stage(state: FleetState, request: LeaseRequest, rollout: Rollout | None,
                           f"({len(rollout.wave_hosts) + 1} of {rollout.wave_size})",
                           wave=rollout.wave)
         return _wait("wave", "F-wave", f"wave {rollout.wave} has not verified yet",
-                     RETRY_SOON)
+                     _room_retry(rollout.wave_started_at, state, policy, now))
     size = wave_size(state.affected_hosts, policy)
     return _grant("wave", "F-wave", f"starts wave {rollout.wave + 1} of {size} host(s)",
                   wave=rollout.wave + 1, new_wave_size=size)
+
+
+def _room_retry(since: datetime | None, state: FleetState, policy: FleetPolicy,
+                now: datetime) -> float:
+    """When a host waiting for a wave (or a lost canary) asks again by itself: no turn
+    comes when the wave times out, so no later than that."""
+    if since is None:
+        return RETRY_ROOM
+    left = wave_timeout(state.verify_window_seconds, policy) - (now - since).total_seconds()
+    return min(RETRY_ROOM, left)
 
 
 def wave_timeout(verify_window_seconds: float, policy: FleetPolicy) -> float:

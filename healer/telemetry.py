@@ -168,5 +168,24 @@ class Telemetry:
             "healer_notifications_total", "Notification deliveries", ["channel", "result"],
             registry=r,
         )
+        # A control plane's agent requests, by lane (web.fleet.Lanes): time waiting for one
+        # of the lane's threads, time running (the database's included), and requests
+        # shed with 429 because the lane's queue was full.
+        self.agent_request_seconds = Histogram(
+            "healer_agent_request_seconds", "Agent protocol requests on this control plane",
+            ["lane", "phase"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.agent_requests_shed = Counter(
+            "healer_agent_requests_shed_total", "Agent requests answered 429: lane full",
+            ["lane"], registry=r,
+        )
         self.host = _HostGauges()
         r.register(self.host)
+
+    def agent_request(self, lane: str, phase: str, seconds: float) -> None:
+        """One agent request's time in ``lane`` (web.fleet.Lane's ``observe``)."""
+        if phase == "shed":
+            self.agent_requests_shed.labels(lane).inc()
+        else:
+            self.agent_request_seconds.labels(lane, phase).observe(seconds)

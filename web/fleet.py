@@ -8,6 +8,7 @@ webhook; without it the app is a single host's dashboard, as before.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -79,6 +80,8 @@ class Lane:
     max_queued: int  # requests running or waiting here; more are answered 429
     _limiter: CapacityLimiter = field(init=False)
     queued: int = 0
+    # (lane, "queued" | "running", seconds) of each request, or (lane, "shed", 0.0)
+    observe: Callable[[str, str, float], None] = lambda lane, phase, seconds: None
 
     def __post_init__(self) -> None:
         self._limiter = CapacityLimiter(self.threads)
@@ -86,12 +89,24 @@ class Lane:
     async def run(self, call: Callable[[], T]) -> T:
         """``call()`` on one of this lane's threads; LaneFull when the queue is full."""
         if self.queued >= self.max_queued:
+            self.observe(self.name, "shed", 0.0)
             raise LaneFull(self.name)
         self.queued += 1
+        arrived = time.perf_counter()
+        started = arrived
+
+        def timed() -> T:
+            nonlocal started
+            started = time.perf_counter()
+            return call()
+
         try:
-            return await to_thread.run_sync(call, limiter=self._limiter)
+            return await to_thread.run_sync(timed, limiter=self._limiter)
         finally:
             self.queued -= 1
+            done = time.perf_counter()
+            self.observe(self.name, "queued", started - arrived)
+            self.observe(self.name, "running", done - started)
 
 
 @dataclass
@@ -107,6 +122,12 @@ class Lanes:
     lease: Lane = field(default_factory=lambda: Lane("leases", threads=4, max_queued=1024))
     # a broadcast (a pause, a resume) wakes every long poll at once, each to read
     events: Lane = field(default_factory=lambda: Lane("events", threads=6, max_queued=4096))
+
+    def observed(self, observe: Callable[[str, str, float], None]) -> Lanes:
+        """These lanes, each reporting its requests' times to ``observe``."""
+        for lane in (self.bulk, self.report, self.lease, self.events):
+            lane.observe = observe
+        return self
 
 
 def own_version() -> str:

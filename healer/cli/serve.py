@@ -144,7 +144,7 @@ def build_control_plane(settings: Settings) -> Serve:
     from healer.telemetry import Telemetry
     from playbooks.loader import load_library
     from web.events import EventHub
-    from web.fleet import FleetConfig, own_version
+    from web.fleet import FleetConfig, Lanes, own_version
 
     repo = open_control_plane(settings)
     telemetry = Telemetry()
@@ -166,7 +166,7 @@ def build_control_plane(settings: Settings) -> Serve:
         jobs["llm"] = (partial(diagnose_pending, repo, llm, library, limits=llm_limits(settings),
                                telemetry=telemetry, fleet=True), LLM_EVERY_SECONDS)
     config = FleetConfig(policy=policy, library=library, hub=EventHub(repo),
-                         version=own_version())
+                         version=own_version(), lanes=Lanes().observed(telemetry.agent_request))
     return Serve(settings, repo, telemetry, None, jobs, silence_check(library.playbooks),
                  config)
 

@@ -51,7 +51,7 @@ class FleetJobs:
             if not mine:
                 return report
             report.ran = True
-            for lease in self.repo.reclaim_expired():
+            for lease in self.repo.reclaim_expired(self.policy):
                 report.reclaimed += 1
                 log.info(logfmt(msg="lease reclaimed: its agent stopped renewing",
                                 host=lease.host_id, remedy=lease.remedy, lease=lease.id))

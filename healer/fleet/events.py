@@ -3,6 +3,8 @@
 ``GET /events`` is held up to 25 s and answered at once when something is pending. The
 kill switch and breakers take effect here, on arrival (healer.fleet.state): the engine
 reads them on its next cycle, so a pause stops new changes within a cycle of the event.
+A turn (a lease of a remedy this host waits for ended) ends the lease client's wait, so
+the next cycle asks again.
 Votes, alerts and fleet diagnoses change the journal and the incidents, which only the
 sampling cycle does: they wait in the inbox for ``FleetLink.drain``. The cursor is kept in
 the store once the events before it were handled, so a restart replays what it did not
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -28,7 +31,9 @@ from healer.fleet.wire import (
     EventsReply,
     IncidentEvent,
     PauseEvent,
+    Remedy,
     ResumeEvent,
+    TurnEvent,
     VoteEvent,
 )
 from healer.logs import logfmt
@@ -61,6 +66,7 @@ class EventPoller:
     repo: Repository
     state: FleetState
     wait_seconds: int = LONG_POLL_SECONDS
+    on_turn: Callable[[Remedy], None] = lambda remedy: None  # the lease client's ``turn``
     inbox: deque[Batch] = field(default_factory=deque)
     _cursor: str | None = None
     _backoff: Backoff = field(default_factory=Backoff)
@@ -112,6 +118,8 @@ class EventPoller:
                     self.state.set_breaker(event.remedy, False)
             elif isinstance(event, BreakerEvent):
                 self.state.set_breaker(event.remedy, event.open)
+            elif isinstance(event, TurnEvent):
+                self.on_turn(event.remedy)
             else:
                 for_cycle.append(event)
         cursor = reply.cursor or self._cursor or ""

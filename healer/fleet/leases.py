@@ -48,6 +48,8 @@ UNREACHABLE_RETRY = 5.0  # a request that got no answer is asked again after thi
 OUTDATED_RETRY = 60.0  # a control plane refusing this version is asked again slowly
 RELEASE_GIVE_UP = 600.0  # a release unanswered this long is dropped (reports tell the rest)
 IDLE = 1.0
+# Waits that end when a lease of the remedy ends, which the control plane's turn events say.
+ROOM_REASONS = frozenset({"canary", "wave", "in_flight", "breaker", "busy"})
 
 IncidentOf = Callable[[int], "Incident | None"]
 
@@ -136,6 +138,24 @@ class LeaseClient:
             self._claims[record.id] = _Claim(body=body, remedy=remedy)
             self._remedies[record.id] = remedy
         self.wake()
+
+    def turn(self, remedy: Remedy) -> None:
+        """The control plane says a lease of ``remedy`` ended: a change waiting for room
+        (behind the canary, a wave, the in-flight cap) asks again on the next cycle instead
+        of at its ``retry_after``. A wait for a person (pause, breaker) is not ended."""
+        with self._lock:
+            for claim in self._claims.values():
+                if claim.phase == "waiting" and claim.remedy == remedy \
+                        and claim.reason in ROOM_REASONS:
+                    claim.retry_at = 0.0
+
+    def ready(self) -> bool:
+        """Whether some change's wait is over (its turn came, or its retry time passed):
+        the engine's next cycle asks again (a cycle run early need not wait for it)."""
+        now = self.monotonic()
+        with self._lock:
+            return any(c.phase in ("waiting", "failed") and now >= c.retry_at
+                       for c in self._claims.values())
 
     def applying(self, action_id: int) -> None:
         """The change is being applied: its lease is renewed until released."""

@@ -83,7 +83,7 @@ class FleetLink:
         self.sender = Sender(transport(), repo, self.state, config.mode, dict(config.labels),
                              config.version, config.outbox_bytes, telemetry=telemetry,
                              wall=wall, monotonic=monotonic)
-        self.events = EventPoller(transport(), repo, self.state)
+        self.events = EventPoller(transport(), repo, self.state, on_turn=self.leases.turn)
         lease_worker = Worker("fleet-leases", [self.leases.step],
                               abort=self.leases.transport.close)
         self.leases.wake = lease_worker.wake

@@ -122,6 +122,13 @@ class BreakerEvent(_Wire):
     open: bool
 
 
+class TurnEvent(_Wire):
+    """A lease of ``remedy`` ended: there may be room, so a waiting host asks again now."""
+
+    type: Literal["turn"]
+    remedy: Remedy
+
+
 class IncidentEvent(_Wire):
     type: Literal["incident"]
     incident: AlertIn
@@ -134,8 +141,8 @@ class DiagnosisEvent(_Wire):
     model: str = Field(default="", max_length=200)
 
 
-Event = Annotated[VoteEvent | PauseEvent | ResumeEvent | BreakerEvent | IncidentEvent
-                  | DiagnosisEvent, Field(discriminator="type")]
+Event = Annotated[VoteEvent | PauseEvent | ResumeEvent | BreakerEvent | TurnEvent
+                  | IncidentEvent | DiagnosisEvent, Field(discriminator="type")]
 EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 

@@ -122,10 +122,11 @@ class SimAgent:
         self.link.stop()
 
     def due(self, now: float) -> bool:
-        """Whether this agent's cycle runs now: every tick while it holds a grant or has a
-        change in flight (a lease lost under load leaves it verifying), every
-        IDLE_TICK_SECONDS otherwise."""
-        if now < self._next and not self._busy and not self.link.leases.held():
+        """Whether this agent's cycle runs now: every tick while it holds a grant, has a
+        change in flight (a lease lost under load leaves it verifying) or may ask again (its
+        turn came), every IDLE_TICK_SECONDS otherwise."""
+        leases = self.link.leases
+        if now < self._next and not self._busy and not leases.held() and not leases.ready():
             return False
         self._next = now + IDLE_TICK_SECONDS
         return True

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from guardrails.fleet import Remedy, in_flight_cap
 from guardrails.policy import FleetPolicy
@@ -576,6 +577,28 @@ def _lease_buckets(workers: list[WorkerProc]) -> dict[str, float]:
     return total
 
 
+def lane_p99_ms(replicas: list[Replica]) -> dict[str, dict[str, float | None]]:
+    """Per lane of agent requests, the p99 of the time queued and running, from every
+    replica's ``healer_agent_request_seconds`` histogram: where a slow claim spent it."""
+    buckets: dict[tuple[str, str], dict[str, float]] = {}
+    for replica in replicas:
+        with urllib.request.urlopen(f"{replica.url}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name != "healer_agent_request_seconds_bucket":
+                    continue
+                key = (sample.labels["lane"], sample.labels["phase"])
+                le = sample.labels["le"]
+                into = buckets.setdefault(key, {})
+                into[le] = into.get(le, 0.0) + sample.value
+    out: dict[str, dict[str, float | None]] = {}
+    for (lane, phase), counts in sorted(buckets.items()):
+        p99 = histogram_quantile(0.99, counts)
+        out.setdefault(lane, {})[phase] = None if p99 is None else round(p99 * 1000, 1)
+    return out
+
+
 def _writes(work: Path, hosts: list[Host]) -> dict[str, list[dict[str, Any]]]:
     return {h.host_id: read_log(work / "hosts" / h.host_id) for h in hosts}
 
@@ -767,6 +790,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "lease_ttl_seconds": policy.lease_ttl_seconds,
         "claim_p99_ms": round(claim * 1000, 1) if claim is not None else None,
         "claim_histogram": dict(sorted(buckets.items(), key=lambda kv: float(kv[0]))),
+        "control_plane_p99_ms": lane_p99_ms(fleet.replicas),
         "approval_propagation_p99_ms": propagation,
         "approval_propagation_missed": unseen,
         "llm_calls": cp["llm_calls"], "llm_configured": False,

@@ -45,6 +45,7 @@ from healer.store.repo_hosts import FLEET_WIDE, bounded
 from healer.store.tables import (
     AuditTable,
     BreakerTable,
+    EventTable,
     FleetIncidentTable,
     FleetPauseTable,
     HostTable,
@@ -55,6 +56,7 @@ from healer.store.tables import (
 
 LIVE, RELEASED, RECLAIMED = "live", "released", "reclaimed"
 RECLAIM_BATCH = 100
+TURN_AGAIN_SECONDS = 2.0  # a host told it is its turn is not told again sooner
 
 
 class LeaseLost(NotFound):
@@ -331,14 +333,14 @@ class LeasesRepo(RepoBase):
             if row.role == "rollback":
                 return
             # After a reclaim too: a lost canary's late outcome is what its rollout waits for.
-            self._moved(s, remedy, row, body.outcome, now)
+            self._moved(s, remedy, row, body.outcome, policy, now)
             if body.outcome in FAILED:
                 failed = self.failed_hosts(s, remedy, policy)
                 if len(failed) >= policy.breaker_failures:
                     trip(s, Remedy.parse(remedy), failed, now, self.host_id)
 
     def _moved(self, s: sa.Connection, remedy: str, lease: sa.Row[Any], outcome: Outcome | None,
-               now: datetime) -> None:
+               policy: FleetPolicy, now: datetime) -> None:
         """The remedy's rollout after ``lease`` ended: with ``outcome``, or reclaimed with
         none yet (None). A lease from an earlier rollout of the remedy changes nothing."""
         rollout_row, rollout = live_rollout(s, remedy)
@@ -347,8 +349,37 @@ class LeasesRepo(RepoBase):
         moved = lost(rollout, lease.host_id, now) if outcome is None \
             else released(rollout, lease.host_id, outcome)
         save_rollout(s, rollout_row, moved, now)
+        if moved.ended_at is None:
+            self._wake_waiters(s, moved, policy, now)
 
-    def reclaim_expired(self) -> list[LeaseRow]:
+    def _wake_waiters(self, s: sa.Connection, rollout: Rollout, policy: FleetPolicy,
+                      now: datetime) -> None:
+        """A lease ended: there may be room. Tell the reporting hosts longest affected that
+        have had no lease in this rollout, and no turn just now, that it is their turn to
+        ask: as many as could be in flight at once. So waiting hosts need not ask every
+        second or two; one that misses its turn (a lost NOTIFY, a restarted replica, a
+        host ahead of it that no longer asks) asks again by itself (RETRY_ROOM)."""
+        taken = sa.select(LeaseTable.c.host_id).where(
+            LeaseTable.c.remedy == rollout.remedy.key,
+            LeaseTable.c.granted_at >= rollout.started_at)
+        woken = sa.select(EventTable.c.host_id).where(
+            EventTable.c.type == "turn",
+            EventTable.c.created_at >= now - timedelta(seconds=TURN_AGAIN_SECONDS))
+        reporting = sa.select(HostTable.c.host_id).where(
+            HostTable.c.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds))
+        hosts = s.scalars(
+            sa.select(IncidentTable.c.host_id)
+            .where(IncidentTable.c.fleet_fingerprint == rollout.fingerprint,
+                   IncidentTable.c.status == "open", IncidentTable.c.host_id.in_(reporting),
+                   IncidentTable.c.host_id.not_in(taken), IncidentTable.c.host_id.not_in(woken))
+            .group_by(IncidentTable.c.host_id)
+            .order_by(sa.func.min(IncidentTable.c.first_seen), IncidentTable.c.host_id)
+            .limit(turns(policy))).all()
+        event = {"type": "turn", "remedy": rollout.remedy.model_dump()}
+        for host in hosts:
+            emit(s, "turn", event, host, now)
+
+    def reclaim_expired(self, policy: FleetPolicy) -> list[LeaseRow]:
         """Reclaim leases whose holder stopped renewing (a dead or cut-off agent). Its
         change may still be on trial (a cut-off agent finishes verifying and reports later):
         a lost canary is replaced only when its outcome says so or its wave timeout passed."""
@@ -368,7 +399,7 @@ class LeasesRepo(RepoBase):
                     continue  # renewed, released or reclaimed by another replica meanwhile
                 row = update_row(s, LeaseTable, row.id, state=RECLAIMED, live_key=None)
                 if row.role != "rollback":
-                    self._moved(s, remedy, row, None, now)
+                    self._moved(s, remedy, row, None, policy, now)
                 self._audit(s, "healer", "lease.reclaimed", f"remedy:{remedy}",
                             {"host": row.host_id, "lease": row.id,
                              "late_seconds": (now - row.expires_at).total_seconds()})
@@ -380,6 +411,12 @@ class LeasesRepo(RepoBase):
         q = sa.select(LeaseTable).where(LeaseTable.c.state == LIVE).order_by(LeaseTable.c.id)
         with self._tx(write=False) as s:
             return [_lease(r) for r in s.execute(q)]
+
+
+def turns(policy: FleetPolicy) -> int:
+    """How many waiting hosts a lease's end wakes: as many as could be in flight at once
+    (the in-flight cap, and the breaker's K counts the hosts in flight)."""
+    return max(1, min(policy.in_flight_max, policy.breaker_failures))
 
 
 def trip(s: sa.Connection, remedy: Remedy, failed: frozenset[str], now: datetime,

@@ -204,6 +204,27 @@ def test_a_change_held_behind_its_canary_is_loaded_and_seal_checked_when_it_may_
     assert any(a.event == "journal.untrusted" for a in repo.list_audit())
 
 
+def test_a_turn_for_its_remedy_ends_a_wait_for_room_long_before_its_retry_after(
+        netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
+        cp: ControlPlane, make_link: LinkFactory) -> None:
+    """Hosts waiting for room ask again by themselves only every RETRY_ROOM seconds: a
+    lease that ends brings the longest affected a turn event, and that one asks at once."""
+    engine, link, record = _told_to_wait_for_a_canary(netns, repo, clock, window, tmp_path,
+                                                      cp, make_link, waits=1, retry_after=600)
+    assert engine.step()[0].state == S.WAITING_CANARY
+    until(lambda: cp.requests("events"))  # the long poll is held open
+    other = {"playbook": PLAYBOOK, "kind": "sysctl_write", "target": "net.core.rmem_max"}
+    cp.push({"type": "turn", "remedy": other})  # not its remedy: it keeps waiting
+    until(lambda: len(cp.requests("events")) >= 2)
+    assert not link.leases.ready() and engine.step() == []
+    assert len(cp.requests("lease")) == 1
+    cp.push({"type": "turn", "remedy": {**other, "target": "net.core.somaxconn"}})
+    until(link.leases.ready, timeout=2.0)
+    [applied] = until(engine.step, timeout=5.0)
+    assert applied.id == record.id and applied.state == S.VERIFYING
+    assert len(cp.requests("lease")) == 2 and netns_sysctl(netns, "net.core.somaxconn") == "512"
+
+
 def test_another_wait_keeps_the_change_approved_with_the_reason_recorded_once(
         netns: str, repo: Repository, clock: Clock, window: Window, tmp_path: Path,
         cp: ControlPlane, make_link: LinkFactory) -> None:

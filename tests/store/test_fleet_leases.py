@@ -92,6 +92,38 @@ def test_the_canary_verifies_then_a_wave_of_ten_percent_of_the_affected_goes(
     assert (blocked.decision.reason, blocked.decision.rule) == ("wave", "F-wave")
 
 
+def _turns(repo: Repository, hosts: list[str]) -> dict[str, int]:
+    """How many turn events each of ``hosts`` was sent (for it alone), of ``REMEDY``."""
+    return {h: sum(1 for e in repo.events_after(h, 0) if e.type == "turn" and e.host_id == h
+                   and e.payload["remedy"] == REMEDY.model_dump()) for h in hosts}
+
+
+def test_a_lease_that_ends_tells_the_reporting_hosts_longest_affected_it_is_their_turn(
+        replicas: list[Repository], clock: FakeClock) -> None:
+    repo = replicas[0]
+    silent = add_fleet(repo, 1, opened_ago=1200.0, prefix="silent")
+    clock.advance(POLICY.reporting_seconds + 1)  # it stopped heartbeating
+    old = add_fleet(repo, 3, opened_ago=900.0, prefix="old")
+    new = add_fleet(repo, 8, opened_ago=600.0, prefix="new")
+    everyone = silent + old + new
+    canary = lease(repo, new[0])
+    assert sum(_turns(repo, everyone).values()) == 0  # a grant makes no room
+    release(repo, canary, new[0], "verified")
+    # as many as could be in flight at once: min(in-flight max 5, the breaker's K 3)
+    assert {h for h, n in _turns(repo, everyone).items() if n} == set(old)
+    member = lease(replicas[1], new[1])
+    assert member.decision.rule == "F-wave"
+    release(replicas[1], member, new[1], "verified")
+    # those told just now are not told again yet; hosts that had a lease are never told
+    assert _turns(repo, everyone) == {**dict.fromkeys(everyone, 0), **dict.fromkeys(old, 1),
+                                      **dict.fromkeys(new[2:5], 1)}
+    clock.advance(3)
+    joiner = lease(replicas[2], new[2])
+    assert joiner.grant is not None
+    release(replicas[2], joiner, new[2], "verified")
+    assert _turns(repo, old) == dict.fromkeys(old, 2)  # still waiting, longest affected
+
+
 def test_asking_again_while_holding_a_lease_gets_the_same_lease(
         replicas: list[Repository]) -> None:
     hosts = add_fleet(replicas[0], 3)
@@ -123,9 +155,9 @@ def test_a_dead_canarys_lease_is_reclaimed_after_the_ttl_and_its_outcome_waited_
     hosts = add_fleet(repo, 5)
     first = lease(repo, hosts[0])
     clock.advance(POLICY.lease_ttl_seconds - 1)
-    assert repo.reclaim_expired() == []  # not yet
+    assert repo.reclaim_expired(POLICY) == []  # not yet
     clock.advance(1)
-    assert [x.host_id for x in replicas[1].reclaim_expired()] == [hosts[0]]
+    assert [x.host_id for x in replicas[1].reclaim_expired(POLICY)] == [hosts[0]]
     held = lease(replicas[2], hosts[1])  # it may be verifying still, cut off
     assert (held.grant, held.decision.reason) == (None, "canary")
     clock.advance(POLICY.wave_timeout_windows * WINDOW)  # no outcome for a wave's timeout
@@ -143,7 +175,7 @@ def test_a_cut_off_canarys_late_verification_starts_the_first_wave(
     roomy = POLICY.model_copy(update={"in_flight_percent": 50.0})
     canary = lease(repo, hosts[0], policy=roomy)
     clock.advance(roomy.lease_ttl_seconds + 1)
-    assert [x.host_id for x in replicas[1].reclaim_expired()] == [hosts[0]]
+    assert [x.host_id for x in replicas[1].reclaim_expired(POLICY)] == [hosts[0]]
     assert lease(replicas[1], hosts[1], policy=roomy).decision.reason == "canary"
     release(repo, canary, hosts[0], "verified", policy=roomy)  # it finished, and says so
     first = lease(replicas[2], hosts[1], policy=roomy)
@@ -161,9 +193,9 @@ def test_reclaim_skips_a_lease_another_transaction_holds(replicas: list[Reposito
     with replicas[1].engine.connect() as holder:  # a renewal in flight holds the row
         holder.execute(sa.text("SELECT id FROM leases WHERE id = :i FOR UPDATE"),
                        {"i": grant.lease_id})
-        assert replicas[2].reclaim_expired() == []  # skipped, not waited for
+        assert replicas[2].reclaim_expired(POLICY) == []  # skipped, not waited for
         holder.rollback()
-    assert [x.id for x in replicas[2].reclaim_expired()] == [grant.lease_id]
+    assert [x.id for x in replicas[2].reclaim_expired(POLICY)] == [grant.lease_id]
 
 
 def test_k_failed_verifications_trip_the_breaker_until_the_remedy_is_resumed(
@@ -190,7 +222,7 @@ def test_a_late_failure_after_a_reclaim_still_counts_toward_the_breaker(
     hosts = add_fleet(repo, 10)
     cut_off = lease(repo, hosts[0])
     clock.advance(POLICY.lease_ttl_seconds + 1)
-    repo.reclaim_expired()
+    repo.reclaim_expired(POLICY)
     release(repo, cut_off, hosts[0], "rolled_back")  # it rolled back while cut off
     policy = POLICY.model_copy(update={"breaker_failures": 1})
     assert lease(repo, hosts[1], policy=policy).decision.reason == "breaker"
@@ -241,7 +273,7 @@ def test_a_reclaimed_lease_without_an_outcome_counts_toward_the_breaker_until_it
     cut_off = lease(replicas[1], hosts[1], policy=strict)  # the first wave's first host ...
     assert cut_off.grant is not None
     clock.advance(strict.lease_ttl_seconds + 1)  # ... stops renewing: partitioned, or busy
-    assert [x.host_id for x in replicas[2].reclaim_expired()] == [hosts[1]]
+    assert [x.host_id for x in replicas[2].reclaim_expired(POLICY)] == [hosts[1]]
     held = lease(repo, hosts[2], policy=strict)  # its change may be in place, and failing
     assert (held.decision.reason, held.decision.rule) == ("breaker", "F-breaker")
     assert "1 reclaimed without an outcome" in held.decision.detail

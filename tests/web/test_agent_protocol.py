@@ -234,6 +234,37 @@ def test_a_lane_runs_at_most_its_threads_at_once_and_refuses_past_its_queue() ->
     assert most == 2 and lane.queued == 0
 
 
+def test_a_lane_reports_each_requests_time_queued_and_running_and_each_one_shed() -> None:
+    telemetry = Telemetry()
+    lane = Lanes(lease=Lane("leases", threads=1, max_queued=2)).observed(
+        telemetry.agent_request).lease
+    gate = threading.Event()
+
+    def call() -> int:
+        gate.wait(5)
+        return 1
+
+    async def main() -> list[int | BaseException]:
+        tasks = [asyncio.create_task(lane.run(call)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[:2] == [1, 1] and isinstance(results[2], LaneFull)
+    registry = telemetry.serve_registry
+
+    def value(name: str, phase: str) -> float | None:
+        return registry.get_sample_value(f"healer_agent_request_seconds_{name}",
+                                         {"lane": "leases", "phase": phase})
+
+    assert value("count", "queued") == 2 and value("count", "running") == 2
+    # one thread: the second waited while the first ran, both about the 0.2 s held
+    assert (value("sum", "queued") or 0) >= 0.15 and (value("sum", "running") or 0) >= 0.15
+    assert registry.get_sample_value("healer_agent_requests_shed_total",
+                                     {"lane": "leases"}) == 1
+
+
 # -- reports ------------------------------------------------------------------------------------
 def test_reports_apply_in_seq_order_a_gap_waits_and_a_replay_changes_nothing(
         cp: TestClient, cp_repo: Repository) -> None:
