@@ -17,6 +17,7 @@ ends nothing: the change finishes verifying (and rolls back on regression) and i
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -48,6 +49,7 @@ UNREACHABLE_RETRY = 5.0  # a request that got no answer is asked again after thi
 OUTDATED_RETRY = 60.0  # a control plane refusing this version is asked again slowly
 RELEASE_GIVE_UP = 600.0  # a release unanswered this long is dropped (reports tell the rest)
 IDLE = 1.0
+WAIT_SPREAD = 0.1  # a wait's retry_after is stretched by up to this fraction, at random
 # Waits that end when a lease of the remedy ends, which the control plane's turn events say.
 ROOM_REASONS = frozenset({"canary", "wave", "in_flight", "breaker", "busy"})
 
@@ -260,7 +262,10 @@ class LeaseClient:
         elif reply.wait is not None:
             claim.phase, claim.grant = "waiting", None
             claim.reason, claim.rule = reply.wait.reason, reply.wait.rule
-            claim.retry_at = now + max(0.5, reply.wait.retry_after)
+            # never sooner than told, and spread: the hosts held by one rule (a systemic
+            # hold, a canary) are told the same time, and would all ask at once
+            wait = max(0.5, reply.wait.retry_after)
+            claim.retry_at = now + wait + random.uniform(0, WAIT_SPREAD * wait)
 
     def _period(self, grant: Grant) -> float:
         """Seconds between renewals: the protocol's 5 s, or TTL/3 when that is shorter."""

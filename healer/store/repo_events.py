@@ -77,15 +77,14 @@ class EventsRepo(RepoBase):
         with self._tx(write=False) as s:
             return int(s.scalar(sa.select(sa.func.max(EventTable.c.id))) or 0)
 
-    def event_hosts_after(self, after: int) -> tuple[int, set[str | None]]:
-        """The newest id, and the hosts (None: every host) of the events above ``after``:
-        how a replica that missed a NOTIFY learns whom to wake."""
-        q = sa.select(EventTable.c.id, EventTable.c.host_id).where(EventTable.c.id > after)
-        with self._tx(write=False) as s:
-            rows = s.execute(q.order_by(EventTable.c.id).limit(10 * PAGE)).all()
-        if not rows:
-            return after, set()
-        return int(rows[-1][0]), {h for _, h in rows}
+    def events_since(self, after: int, limit: int) -> list[EventRow]:
+        """Every host's events with an id above ``after``, oldest first, up to ``limit``:
+        what a replica's long-poll hub keeps in memory (web.events)."""
+        q = (sa.select(EventTable.c.id, EventTable.c.host_id, EventTable.c.type,
+                       EventTable.c.payload, EventTable.c.created_at)
+             .where(EventTable.c.id > after).order_by(EventTable.c.id).limit(limit))
+        return [EventRow(id=i, host_id=h, type=t, payload=p, created_at=at)
+                for i, h, t, p, at in self._probe(q)]
 
     @contextmanager
     def one_replica(self, name: str) -> Iterator[bool]:

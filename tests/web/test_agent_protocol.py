@@ -368,6 +368,9 @@ def test_a_fleet_pause_reaches_every_waiting_agent(cp: TestClient,
     agents = [Agent(cp, cp_repo, f"h{i}") for i in range(3)]
     cursors = [a.events().json()["cursor"] for a in agents]
     bodies: list[Any] = [None] * 3
+    reads: list[object] = []  # the events table read for one host
+    events_after = cp_repo.events_after
+    cp_repo.events_after = lambda *a: reads.append(a) or events_after(*a)  # type: ignore[method-assign]
 
     def poll(i: int) -> None:
         bodies[i] = agents[i].events(after=cursors[i], wait=10).json()
@@ -383,9 +386,24 @@ def test_a_fleet_pause_reaches_every_waiting_agent(cp: TestClient,
         w.join(timeout=15)
     assert time.monotonic() - paused < 2.0
     assert [[e["type"] for e in b["events"]] for b in bodies] == [["pause"]] * 3
+    # the broadcast woke every long poll, each answered from the hub's memory of the newest
+    # events (one read per replica), none reading the table for its own host
+    assert reads == []
     assert agents[0].beat().json()["paused"] is True
     refused = cp.post("/api/v1/fleet/pause", headers=admin, json={"hosts": ""})
     assert refused.status_code == 400 and "empty" in refused.json()["detail"]
+
+
+def test_events_from_before_the_replica_started_are_read_from_the_table(
+        settings: Settings, cp_repo: Repository) -> None:
+    """The hub keeps in memory only what came after it started: an agent whose cursor is
+    older (its first poll, or back after a while) reads the table, and misses nothing."""
+    assert cp_repo.fleet_pause(None, "root")
+    with control_plane(settings, cp_repo) as cp:
+        agent = Agent(cp, cp_repo, "a")
+        first = agent.events().json()
+        assert [e["type"] for e in first["events"]] == ["pause"]
+        assert agent.events(after=first["cursor"]).json()["events"] == []
 
 
 # -- the fleet view ------------------------------------------------------------------------------

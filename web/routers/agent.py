@@ -181,8 +181,10 @@ async def events(
         async with hub.slot():
             while True:
                 mark = hub.mark(host)
-                rows = await _in(_fleet(ctx).lanes.events,
-                                 lambda: ctx.repo.events_after(host, cursor))
+                rows = hub.tail(host, cursor)
+                if rows is None:  # a cursor older than the hub's memory
+                    rows = await _in(_fleet(ctx).lanes.events,
+                                     lambda: ctx.repo.events_after(host, cursor))
                 left = deadline - loop.time()
                 if rows or left <= 0:
                     break
