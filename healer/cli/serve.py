@@ -51,6 +51,10 @@ LLM_EVERY_SECONDS = 2.0  # the LLM job looks for incidents that want its answer
 # On SIGTERM, requests still running after this are cut: agents' long polls (up to 25 s)
 # would otherwise hold a replica's restart; they simply ask the next replica.
 SHUTDOWN_GRACE_S = 3
+# An agent keeps one connection per thread: a heartbeat every 5 s (±20 %), a host waiting
+# for room asks every 10 s. Kept this long, they are reused, not opened again each time
+# (uvicorn's default closes them after 5 s idle).
+KEEP_ALIVE_S = 30
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,6 +193,7 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
                      silence_check=parts.silence_check, fleet=parts.fleet)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                           log_level="warning", access_log=False,
+                                          timeout_keep_alive=KEEP_ALIVE_S,
                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     scheduler.start()
     try:

@@ -28,7 +28,7 @@ from healer.errors import HealerError
 from healer.fleet.config import FleetConfig
 from healer.fleet.events import CycleEvent, EventPoller
 from healer.fleet.leases import LeaseClient
-from healer.fleet.sender import Sender
+from healer.fleet.sender import REPORT_COALESCE, Sender
 from healer.fleet.state import FleetState
 from healer.fleet.transport import Endpoint, Transport, tls_context
 from healer.fleet.wire import DiagnosisEvent, IncidentEvent, VoteEvent
@@ -89,7 +89,8 @@ class FleetLink:
         self.leases.wake = lease_worker.wake
         sender_worker = Worker("fleet-sender", [self.sender.heartbeat, self.sender.report],
                                abort=self.sender.transport.close)
-        repo.on_report = partial(sender_worker.wake, 1)  # a report queued: send it now
+        # a report queued: send it, with those queued with it (a cycle's transitions)
+        repo.on_report = partial(sender_worker.wake, 1, REPORT_COALESCE)
         self._workers = [
             lease_worker,
             sender_worker,

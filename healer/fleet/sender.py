@@ -39,6 +39,7 @@ BATCH_BYTES = 2 * 1024 * 1024  # the protocol's limit on a report body is 4 MiB
 # How often an empty outbox is looked at again: the agent's own reports wake the sender
 # when they are queued; those of other root processes (``healer rollback``) wait for this.
 REPORT_IDLE = 10.0
+REPORT_COALESCE = 0.25  # a queued report waits this long for others to go in one request
 REPORT_GAP = 1.0  # acked short of what went: the control plane waits on a gap it lacks
 SKEW_WARN_SECONDS = 2.0
 REPORT_KEYS = {"incident": "incident", "transition": "action", "sample": "sample"}

@@ -35,12 +35,14 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def wake(self, step: int | None = None) -> None:
-        """Run every step (or the one at index ``step``) as soon as the thread is free."""
+    def wake(self, step: int | None = None, after: float = 0.0) -> None:
+        """Run every step (or the one at index ``step``) as soon as the thread is free, or
+        ``after`` seconds from now (when that is sooner than it was due)."""
+        due = self._mono() + after if after > 0 else 0.0
         if step is None:
-            self._due = [0.0] * len(self._steps)
+            self._due = [min(d, due) for d in self._due]
         else:
-            self._due[step] = 0.0
+            self._due[step] = min(self._due[step], due)
         self._wake.set()
 
     def stop(self) -> None:

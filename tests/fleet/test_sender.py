@@ -137,15 +137,17 @@ def test_a_queued_report_goes_out_at_once_but_never_through_a_back_off(
     until(lambda: cp.requests("heartbeat"))
     time.sleep(0.3)  # the sender found the outbox empty: its next look is REPORT_IDLE away
     queued = time.monotonic()
-    repo.add_report("sample", "sample", {"n": 1})
-    until(lambda: cp.reports, timeout=REPORT_IDLE / 2)
+    for n in (1, 2, 3):  # three transactions, as a cycle's transitions would be
+        repo.add_report("sample", "sample", {"n": n})
+    until(lambda: len(cp.reports) == 3, timeout=REPORT_IDLE / 2)
     assert time.monotonic() - queued < 2.0, "sent when queued, not at the next look"
+    assert len(cp.requests("report")) == 1, "queued together, sent together"
     cp.throttles["report"] = Throttle(429, 1, "3")
-    repo.add_report("sample", "sample", {"n": 2})
+    repo.add_report("sample", "sample", {"n": 4})
     until(lambda: len(cp.requests("report")) == 2)  # answered 429, Retry-After 3 s
     refused = time.monotonic()
-    repo.add_report("sample", "sample", {"n": 3})  # wakes the sender, which holds off
-    until(lambda: len(cp.reports) == 3, timeout=8)
+    repo.add_report("sample", "sample", {"n": 5})  # wakes the sender, which holds off
+    until(lambda: len(cp.reports) == 5, timeout=8)
     assert time.monotonic() - refused >= 3 * 0.8 - 0.1  # Retry-After, less its jitter
 
 
