@@ -68,7 +68,7 @@ _GPU_SETTINGS = {"gpu_power_limit": "power_limit", "gpu_locked_clocks": "locked_
 RETRY_SOON = 2.0  # seconds: a wait that may end any moment (the pause, the busy lock)
 RETRY_LATER = 10.0  # seconds: a wait that ends only when a person acts
 # A wait for room (the canary, a wave, the in-flight cap): it ends when a lease ends, and
-# the control plane then tells the hosts longest affected that it is their turn (a "turn"
+# the control plane then tells the affected hosts, in order, that it is their turn (a "turn"
 # event), so a host asks again by itself only this rarely, in case no turn reaches it.
 RETRY_ROOM = 10.0
 

@@ -354,30 +354,35 @@ class LeasesRepo(RepoBase):
 
     def _wake_waiters(self, s: sa.Connection, rollout: Rollout, policy: FleetPolicy,
                       now: datetime) -> None:
-        """A lease ended: there may be room. Tell the reporting hosts longest affected that
-        have had no lease in this rollout, and no turn just now, that it is their turn to
-        ask: as many as could be in flight at once. So waiting hosts need not ask every
-        second or two; one that misses its turn (a lost NOTIFY, a restarted replica, a
-        host ahead of it that no longer asks) asks again by itself (RETRY_ROOM)."""
+        """A lease ended: there may be room. Tell the reporting hosts with the rollout's
+        fingerprint open that have had no lease in it that it is their turn to ask, as many
+        as could be in flight at once: those never told first, then those told longest
+        ago, the longest affected first; none told in the last TURN_AGAIN_SECONDS. So
+        waiting hosts need not ask every second or two, and a host that no longer asks
+        (its own guard said no) does not keep the others from their turn. One that misses
+        its turn (a lost NOTIFY, a restarted replica) asks again by itself (RETRY_ROOM)."""
+        host = IncidentTable.c.host_id
         taken = sa.select(LeaseTable.c.host_id).where(
             LeaseTable.c.remedy == rollout.remedy.key,
             LeaseTable.c.granted_at >= rollout.started_at)
-        woken = sa.select(EventTable.c.host_id).where(
-            EventTable.c.type == "turn",
-            EventTable.c.created_at >= now - timedelta(seconds=TURN_AGAIN_SECONDS))
         reporting = sa.select(HostTable.c.host_id).where(
             HostTable.c.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds))
+        told = (sa.select(sa.func.max(EventTable.c.created_at))
+                .where(EventTable.c.host_id == host, EventTable.c.type == "turn",
+                       EventTable.c.created_at >= rollout.started_at)
+                .scalar_subquery())
+        again = now - timedelta(seconds=TURN_AGAIN_SECONDS)
         hosts = s.scalars(
-            sa.select(IncidentTable.c.host_id)
+            sa.select(host)
             .where(IncidentTable.c.fleet_fingerprint == rollout.fingerprint,
-                   IncidentTable.c.status == "open", IncidentTable.c.host_id.in_(reporting),
-                   IncidentTable.c.host_id.not_in(taken), IncidentTable.c.host_id.not_in(woken))
-            .group_by(IncidentTable.c.host_id)
-            .order_by(sa.func.min(IncidentTable.c.first_seen), IncidentTable.c.host_id)
+                   IncidentTable.c.status == "open", host.in_(reporting), host.not_in(taken),
+                   sa.or_(told.is_(None), told < again))
+            .group_by(host)
+            .order_by(told.is_not(None), told, sa.func.min(IncidentTable.c.first_seen), host)
             .limit(turns(policy))).all()
         event = {"type": "turn", "remedy": rollout.remedy.model_dump()}
-        for host in hosts:
-            emit(s, "turn", event, host, now)
+        for woken in hosts:
+            emit(s, "turn", event, woken, now)
 
     def reclaim_expired(self, policy: FleetPolicy) -> list[LeaseRow]:
         """Reclaim leases whose holder stopped renewing (a dead or cut-off agent). Its

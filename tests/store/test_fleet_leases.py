@@ -121,7 +121,14 @@ def test_a_lease_that_ends_tells_the_reporting_hosts_longest_affected_it_is_thei
     joiner = lease(replicas[2], new[2])
     assert joiner.grant is not None
     release(replicas[2], joiner, new[2], "verified")
-    assert _turns(repo, old) == dict.fromkeys(old, 2)  # still waiting, longest affected
+    # every host gets a turn before any gets a second: one that no longer asks (its own
+    # guard said no) does not keep the others from theirs
+    assert _turns(repo, new[5:]) == dict.fromkeys(new[5:], 1)
+    assert _turns(repo, old) == dict.fromkeys(old, 1)
+    clock.advance(3)
+    last = lease(replicas[0], new[3])
+    release(replicas[0], last, new[3], "verified")
+    assert _turns(repo, old) == dict.fromkeys(old, 2)  # then again, longest told first
 
 
 def test_asking_again_while_holding_a_lease_gets_the_same_lease(
