@@ -144,7 +144,8 @@ class LeaseClient:
     def turn(self, remedy: Remedy) -> None:
         """The control plane says a lease of ``remedy`` ended: a change waiting for room
         (behind the canary, a wave, the in-flight cap) asks again on the next cycle instead
-        of at its ``retry_after``. A wait for a person (pause, breaker) is not ended."""
+        of at its ``retry_after``. A pause is not ended; a tripped breaker ends the rollout,
+        and no turn comes for it."""
         with self._lock:
             for claim in self._claims.values():
                 if claim.phase == "waiting" and claim.remedy == remedy \

@@ -62,13 +62,20 @@ class EventsRepo(RepoBase):
     """Reading the events table (writing is ``emit``, inside other writes)."""
 
     def events_after(self, host_id: str, after: int, limit: int = PAGE) -> list[EventRow]:
-        """Events for ``host_id`` or every host with an id above ``after``, oldest first."""
+        """Events for ``host_id`` or every host with an id above ``after``, oldest first
+        (a cursor older than the long-poll hub's memory, web.events)."""
+        return self._events(after, limit, sa.or_(EventTable.c.host_id == host_id,
+                                                 EventTable.c.host_id.is_(None)))
+
+    def events_since(self, after: int, limit: int) -> list[EventRow]:
+        """Every host's events with an id above ``after``, oldest first, up to ``limit``:
+        what a replica's long-poll hub keeps in memory (web.events)."""
+        return self._events(after, limit)
+
+    def _events(self, after: int, limit: int, *where: sa.ColumnElement[bool]) -> list[EventRow]:
         q = (sa.select(EventTable.c.id, EventTable.c.host_id, EventTable.c.type,
                        EventTable.c.payload, EventTable.c.created_at)
-             .where(EventTable.c.id > after,
-                    sa.or_(EventTable.c.host_id == host_id, EventTable.c.host_id.is_(None)))
-             .order_by(EventTable.c.id).limit(limit))
-        # a probe: every long poll a broadcast wakes reads at once
+             .where(EventTable.c.id > after, *where).order_by(EventTable.c.id).limit(limit))
         return [EventRow(id=i, host_id=h, type=t, payload=p, created_at=at)
                 for i, h, t, p, at in self._probe(q)]
 
@@ -76,15 +83,6 @@ class EventsRepo(RepoBase):
         """The newest event's id (0 when there is none)."""
         with self._tx(write=False) as s:
             return int(s.scalar(sa.select(sa.func.max(EventTable.c.id))) or 0)
-
-    def events_since(self, after: int, limit: int) -> list[EventRow]:
-        """Every host's events with an id above ``after``, oldest first, up to ``limit``:
-        what a replica's long-poll hub keeps in memory (web.events)."""
-        q = (sa.select(EventTable.c.id, EventTable.c.host_id, EventTable.c.type,
-                       EventTable.c.payload, EventTable.c.created_at)
-             .where(EventTable.c.id > after).order_by(EventTable.c.id).limit(limit))
-        return [EventRow(id=i, host_id=h, type=t, payload=p, created_at=at)
-                for i, h, t, p, at in self._probe(q)]
 
     @contextmanager
     def one_replica(self, name: str) -> Iterator[bool]:
