@@ -6,7 +6,7 @@ ORM would cost it ~5 MB. Rows come back as ``sa.Row`` (read by column name).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
@@ -74,12 +74,14 @@ class RepoBase:
         if hook not in hooks:
             hooks.append(hook)
 
-    def _probe(self, q: sa.Select[*Ts]) -> list[sa.Row[*Ts]]:
-        """``q``'s rows, read in a read-only transaction of its own and rolled back (there is
-        nothing to commit): the probes made every cycle."""
+    def _probe(self, q: sa.Select[*Ts],
+               params: Mapping[str, Any] | None = None) -> list[sa.Row[*Ts]]:
+        """``q``'s rows (with ``params`` for its bind parameters), read in a read-only
+        transaction of its own and rolled back (there is nothing to commit): the probes
+        made every cycle."""
         try:
             with self._ro_engine.connect() as conn:
-                rows = list(conn.execute(q))
+                rows = list(conn.execute(q, params))
                 conn.rollback()
                 return rows
         except SQLAlchemyError as e:

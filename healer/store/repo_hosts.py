@@ -47,6 +47,15 @@ HOST_ROLE = "host"
 FLEET_WIDE = "*"  # the fleet_pauses target of the fleet-wide kill switch
 APPLY_BATCH = 1000
 
+# A heartbeat, built once (every host sends one every 5 s: the control plane's most frequent
+# write): one UPDATE ... RETURNING the host's switch, then the fleet-wide one.
+_BEAT = {c: sa.bindparam(f"beat_{c}", type_=HostTable.c[c].type)
+         for c in ("labels", "agent_version", "mode", "last_heartbeat_at", "clock_skew_seconds",
+                   "reported_seq")}
+HEARTBEAT = (sa.update(HostTable).where(HostTable.c.host_id == sa.bindparam("beat_host"))
+             .values(**_BEAT).returning(HostTable.c.paused))
+FLEET_PAUSED = sa.select(sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE))
+
 
 class SelectorRefused(StoreError):
     """A host selector that is empty or matches every host (an empty set read as "all"
@@ -130,19 +139,15 @@ class HostsRepo(RepoBase):
         """Record a heartbeat; returns whether automation is paused for this host."""
         now = self.now()
         skew = (beat.sent_at - now).total_seconds()
-        # One UPDATE ... RETURNING and one read: every host does this every 5 s, so it is
-        # the control plane's most frequent write.
-        update = (sa.update(HostTable).where(HostTable.c.host_id == beat.host_id)
-                  .values(labels=dict(beat.labels), agent_version=beat.agent_version,
-                          mode=beat.mode, last_heartbeat_at=now,
-                          clock_skew_seconds=round(skew, 3), reported_seq=beat.last_report_seq)
-                  .returning(HostTable.c.paused))
-        fleet_wide = sa.select(sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE))
+        params = {"beat_host": beat.host_id, "beat_labels": dict(beat.labels),
+                  "beat_agent_version": beat.agent_version, "beat_mode": beat.mode,
+                  "beat_last_heartbeat_at": now, "beat_clock_skew_seconds": round(skew, 3),
+                  "beat_reported_seq": beat.last_report_seq}
         with self._tx() as s:
-            host_paused = s.execute(update).scalar()
+            host_paused = s.execute(HEARTBEAT, params).scalar()
             if host_paused is None:
                 raise NotFound("host", beat.host_id)
-            return bool(host_paused) or bool(s.scalar(fleet_wide))
+            return bool(host_paused) or bool(s.scalar(FLEET_PAUSED))
 
     def list_hosts(self, host_id: str | None = None) -> list[HostRow]:
         """Every host (or one), by id, with its open incidents counted here."""

@@ -58,6 +58,59 @@ LIVE, RELEASED, RECLAIMED = "live", "released", "reclaimed"
 RECLAIM_BATCH = 100
 TURN_AGAIN_SECONDS = 2.0  # a host told it is its turn is not told again sooner
 
+# -- the fleet state decide reads, built once ---------------------------------------------
+# A waiting host asks again every few seconds: building these per request cost more of a
+# replica's interpreter than running them. Parameters: ``remedy``, ``host`` (the asking
+# host), ``fingerprint``, and the window bounds ``reporting_since``, ``systemic_since`` and
+# ``breaker_since`` (LeasesRepo._window).
+_REMEDY: sa.BindParameter[str] = sa.bindparam("remedy")
+_FP = IncidentTable.c.fleet_fingerprint == sa.bindparam("fingerprint")
+_OPEN = IncidentTable.c.status == "open"
+# (reporting hosts, hosts with the fingerprint open, hosts that opened it within the
+# systemic window, its first report among open incidents)
+COUNTS = (
+    sa.select(sa.func.count()).select_from(HostTable)
+    .where(HostTable.c.last_heartbeat_at >= sa.bindparam("reporting_since")).scalar_subquery(),
+    sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id))).where(_FP, _OPEN)
+    .scalar_subquery(),
+    sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id)))
+    .where(_FP, IncidentTable.c.first_seen >= sa.bindparam("systemic_since")).scalar_subquery(),
+    sa.select(sa.func.min(IncidentTable.c.first_seen)).where(_FP, _OPEN).scalar_subquery())
+FLEET_COUNTS = sa.select(*COUNTS)
+_RESET = sa.select(BreakerTable.c.reset_at).where(BreakerTable.c.remedy == _REMEDY) \
+    .scalar_subquery()
+_BREAKER_SINCE: sa.BindParameter[datetime] = sa.bindparam("breaker_since")
+# Leases of the remedy whose verification failed in the breaker window, since the breaker
+# was last reset (a resume forgives what came before).
+FAILED_LEASE = sa.and_(
+    LeaseTable.c.remedy == _REMEDY, LeaseTable.c.outcome.in_(sorted(FAILED)),
+    LeaseTable.c.released_at >= _BREAKER_SINCE,
+    sa.or_(_RESET.is_(None), _RESET < _BREAKER_SINCE, LeaseTable.c.released_at > _RESET))
+# Leases of the remedy held by hosts other than ``host``, reclaimed in the breaker window,
+# whose outcome has not arrived.
+UNSETTLED_LEASE = sa.and_(
+    LeaseTable.c.remedy == _REMEDY, LeaseTable.c.state == RECLAIMED,
+    LeaseTable.c.outcome.is_(None), LeaseTable.c.role != "rollback",
+    LeaseTable.c.expires_at >= _BREAKER_SINCE, LeaseTable.c.host_id != sa.bindparam("host"))
+FAILED_HOSTS = sa.select(LeaseTable.c.host_id).distinct().where(FAILED_LEASE)
+UNSETTLED_HOSTS = sa.select(LeaseTable.c.host_id).distinct().where(UNSETTLED_LEASE)
+FLEET_LISTS = sa.union_all(
+    sa.select(sa.literal("flying"), LeaseTable.c.host_id, HostTable.c.labels)
+    .outerjoin(HostTable, HostTable.c.host_id == LeaseTable.c.host_id)
+    .where(LeaseTable.c.remedy == _REMEDY, LeaseTable.c.state == LIVE,
+           LeaseTable.c.role != "rollback", LeaseTable.c.host_id != sa.bindparam("host")),
+    sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null()).where(FAILED_LEASE),
+    sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null()).where(UNSETTLED_LEASE))
+FLEET_SCALARS = sa.select(
+    sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE),
+    sa.exists().where(FleetPauseTable.c.target == _REMEDY),
+    sa.select(HostTable.c.paused).where(HostTable.c.host_id == sa.bindparam("host"))
+    .scalar_subquery(),
+    *COUNTS,
+    sa.exists().where(BreakerTable.c.remedy == _REMEDY, BreakerTable.c.tripped_at.is_not(None)),
+    sa.exists().where(FleetIncidentTable.c.open_key == sa.bindparam("fingerprint")),
+    sa.select(RolloutTable.c.state).where(RolloutTable.c.live_key == _REMEDY).scalar_subquery())
+
 
 class LeaseLost(NotFound):
     """A renewal of a lease that expired, was reclaimed or released (409)."""
@@ -187,59 +240,30 @@ class LeasesRepo(RepoBase):
                      self.host_id)
 
     # -- the state decide reads -----------------------------------------------------------
-    def _counts(self, fingerprint: str, policy: FleetPolicy) -> tuple[sa.ScalarSelect[Any], ...]:
-        """(reporting hosts, hosts with the fingerprint open, hosts that opened it within
-        the systemic window, its first report among open incidents), as scalar subqueries."""
+    def _window(self, policy: FleetPolicy, **params: Any) -> dict[str, Any]:
+        """``params`` and the window bounds the fleet reads take, as of now."""
         now = self.now()
-        fp = IncidentTable.c.fleet_fingerprint == fingerprint
-        open_ = IncidentTable.c.status == "open"
-        since = now - timedelta(seconds=policy.systemic_window_seconds)
-        return (
-            sa.select(sa.func.count()).select_from(HostTable).where(
-                HostTable.c.last_heartbeat_at >= now - timedelta(seconds=policy.reporting_seconds)
-            ).scalar_subquery(),
-            sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id))).where(fp, open_)
-            .scalar_subquery(),
-            sa.select(sa.func.count(sa.distinct(IncidentTable.c.host_id)))
-            .where(fp, IncidentTable.c.first_seen >= since).scalar_subquery(),
-            sa.select(sa.func.min(IncidentTable.c.first_seen)).where(fp, open_).scalar_subquery())
+        return params | {
+            "reporting_since": now - timedelta(seconds=policy.reporting_seconds),
+            "systemic_since": now - timedelta(seconds=policy.systemic_window_seconds),
+            "breaker_since": now - timedelta(seconds=policy.breaker_window_seconds)}
 
     def fleet_counts(self, s: sa.Connection, fingerprint: str,
                      policy: FleetPolicy) -> tuple[int, int, int, datetime | None]:
-        """The four ``_counts``: one round trip."""
-        reporting, affected, recent, first = tuple(s.execute(
-            sa.select(*self._counts(fingerprint, policy))).one())
+        """The four ``COUNTS``: one round trip."""
+        reporting, affected, recent, first = tuple(
+            s.execute(FLEET_COUNTS, self._window(policy, fingerprint=fingerprint)).one())
         return int(reporting or 0), int(affected or 0), int(recent or 0), first
 
-    def _failed(self, remedy: str, policy: FleetPolicy) -> sa.ColumnElement[bool]:
-        """Leases of ``remedy`` whose verification failed in the breaker window, since the
-        breaker was last reset (a resume forgives what came before)."""
-        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        reset = sa.select(BreakerTable.c.reset_at).where(BreakerTable.c.remedy == remedy) \
-            .scalar_subquery()
-        return sa.and_(LeaseTable.c.remedy == remedy, LeaseTable.c.outcome.in_(sorted(FAILED)),
-                       LeaseTable.c.released_at >= since,
-                       sa.or_(reset.is_(None), reset < since, LeaseTable.c.released_at > reset))
-
-    def _unsettled(self, remedy: str, policy: FleetPolicy,
-                   exclude: str) -> sa.ColumnElement[bool]:
-        """Leases of ``remedy`` held by hosts other than ``exclude``, reclaimed in the
-        breaker window, whose outcome has not arrived."""
-        since = self.now() - timedelta(seconds=policy.breaker_window_seconds)
-        return sa.and_(LeaseTable.c.remedy == remedy, LeaseTable.c.state == RECLAIMED,
-                       LeaseTable.c.outcome.is_(None), LeaseTable.c.role != "rollback",
-                       LeaseTable.c.expires_at >= since, LeaseTable.c.host_id != exclude)
-
     def failed_hosts(self, s: sa.Connection, remedy: str, policy: FleetPolicy) -> frozenset[str]:
-        """Distinct hosts whose verification of ``remedy`` failed (``_failed``)."""
-        return frozenset(s.scalars(sa.select(LeaseTable.c.host_id).distinct()
-                                   .where(self._failed(remedy, policy))))
+        """Distinct hosts whose verification of ``remedy`` failed (``FAILED_LEASE``)."""
+        return frozenset(s.scalars(FAILED_HOSTS, self._window(policy, remedy=remedy)))
 
     def unsettled_hosts(self, s: sa.Connection, remedy: str, policy: FleetPolicy,
                         exclude: str) -> frozenset[str]:
-        """Distinct hosts with a lease reclaimed and no outcome yet (``_unsettled``)."""
-        return frozenset(s.scalars(sa.select(LeaseTable.c.host_id).distinct()
-                                   .where(self._unsettled(remedy, policy, exclude))))
+        """Distinct hosts with a lease reclaimed and no outcome yet (``UNSETTLED_LEASE``)."""
+        return frozenset(s.scalars(UNSETTLED_HOSTS,
+                                   self._window(policy, remedy=remedy, host=exclude)))
 
     def fleet_state(self, s: sa.Connection, req: LeaseRequest, policy: FleetPolicy,
                     verify_window: float, now: datetime) -> FleetState:
@@ -248,41 +272,19 @@ class LeasesRepo(RepoBase):
         read): the three host lists in one statement, then the scalars in another. In that
         order: under READ COMMITTED each statement sees its own snapshot, and a grant commits
         its lease and its rollout together, so a lease seen flying comes with its rollout."""
-        remedy = req.remedy.key
+        params = self._window(policy, remedy=req.remedy.key, host=req.host_id,
+                              fingerprint=req.fingerprint)
         flying: list[InFlight] = []
         failed: set[str] = set()
         unsettled: set[str] = set()
-        lists = sa.union_all(
-            sa.select(sa.literal("flying"), LeaseTable.c.host_id, HostTable.c.labels)
-            .outerjoin(HostTable, HostTable.c.host_id == LeaseTable.c.host_id)
-            .where(LeaseTable.c.remedy == remedy, LeaseTable.c.state == LIVE,
-                   LeaseTable.c.role != "rollback", LeaseTable.c.host_id != req.host_id),
-            sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null())
-            .where(self._failed(remedy, policy)),
-            sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null())
-            .where(self._unsettled(remedy, policy, req.host_id)))
-        for kind, host_id, labels in s.execute(lists):
+        for kind, host_id, labels in s.execute(FLEET_LISTS, params):
             if kind == "flying":
                 flying.append(InFlight(host_id=host_id, labels={
                     str(k): str(v) for k, v in (labels or {}).items()}))
             else:
                 (failed if kind == "failed" else unsettled).add(host_id)
-
-        def paused(target: str) -> sa.Exists:
-            return sa.exists().where(FleetPauseTable.c.target == target)
-
-        scalars = s.execute(sa.select(
-            paused(FLEET_WIDE), paused(remedy),
-            sa.select(HostTable.c.paused).where(HostTable.c.host_id == req.host_id)
-            .scalar_subquery(),
-            *self._counts(req.fingerprint, policy),
-            sa.exists().where(BreakerTable.c.remedy == remedy,
-                              BreakerTable.c.tripped_at.is_not(None)),
-            sa.exists().where(FleetIncidentTable.c.open_key == req.fingerprint),
-            sa.select(RolloutTable.c.state).where(RolloutTable.c.live_key == remedy)
-            .scalar_subquery())).one()
         (fleet_paused, remedy_paused, host_paused, reporting, affected, recent, first,
-         breaker_open, systemic_open, rollout) = scalars
+         breaker_open, systemic_open, rollout) = s.execute(FLEET_SCALARS, params).one()
         return FleetState(
             paused=bool(fleet_paused), remedy_paused=bool(remedy_paused),
             host_paused=bool(host_paused), reporting_hosts=int(reporting or 0),
