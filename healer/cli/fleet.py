@@ -19,6 +19,7 @@ from typing import Any
 from guardrails.fleet import Remedy
 from healer.cli.common import print_json, settings_from_args
 from healer.errors import ConfigError
+from healer.sim import AGENT_NICE
 from healer.sim import SCENARIOS as SIM_SCENARIOS
 from healer.store.credentials import new_token
 from healer.store.repository import Repository
@@ -126,6 +127,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nice(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 19:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a nice value from 0 to 19")
+    return int(text)
+
+
 def _agents(text: str) -> int:
     try:
         n = int(text)
@@ -145,7 +152,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     scenarios = SIM_SCENARIOS if args.scenario == "all" else (args.scenario,)
     report = simulate(SimConfig(agents=args.agents, scenarios=scenarios, seconds=args.seconds,
-                                database_url=os.environ.get("HEALER_DATABASE_URL") or None))
+                                database_url=os.environ.get("HEALER_DATABASE_URL") or None,
+                                agent_nice=args.agent_nice))
     if args.json:
         print_json(report)
     else:
@@ -186,5 +194,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="default: all of them at once, on disjoint hosts")
     sim.add_argument("--seconds", type=float, default=200.0,
                      help="stop the scenarios after this long (default 200)")
+    sim.add_argument("--agent-nice", type=_nice, default=AGENT_NICE, metavar="N",
+                     help="the simulated agents' nice value, 0-19 (default "
+                          f"{AGENT_NICE}); higher keeps their CPU from the control plane's "
+                          "latencies, at their own progress' cost")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_sim)

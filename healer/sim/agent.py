@@ -150,14 +150,16 @@ class SimAgent:
                 first_seen=when, last_seen=when))
             self._incidents[fault.playbook] = incident
         assert incident.id is not None
-        actions = list(self.repo.iter_actions(incident_id=incident.id))
-        if any(a.state == ActionState.VERIFIED for a in actions):
+        # the probe the pipeline makes before it diagnoses again: the last change verified
+        # (the incident ends), or one is still open (it waits)
+        activity = self.repo.incident_activity(incident.id, OPEN_STATES)
+        if activity.last_state == ActionState.VERIFIED:
             self.repo.update_incident(incident.model_copy(update={
                 "status": IncidentStatus.RESOLVED,
                 "last_seen": datetime.fromtimestamp(now, UTC)}))
             del self._incidents[fault.playbook]
             return
-        if any(a.state in OPEN_STATES for a in actions):
+        if activity.live:
             return
         if now - self._proposed.get(fault.playbook, float("-inf")) < REPROPOSE_SECONDS:
             return

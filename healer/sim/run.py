@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -47,7 +48,7 @@ from guardrails.fleet import Remedy, in_flight_cap
 from guardrails.policy import FleetPolicy
 from healer.errors import HealerError
 from healer.models import ActionState
-from healer.sim import SCENARIOS
+from healer.sim import AGENT_NICE, SCENARIOS
 from healer.sim.agent import (
     JOURNAL,
     METRICS,
@@ -117,6 +118,7 @@ class SimConfig:
     scenarios: tuple[str, ...] = SCENARIOS
     seconds: float = SECONDS
     database_url: str | None = None
+    agent_nice: int = AGENT_NICE  # 0: the agents compete with the control plane as equals
 
 
 @dataclass
@@ -124,14 +126,20 @@ class WorkerProc:
     index: int
     spec: Path
     out: Path
+    nice: int = AGENT_NICE
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.out / "worker.log").open("ab")
         self.proc = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "SIGKILL", sys.executable, "-m", "healer.sim.agent",
-             str(self.spec)], stdout=log, stderr=log)
+            ["nice", "-n", str(self.nice), "setpriv", "--pdeathsig", "SIGKILL",
+             sys.executable, "-m", "healer.sim.agent", str(self.spec)], stdout=log, stderr=log)
         log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid  # nice and setpriv exec: the worker's own
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -181,6 +189,7 @@ class Fleet:
     replicas: list[Replica] = field(default_factory=list)
     workers: list[WorkerProc] = field(default_factory=list)
     engine: sa.Engine | None = None
+    nice_seen: list[int] = field(default_factory=list)  # the running workers' nice values
 
     def close(self) -> None:
         stop_workers(self.workers)
@@ -247,12 +256,13 @@ def _run(fleet: Fleet, config: SimConfig) -> dict[str, Any]:
     hosts = _hosts(repo, config, [r.url for r in fleet.replicas])
     t0_file = fleet.work / "t0"
     template = template_journal(fleet.work / "template.db")
-    fleet.workers = _workers(fleet.work, hosts, template, t0_file)
+    fleet.workers = _workers(fleet.work, hosts, template, t0_file, config.agent_nice)
     sampler = ConnectionSampler(fleet.engine)
     with sampler.running():
         for w in fleet.workers:
             w.start()
         _wait_workers(fleet.workers)
+        fleet.nice_seen = sorted({os.getpriority(os.PRIO_PROCESS, w.pid) for w in fleet.workers})
         _wait_heartbeats(fleet.engine, config.agents)
         t0 = time.time()
         t0_file.write_text(str(t0))
@@ -285,7 +295,8 @@ def _hosts(repo: Repository, config: SimConfig, urls: list[str]) -> list[Host]:
     return hosts
 
 
-def _workers(work: Path, hosts: list[Host], template: Path, t0_file: Path) -> list[WorkerProc]:
+def _workers(work: Path, hosts: list[Host], template: Path, t0_file: Path,
+             nice: int) -> list[WorkerProc]:
     hosts_dir = work / "hosts"
     hosts_dir.mkdir()
     out = []
@@ -300,7 +311,7 @@ def _workers(work: Path, hosts: list[Host], template: Path, t0_file: Path) -> li
                                     "template": str(template), "t0_file": str(t0_file),
                                     "agents": agents}))
         spec.chmod(0o600)  # it holds host tokens
-        out.append(WorkerProc(index, spec, wdir))
+        out.append(WorkerProc(index, spec, wdir, nice))
     return out
 
 
@@ -798,6 +809,7 @@ def _report(fleet: Fleet, hosts: list[Host], config: SimConfig, policy: FleetPol
         "webhook_incidents": cp["webhook_incidents"],
         "db_connections_peak": sampler.peak, "db_connection_samples": sampler.samples,
         "max_connections": MAX_CONNECTIONS, "tick_seconds": TICK_SECONDS,
+        "agent_nice": fleet.nice_seen,
     }
     return report
 

@@ -23,6 +23,7 @@ from tests.tools import missing
 
 AGENTS = 30  # a fifth is 6 hosts: more than canary + K (4), so a breaker that never
 # tripped would show; 35 % is 10 hosts, above the systemic minimum of 5
+NICE = 3  # not the default (0): the report shows the workers' own nice value
 
 
 def _healer(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
@@ -39,7 +40,7 @@ def report() -> dict[str, Any]:
         pytest.skip("needs root: PostgreSQL and the replicas run as their own users")
     # the shipped 30 s systemic hold comes first: rollouts start 36 s in
     done = _healer("fleet", "sim", "--agents", str(AGENTS), "--json", "--seconds", "100",
-                   timeout=200)
+                   "--agent-nice", str(NICE), timeout=200)
     assert done.stdout, done.stderr[-3000:]
     found: dict[str, Any] = json.loads(done.stdout)
     found["exit"] = done.returncode
@@ -58,6 +59,7 @@ def test_every_safety_goal_holds_and_the_exit_status_follows_the_goals(
     assert [g for g in SAFETY if not goals[g]] == [], json.dumps(report, indent=1)
     assert report["exit"] == (0 if all(goals.values()) else 1)
     assert report["agents"] == AGENTS and report["workers"] == 10
+    assert report["agent_nice"] == [NICE]  # as the running workers have it
     # Latencies are measured (HTTP and the agents' own processes included) and judged in
     # the report; the test does not hold this shared two-core machine to their targets,
     # which depend on what else it runs (docs/fleet-sim.md).
@@ -133,7 +135,9 @@ def test_quantiles_interpolate_within_buckets_as_prometheus_does() -> None:
     assert histogram_quantile(0.99, {"0.1": 0.0, "+Inf": 0.0}) is None
 
 
-@pytest.mark.parametrize("args", [("--agents", "0"), ("--agents", "10", "--scenario", "nope")])
+@pytest.mark.parametrize("args", [("--agents", "0"), ("--agents", "10", "--scenario", "nope"),
+                                  ("--agents", "10", "--agent-nice", "20"),
+                                  ("--agents", "10", "--agent-nice", "-1")])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     done = _healer("fleet", "sim", *args, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
