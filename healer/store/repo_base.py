@@ -6,6 +6,7 @@ ORM would cost it ~5 MB. Rows come back as ``sa.Row`` (read by column name).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -141,10 +142,19 @@ def add_row(s: sa.Connection, table: sa.Table, **values: Any) -> sa.Row[Any]:
     return s.execute(sa.insert(table).values(**values).returning(*table.c)).one()
 
 
+@functools.cache
+def _by_key(table: sa.Table) -> sa.Select[Any]:
+    """``table``'s row by primary key (parameters ``pk_0``, ...), built once per table."""
+    return sa.select(table).where(*(c == sa.bindparam(f"pk_{i}")
+                                    for i, c in enumerate(table.primary_key.columns)))
+
+
 def get_row(s: sa.Connection, table: sa.Table, *key: Any) -> sa.Row[Any] | None:
     """The row with this primary key (its columns in table order), or None."""
-    where = (c == k for c, k in zip(table.primary_key.columns, key, strict=True))
-    return s.execute(sa.select(table).where(*where)).first()
+    if len(key) != len(table.primary_key.columns):
+        raise ValueError(f"{table.name}: {len(key)} key value(s) for "
+                         f"{len(table.primary_key.columns)} key column(s)")
+    return s.execute(_by_key(table), {f"pk_{i}": k for i, k in enumerate(key)}).first()
 
 
 def update_row(s: sa.Connection, table: sa.Table, *key: Any, **values: Any) -> sa.Row[Any]:

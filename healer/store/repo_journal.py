@@ -35,7 +35,7 @@ TRANSITION_FIELDS = frozenset({"original", "applied", "deadline", "verification"
 
 # The probes made every cycle, built once: a statement built per call costs its
 # construction and its cache key each time (about 4 times the execution on SQLite), and an
-# agent makes several a cycle. Parameters: ``host``, ``states``, ``incident``.
+# agent makes several a cycle. Parameters: ``host``, ``states``, ``incident``, ``action``.
 _MINE = ActionTable.c.host_id == sa.bindparam("host")
 _IN_STATES = ActionTable.c.state.in_(sa.bindparam("states", expanding=True))
 IN_STATES = (sa.select(ActionTable.c.id, ActionTable.c.state, ActionTable.c.created_at)
@@ -46,6 +46,14 @@ LAST_CHANGED = (sa.select(ActionTable.c.state, ActionTable.c.updated_at)
                 .where(_MINE, _OF_INCIDENT)
                 .order_by(ActionTable.c.updated_at.desc(), ActionTable.c.id.desc()).limit(1))
 ANY_LIVE = sa.select(ActionTable.c.id).where(_MINE, _OF_INCIDENT, _IN_STATES).limit(1)
+# The seal's checks, made for each change the engine moves: the log's extent, and a row's
+# newest log entry (parameter ``action``).
+_LOG_MINE = JournalLogTable.c.host_id == sa.bindparam("host")
+JOURNAL_EXTENT = sa.select(sa.func.count(),
+                           sa.func.coalesce(sa.func.max(JournalLogTable.c.seq), 0)).where(_LOG_MINE)
+NEWEST_LOG = (sa.select(JournalLogTable)
+              .where(_LOG_MINE, JournalLogTable.c.action_id == sa.bindparam("action"))
+              .order_by(JournalLogTable.c.seq.desc()).limit(1))
 
 
 def _states(states: Collection[ActionState]) -> list[str]:
@@ -366,11 +374,7 @@ class JournalRepo(ReportsRepo):
                 return "the row carries no seal"
             if not self.sealer.row_ok(_sealed_values(row), row.seq, row.mac):
                 return "the row's seal does not match its fields (changed or forged)"
-            newest = s.execute(
-                sa.select(JournalLogTable)
-                .where(JournalLogTable.c.host_id == self.host_id,
-                       JournalLogTable.c.action_id == action_id)
-                .order_by(JournalLogTable.c.seq.desc()).limit(1)).first()
+            newest = s.execute(NEWEST_LOG, {"host": self.host_id, "action": action_id}).first()
         if newest is None or not self.sealer.log_ok(newest.seq, newest.action_id,
                                                     newest.row_mac, newest.mac):
             return "no sealed log entry for the row"
@@ -380,10 +384,8 @@ class JournalRepo(ReportsRepo):
 
     def journal_extent(self) -> tuple[int, int]:
         """(entries, highest seq) of this host's journal log: equal when nothing is missing."""
-        q = sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(JournalLogTable.c.seq), 0)
-                      ).where(JournalLogTable.c.host_id == self.host_id)
         with self._tx(write=False) as s:
-            count, top = s.execute(q).one()
+            count, top = s.execute(JOURNAL_EXTENT, {"host": self.host_id}).one()
         return int(count), int(top)
 
     def journal_entries(self, after: int) -> list[tuple[int, int, str, str]]:
