@@ -59,6 +59,9 @@ TICK_SECONDS = 0.5  # an agent with a change in flight: verifying needs the samp
 IDLE_TICK_SECONDS = 2.0  # the others (waiting, or healthy): the CPU is shared by hundreds
 VERIFY_SECONDS = 2.0  # the verify window the issue asks for
 REPROPOSE_SECONDS = 5.0  # a fault still on after its change ended is proposed again
+# An incident whose change is open is looked at again when a cycle moved one of its
+# changes, or after this long (a change moves only in the engine's cycle, which says so).
+LOOK_SECONDS = 10.0
 WATCH_SECONDS = 0.01  # how often the kill switch is looked at, for the propagation figure
 SPEC = VerifySpec(metric=METRIC, direction="to_zero", window_seconds=VERIFY_SECONDS,
                   settle_seconds=0.5, min_samples=3)
@@ -108,7 +111,10 @@ class SimAgent:
         self._incidents: dict[str, Incident] = {}  # playbook -> this host's open incident
         self._proposed: dict[str, float] = {}
         self._next = 0.0  # when the next cycle is due while no grant is held
-        self._busy = False  # a change applying or verifying after the last cycle
+        self._busy = True  # a change applying or verifying after the last cycle (a restart:
+        # crash recovery may have left one verifying)
+        self._moved: set[int] = set()  # incidents whose changes the last cycle moved
+        self._open_seen: dict[int, float] = {}  # incident -> when a look found a change open
 
     def start(self) -> None:
         """Recover what a kill left behind, then join the fleet (as Daemon.start does)."""
@@ -136,8 +142,10 @@ class SimAgent:
         self.window.append(Sample(ts=now, metrics={METRIC: self.host.symptom(now)}))
         for fault in self.host.active(now):
             self._handle(fault, now)
-        self.engine.step()
-        self._busy = self.repo.has_actions((ActionState.APPLYING, ActionState.VERIFYING))
+        changed = self.engine.step()
+        self._moved = {r.incident_id for r in changed if r.incident_id is not None}
+        if changed or self._busy:  # nothing else starts or ends a change's trial
+            self._busy = self.repo.has_actions((ActionState.APPLYING, ActionState.VERIFYING))
 
     def _handle(self, fault: Fault, now: float) -> None:
         incident = self._incidents.get(fault.playbook)
@@ -150,9 +158,13 @@ class SimAgent:
                 first_seen=when, last_seen=when))
             self._incidents[fault.playbook] = incident
         assert incident.id is not None
+        seen = self._open_seen.get(incident.id)
+        if seen is not None and incident.id not in self._moved and now - seen < LOOK_SECONDS:
+            return  # its change is still open: nothing moved it
         # the probe the pipeline makes before it diagnoses again: the last change verified
         # (the incident ends), or one is still open (it waits)
         activity = self.repo.incident_activity(incident.id, OPEN_STATES)
+        self._open_seen.pop(incident.id, None)
         if activity.last_state == ActionState.VERIFIED:
             self.repo.update_incident(incident.model_copy(update={
                 "status": IncidentStatus.RESOLVED,
@@ -160,6 +172,7 @@ class SimAgent:
             del self._incidents[fault.playbook]
             return
         if activity.live:
+            self._open_seen[incident.id] = now
             return
         if now - self._proposed.get(fault.playbook, float("-inf")) < REPROPOSE_SECONDS:
             return
