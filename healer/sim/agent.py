@@ -111,8 +111,9 @@ class SimAgent:
         self._incidents: dict[str, Incident] = {}  # playbook -> this host's open incident
         self._proposed: dict[str, float] = {}
         self._next = 0.0  # when the next cycle is due while no grant is held
-        self._busy = True  # a change applying or verifying after the last cycle (a restart:
-        # crash recovery may have left one verifying)
+        # a change applying or verifying after the last cycle; True at first, since crash
+        # recovery may have left one verifying
+        self._busy = True
         self._moved: set[int] = set()  # incidents whose changes the last cycle moved
         self._open_seen: dict[int, float] = {}  # incident -> when a look found a change open
 
