@@ -71,6 +71,7 @@ RETRY_LATER = 10.0  # seconds: a wait that ends only when a person acts
 # the control plane then tells the affected hosts, in order, that it is their turn (a "turn"
 # event), so a host asks again by itself only this rarely, in case no turn reaches it.
 RETRY_ROOM = 10.0
+HOLD_RULE = "F-hold"  # the systemic hold: a wait that only time ends (hold_wait)
 
 
 class _Frozen(BaseModel):
@@ -280,9 +281,7 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
     if rollout is None:
         held = _hold_left(state, policy, now)
         if held > 0:
-            return _wait("hold", "F-hold", f"the fingerprint was first reported "
-                         f"{policy.systemic_hold_seconds - held:.0f} s ago; rollouts start "
-                         f"after {policy.systemic_hold_seconds:g} s", held)
+            return hold_wait(held, policy)
     elif not rollout.canary_verified and rollout.canary not in (None, request.host_id) \
             and not canary_given_up(rollout, state.verify_window_seconds, policy, now):
         lost = " (its lease was reclaimed; waiting for its outcome)" \
@@ -300,6 +299,13 @@ def decide(state: FleetState, request: LeaseRequest, policy: FleetPolicy,
     if capped is not None:
         return capped
     return _stage(state, request, rollout, policy, now)
+
+
+def hold_wait(left: float, policy: FleetPolicy) -> FleetDecision:
+    """Wait out the systemic hold: ``left`` seconds of it still to run."""
+    return _wait("hold", HOLD_RULE, f"the fingerprint was first reported "
+                 f"{policy.systemic_hold_seconds - left:.0f} s ago; rollouts start after "
+                 f"{policy.systemic_hold_seconds:g} s", left)
 
 
 def _hold_left(state: FleetState, policy: FleetPolicy, now: datetime) -> float:

@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from guardrails import load_policy
+from guardrails.fleet import hold_wait
 from healer.settings import Settings
 from healer.store.credentials import new_token
 from healer.store.engine import CONTROL_PLANE, open_engine
@@ -26,7 +27,7 @@ from playbooks.loader import load_library
 from tests.web.helpers import SILENCE_CHECK, bearer, service_bearer
 from web import create_app
 from web.events import EventHub
-from web.fleet import FleetConfig, Lane, LaneFull, Lanes, TokenCache
+from web.fleet import FleetConfig, Holds, Lane, LaneFull, Lanes, TokenCache
 
 VERSION = "0.1.0"
 REMEDY = {"playbook": "listen-backlog-too-small", "kind": "sysctl_write",
@@ -79,8 +80,6 @@ class Agent:
 
 
 def _now_iso(shift: float = 0.0) -> str:
-    from datetime import UTC, datetime
-
     return (datetime.now(UTC) + timedelta(seconds=shift)).isoformat()
 
 
@@ -320,6 +319,63 @@ def test_lease_answers_are_a_grant_or_a_wait_and_a_lost_lease_is_409(
     assert agents[0].post("release", done).json() == {}  # a replay
     assert agents[1].post("release", done).status_code == 404  # not its lease
     assert ask(agents[1]).json()["grant"]["rule"] == "F-wave"
+
+
+def test_a_remedy_in_its_systemic_hold_is_answered_from_memory_until_the_hold_ends(
+        settings: Settings, cp_repo: Repository) -> None:
+    """The first ask reads the hold from the database; the rest of the burst is answered
+    without a lane (jammed here: every lease ask that reaches one is 429), a rollback and
+    another fingerprint still go to the database, and so does everything once the hold
+    ends."""
+    policy = load_policy().fleet.model_copy(update={"systemic_hold_seconds": 3})
+    fleet = FleetConfig(policy=policy, library=load_library(), hub=EventHub(cp_repo),
+                        version=VERSION)
+    app = create_app(settings, repo=cp_repo, telemetry=Telemetry(),
+                     silence_check=SILENCE_CHECK, fleet=fleet)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        agents = [Agent(client, cp_repo, f"h{i}") for i in range(3)]
+        for agent in agents:
+            agent.beat()
+            agent.post("report", {"reports": [incident(1, ago=0)]})
+
+        def ask(agent: Agent, fingerprint: str = "listen-backlog-too-small|host",
+                **extra: Any) -> Any:
+            return agent.post("lease", {"action_id": 11, "incident_fingerprint": fingerprint,
+                                        "remedy": REMEDY} | extra)
+
+        first = ask(agents[0]).json()["wait"]
+        assert (first["reason"], first["rule"]) == ("hold", "F-hold")
+        fleet.lanes.lease = Lane("leases", threads=1, max_queued=0)
+        kept = ask(agents[1])
+        assert kept.status_code == 200, kept.text
+        again = kept.json()["wait"]
+        assert (again["reason"], again["rule"]) == ("hold", "F-hold")
+        assert 1.0 <= again["retry_after"] <= first["retry_after"]
+        assert ask(agents[2], purpose="rollback").status_code == 429
+        assert ask(agents[2], fingerprint="listen-backlog-too-small|netns").status_code == 429
+        time.sleep(again["retry_after"] - 0.9)  # the last second of the hold is not kept
+        assert ask(agents[1]).status_code == 429
+        fleet.lanes.lease = Lane("leases", threads=1, max_queued=8)
+        time.sleep(1.0)
+        granted = ask(agents[1]).json()
+        assert granted["grant"]["rule"] == "F-canary", granted
+
+
+def test_only_the_hold_is_kept_and_a_kept_hold_ends_no_later_than_the_one_read() -> None:
+    policy = load_policy().fleet
+    holds, asked = Holds(), datetime(2026, 1, 1, tzinfo=UTC)
+    wait = hold_wait(20.0, policy)
+    holds.keep("r", "fp", wait.model_copy(update={"rule": "F-canary", "reason": "canary"}),
+               asked)
+    assert holds.answer("r", "fp", "apply", policy, asked) is None
+    holds.keep("r", "fp", wait, asked)
+    later = asked + timedelta(seconds=5)
+    kept = holds.answer("r", "fp", "apply", policy, later)
+    assert kept is not None and (kept.rule, kept.retry_after) == ("F-hold", 15.0)
+    assert holds.answer("r", "fp", "rollback", policy, later) is None
+    assert holds.answer("r", "other", "apply", policy, later) is None
+    assert holds.answer("r", "fp", "apply", policy, asked + timedelta(seconds=19.5)) is None
+    assert holds.answer("r", "fp", "apply", policy, asked + timedelta(seconds=5)) is None
 
 
 # -- events --------------------------------------------------------------------------------------

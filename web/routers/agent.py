@@ -121,7 +121,8 @@ async def report(request: Request, host: AgentHost, body: ReportBatch) -> dict[s
 
 @router.post("/lease")
 async def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, Any]:
-    """Ask to apply a fleet-gated remedy, or renew a grant."""
+    """Ask to apply a fleet-gated remedy, or renew a grant. A remedy in its systemic hold
+    is answered from the replica's memory (web.fleet.Holds)."""
     _same_host(host, body.host_id)
     ctx = get_ctx(request)
     fleet = _fleet(ctx)
@@ -130,9 +131,14 @@ async def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, 
         answer = await _in(fleet.lanes.lease,
                            lambda: ctx.repo.renew(host, renew.lease_id, renew.epoch))
     else:
+        remedy, fingerprint, asked = body.remedy.key, body.incident_fingerprint, ctx.repo.now()
+        held = fleet.holds.answer(remedy, fingerprint, body.purpose, fleet.policy, asked)
+        if held is not None:
+            return lease_json(LeaseAnswer(decision=held))
         window = fleet.verify_window(body.remedy.playbook)
         answer = await _in(fleet.lanes.lease, lambda: ctx.repo.lease(body, fleet.policy,
                                                                      window))
+        fleet.holds.keep(remedy, fingerprint, answer.decision, asked)
     return lease_json(answer)
 
 
