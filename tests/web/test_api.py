@@ -111,3 +111,19 @@ def test_audit_lists_votes_newest_first(client: TestClient, repo: Repository, cl
     rows = client.get(f"/api/v1/audit?subject=action:{record.id}", headers=viewer).json()
     assert rows[0]["event"] == "approval.vote" and rows[0]["actor"] == "ann"
     assert rows[-1]["event"] == "action.added"
+
+
+def test_a_request_asks_opentelemetry_nothing(client: TestClient, viewer: dict[str, str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web side reports through Prometheus; FastAPI's OpenTelemetry bridge is off, so
+    a request never looks for a global provider (each look read the environment)."""
+    from opentelemetry import _logs, metrics, trace
+
+    looked: list[str] = []
+    for module, name in ((trace, "get_tracer_provider"), (metrics, "get_meter_provider"),
+                         (_logs, "get_logger_provider")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda real=real, name=name: (
+            looked.append(name), real())[1])
+    assert client.get("/api/v1/incidents", headers=viewer).status_code == 200
+    assert looked == []
