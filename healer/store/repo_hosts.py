@@ -54,7 +54,8 @@ _BEAT = {c: sa.bindparam(f"beat_{c}", type_=HostTable.c[c].type)
                    "reported_seq")}
 HEARTBEAT = (sa.update(HostTable).where(HostTable.c.host_id == sa.bindparam("beat_host"))
              .values(**_BEAT).returning(HostTable.c.paused))
-FLEET_PAUSED = sa.select(sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE))
+FLEET_WIDE_PAUSED = sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE)
+FLEET_PAUSED = sa.select(FLEET_WIDE_PAUSED)
 
 
 class SelectorRefused(StoreError):

@@ -41,7 +41,7 @@ from healer.store.errors import NotFound
 from healer.store.fleet_types import LeaseAnswer, LeaseAsk, LeaseGrant, LeaseRow, Release
 from healer.store.repo_base import RepoBase, _insert, add_row, get_row, update_row
 from healer.store.repo_events import advisory_key, emit, try_xact_lock, xact_lock
-from healer.store.repo_hosts import FLEET_WIDE, bounded
+from healer.store.repo_hosts import FLEET_WIDE_PAUSED, bounded
 from healer.store.tables import (
     AuditTable,
     BreakerTable,
@@ -102,7 +102,7 @@ FLEET_LISTS = sa.union_all(
     sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null()).where(FAILED_LEASE),
     sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null()).where(UNSETTLED_LEASE))
 FLEET_SCALARS = sa.select(
-    sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE),
+    FLEET_WIDE_PAUSED,
     sa.exists().where(FleetPauseTable.c.target == _REMEDY),
     sa.select(HostTable.c.paused).where(HostTable.c.host_id == sa.bindparam("host"))
     .scalar_subquery(),
