@@ -70,17 +70,17 @@ class Gate:
         """Everything ``check`` needs about ``action``, read now; ``convergence``: the key
         of the convergence ``action`` is the next step of (ActionRecord.convergence)."""
         current, facts, exists = _live(action, actuator)
+        read = self._repo.guard_reads(action.target, now - HISTORY_SPAN, now - timedelta(hours=1))
         history = tuple(
             HistoryEntry(target=h.target, ts=h.ts, state=h.state.value, value=h.value,
                          judged=h.judged, convergence=h.convergence)
-            for h in self._repo.history(action.target, now - HISTORY_SPAN)
+            for h in read.history
         )
         return CheckContext(
             now=now, mode=self._mode, provenance=provenance, in_playbook=in_playbook,
             current=current, facts=facts, key_exists=exists, history=history,
-            changes_this_cycle=changes_this_cycle,
-            changes_last_hour=self._repo.changes_since(now - timedelta(hours=1)),
-            paused_targets=frozenset(self._repo.paused_targets()),
+            changes_this_cycle=changes_this_cycle, changes_last_hour=read.changes,
+            paused_targets=read.paused,
             approvals=tuple(approvals), confine=self._confine.for_action(action), root=self._root,
             convergence=convergence,
         )

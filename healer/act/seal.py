@@ -12,7 +12,7 @@ agent, root's ``healer rollback|persist|journal adopt``) write journal rows.
   rows fail their check, are reported and never acted on, until ``healer journal adopt``
   (a person's decision that they are genuine) seals them again, audited.
 - Every row the engine is about to act on must pass ``trusted``: the log intact up to the
-  high-water mark, and the row's own seal good (``Repository.seal_problem``). A row that
+  high-water mark, and the row's own seal good (``Repository.seal_check``). A row that
   fails is reported once (log, audit, escalation) and skipped, never acted on.
 """
 
@@ -142,7 +142,10 @@ class JournalSeal:
     # -- judging rows ------------------------------------------------------------------
     def intact(self) -> str | None:
         """Why the log cannot be trusted as a whole (a deleted write), or None."""
-        count, top = self.repo.journal_extent()
+        return self._intact(*self.repo.journal_extent())
+
+    def _intact(self, count: int, top: int) -> str | None:
+        """``intact`` for a log of ``count`` entries whose highest seq is ``top``."""
         hwm = max(self._hwm, self._read_hwm())
         if top < hwm:
             return f"the journal log ends at write {top}, below the high-water mark {hwm}"
@@ -161,7 +164,8 @@ class JournalSeal:
         """Why the engine must not act on ``record``, or None."""
         if record.id is None:
             return "the record has no id"
-        return self.intact() or self.repo.seal_problem(record.id)
+        check = self.repo.seal_check(record.id)  # the row and the log, in one read
+        return self._intact(check.entries, check.top) or check.problem
 
     def trusted(self, record: ActionRecord) -> bool:
         """True when the engine may act on ``record``; a failure is reported once."""

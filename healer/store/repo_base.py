@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVarTuple
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
 from healer.errors import StoreError
 from healer.store.tables import AuditTable
@@ -93,9 +93,8 @@ class RepoBase:
         detail: dict[str, Any] | None
     ) -> None:
         """Add an audit row inside the caller's transaction."""
-        s.execute(sa.insert(AuditTable).values(host_id=self.host_id, at=self.now(), actor=actor,
-                                               event=event, subject=subject,
-                                               detail=detail or {}))
+        insert_row(s, AuditTable, host_id=self.host_id, at=self.now(), actor=actor,
+                   event=event, subject=subject, detail=detail or {})
 
     def _insert_ignore(
         self, session: sa.Connection, table: Any, rows: Sequence[dict[str, Any]],
@@ -104,7 +103,7 @@ class RepoBase:
         """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL); returns rows inserted."""
         if not rows:
             return 0
-        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
+        stmt = _insert_ignoring(session.dialect.name, table, tuple(keys))
         if len(rows) == 1:
             # RETURNING, not rowcount: psycopg reports -1 for SQLAlchemy's compiled INSERT.
             return len(session.execute(stmt.returning(table.c[keys[0]]), rows[0]).all())
@@ -116,16 +115,25 @@ class RepoBase:
         """INSERT, or UPDATE the ``update`` columns of the row with the same ``keys``: one
         atomic statement, where a read-then-insert would let a concurrent writer on
         PostgreSQL (READ COMMITTED) slip in between and fail this one on the unique key."""
-        stmt = _insert(session, table)
-        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
-                                          set_={c: stmt.excluded[c] for c in update})
-        session.execute(stmt, row)
+        session.execute(_upserting(session.dialect.name, table, tuple(keys), tuple(update)), row)
 
 
-def _insert(session: sa.Connection, table: Any) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT (SQLite's and PostgreSQL's agree)."""
+@functools.cache
+def _insert_ignoring(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    return _insert(dialect, table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+@functools.cache
+def _upserting(dialect: str, table: Any, keys: tuple[str, ...], update: tuple[str, ...]) -> Any:
+    stmt = _insert(dialect, table)
+    return stmt.on_conflict_do_update(index_elements=list(keys),
+                                      set_={c: stmt.excluded[c] for c in update})
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    """The INSERT of ``dialect`` (a dialect's name), which has ON CONFLICT (SQLite's and
+    PostgreSQL's agree)."""
     # Each dialect's module loads on first use: the PostgreSQL one costs a SQLite host ~2 MB.
-    dialect = session.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -137,30 +145,73 @@ def _insert(session: sa.Connection, table: Any) -> Any:
     raise StoreError(f"unsupported database backend {dialect!r}")
 
 
-def add_row(s: sa.Connection, table: sa.Table, **values: Any) -> sa.Row[Any]:
-    """INSERT one row and return it as stored (its id and server defaults included)."""
-    return s.execute(sa.insert(table).values(**values).returning(*table.c)).one()
+# The statements below are built once per table and take their values as parameters: a
+# statement built per call costs its construction and its cache key each time, about 4
+# times its execution on SQLite. Given a parameter dict, an INSERT sets the columns the
+# dict names, and an UPDATE sets them (its WHERE takes ``pk_0``, ...: no column's name).
+
+
+@functools.cache
+def _inserting(table: sa.Table) -> sa.Insert:
+    return sa.insert(table)
+
+
+@functools.cache
+def _adding(table: sa.Table) -> sa.Insert:
+    return sa.insert(table).returning(*table.c)
 
 
 @functools.cache
 def _by_key(table: sa.Table) -> sa.Select[Any]:
-    """``table``'s row by primary key (parameters ``pk_0``, ...), built once per table."""
-    return sa.select(table).where(*(c == sa.bindparam(f"pk_{i}")
-                                    for i, c in enumerate(table.primary_key.columns)))
+    """``table``'s row by primary key (parameters ``pk_0``, ...)."""
+    return sa.select(table).where(*_key_match(table))
+
+
+@functools.cache
+def _updating(table: sa.Table) -> sa.Update:
+    return sa.update(table).where(*_key_match(table)).returning(*table.c)
+
+
+def _key_match(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    return [c == sa.bindparam(f"pk_{i}") for i, c in enumerate(table.primary_key.columns)]
+
+
+def _key_params(table: sa.Table, key: tuple[Any, ...]) -> dict[str, Any]:
+    if len(key) != len(table.primary_key.columns):
+        raise ValueError(f"{table.name}: {len(key)} key value(s) for "
+                         f"{len(table.primary_key.columns)} key column(s)")
+    return {f"pk_{i}": k for i, k in enumerate(key)}
+
+
+def insert_row(s: sa.Connection, table: sa.Table, **values: Any) -> None:
+    """INSERT one row."""
+    s.execute(_inserting(table), values)
+
+
+def add_row(s: sa.Connection, table: sa.Table, **values: Any) -> sa.Row[Any]:
+    """INSERT one row and return it as stored (its id and server defaults included)."""
+    return s.execute(_adding(table), values).one()
 
 
 def get_row(s: sa.Connection, table: sa.Table, *key: Any) -> sa.Row[Any] | None:
     """The row with this primary key (its columns in table order), or None."""
-    if len(key) != len(table.primary_key.columns):
-        raise ValueError(f"{table.name}: {len(key)} key value(s) for "
-                         f"{len(table.primary_key.columns)} key column(s)")
-    return s.execute(_by_key(table), {f"pk_{i}": k for i, k in enumerate(key)}).first()
+    return s.execute(_by_key(table), _key_params(table, key)).first()
+
+
+def change_row(s: sa.Connection, table: sa.Table, *key: Any, **values: Any) -> sa.Row[Any] | None:
+    """UPDATE the row with this primary key and return it as stored; None when there is
+    none."""
+    if not values:
+        raise ValueError(f"{table.name}: an UPDATE that sets nothing")
+    return s.execute(_updating(table), {**values, **_key_params(table, key)}).first()
 
 
 def update_row(s: sa.Connection, table: sa.Table, *key: Any, **values: Any) -> sa.Row[Any]:
-    """UPDATE the row with this primary key and return it as stored."""
-    where = (c == k for c, k in zip(table.primary_key.columns, key, strict=True))
-    return s.execute(sa.update(table).where(*where).values(**values).returning(*table.c)).one()
+    """UPDATE the row with this primary key, which must exist, and return it as stored."""
+    row = change_row(s, table, *key, **values)
+    if row is None:
+        raise NoResultFound(f"{table.name}: no row with key {key!r}")
+    return row
 
 
 def _short(e: SQLAlchemyError) -> str:

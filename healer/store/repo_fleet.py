@@ -279,7 +279,7 @@ class FleetRepo(LeasesRepo, EventsRepo):
                "diagnosis": None, "fleet_fingerprint": alert.fingerprint, "source_id": None,
                "alert_key": alert.alert_key}
         with self._tx() as s:
-            stmt = _insert(s, IncidentTable).on_conflict_do_nothing(
+            stmt = _insert(s.dialect.name, IncidentTable).on_conflict_do_nothing(
                 index_elements=["host_id", "alert_key"])
             new = s.execute(stmt.returning(IncidentTable.c.id), row).first()
             changed = new is not None and alert.firing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any
@@ -21,11 +22,24 @@ from healer.models import (
     Verification,
 )
 from healer.store.errors import IllegalTransition, NotFound, StaleState
-from healer.store.repo_base import add_row, get_row
+from healer.store.repo_base import add_row, change_row, get_row, insert_row
 from healer.store.repo_reports import ReportsRepo, incident_body
-from healer.store.rows import HistoryEntry, IncidentActivity, Pending, Transition
+from healer.store.rows import (
+    GuardReads,
+    HistoryEntry,
+    IncidentActivity,
+    Pending,
+    SealCheck,
+    Transition,
+)
 from healer.store.seal import SEALED_FIELDS, Sealer
-from healer.store.tables import ActionTable, AuditTable, IncidentTable, JournalLogTable
+from healer.store.tables import (
+    ActionTable,
+    AuditTable,
+    IncidentTable,
+    JournalLogTable,
+    PausedTargetTable,
+)
 
 # Rows per page when iterating the journal completely (``iter_actions``, ``iter_incidents``):
 # a page is one short read transaction, so a writer in another process never waits long.
@@ -54,6 +68,26 @@ JOURNAL_EXTENT = sa.select(sa.func.count(),
 NEWEST_LOG = (sa.select(JournalLogTable)
               .where(_LOG_MINE, JournalLogTable.c.action_id == sa.bindparam("action"))
               .order_by(JournalLogTable.c.seq.desc()).limit(1))
+# The journal's writes, built once too: a transition reads the state under lock, then sets
+# it only where it is still that state (parameters ``row_id``, ``was`` and the columns it
+# sets); a seal takes the next seq and stamps the row (``row_id``, ``seq``, ``mac``).
+STATE_FOR_UPDATE = (sa.select(ActionTable.c.state)
+                    .where(ActionTable.c.id == sa.bindparam("row_id")).with_for_update())
+MOVE = sa.update(ActionTable).where(ActionTable.c.id == sa.bindparam("row_id"),
+                                    ActionTable.c.state == sa.bindparam("was"))
+TOP_SEQ = sa.select(sa.func.max(JournalLogTable.c.seq)).where(_LOG_MINE)
+STAMP = sa.update(ActionTable).where(ActionTable.c.id == sa.bindparam("row_id"))
+# The guard's reads of a target's recent changes (parameters ``host``, ``target``, ``since``).
+_APPLIED_SINCE = ActionTable.c.applied_at >= sa.bindparam("since")
+HISTORY = (sa.select(ActionTable)
+           .where(_MINE, ActionTable.c.target == sa.bindparam("target"), _APPLIED_SINCE)
+           .order_by(ActionTable.c.applied_at, ActionTable.c.id))
+CHANGES_SINCE = sa.select(sa.func.count(ActionTable.c.id)).where(_MINE, _APPLIED_SINCE)
+PAUSED_TARGETS = (sa.select(PausedTargetTable.c.target)
+                  .where(PausedTargetTable.c.host_id == sa.bindparam("host")))
+_INCIDENT_MINE = IncidentTable.c.host_id == sa.bindparam("host")
+_INCIDENT_IN = IncidentTable.c.status == sa.bindparam("status")
+COUNT_INCIDENTS = sa.select(sa.func.count(IncidentTable.c.id)).where(_INCIDENT_MINE, _INCIDENT_IN)
 
 
 def _states(states: Collection[ActionState]) -> list[str]:
@@ -163,12 +197,10 @@ class JournalRepo(ReportsRepo):
         if incident.id is None:
             raise NotFound("incident", "None")
         with self._tx() as s:
-            found = s.execute(
-                sa.update(IncidentTable).where(IncidentTable.c.id == incident.id)
-                .values(count=incident.count, last_seen=incident.last_seen,
-                        evidence=incident.evidence.model_dump(mode="json"),
-                        status=incident.status.value, severity=incident.severity)
-                .returning(*IncidentTable.c)).first()
+            found = change_row(s, IncidentTable, incident.id, count=incident.count,
+                               last_seen=incident.last_seen,
+                               evidence=incident.evidence.model_dump(mode="json"),
+                               status=incident.status.value, severity=incident.severity)
             if found is None:
                 raise NotFound("incident", incident.id)
             updated = _incident(found)
@@ -233,10 +265,9 @@ class JournalRepo(ReportsRepo):
 
     def count_incidents(self, status: IncidentStatus) -> int:
         """How many of this host's incidents are in ``status``."""
-        q = sa.select(sa.func.count(IncidentTable.c.id)).where(
-            IncidentTable.c.host_id == self.host_id, IncidentTable.c.status == status.value)
         with self._tx(write=False) as s:
-            return int(s.scalar(q) or 0)
+            return int(s.scalar(COUNT_INCIDENTS, {"host": self.host_id,
+                                                  "status": IncidentStatus(status).value}) or 0)
 
     def set_diagnosis(self, incident_id: int, diagnosis: Diagnosis) -> None:
         """Attach (or replace) the diagnosis of an incident."""
@@ -308,9 +339,7 @@ class JournalRepo(ReportsRepo):
             # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the write lock):
             # a concurrent decider waits here and then reads the state the winner left, so
             # the loser's StaleState names it and its legality check sees the real state.
-            current = s.scalar(
-                sa.select(ActionTable.c.state).where(ActionTable.c.id == id).with_for_update()
-            )
+            current = s.scalar(STATE_FOR_UPDATE, {"row_id": id})
             if current is None:
                 raise NotFound("action", id)
             if current not in expect:
@@ -323,11 +352,7 @@ class JournalRepo(ReportsRepo):
             if to == ActionState.APPLYING:
                 values["applied_at"] = now
             # The WHERE on the old state keeps this a CAS even if the row lock is ever lost.
-            n = s.execute(
-                sa.update(ActionTable)
-                .where(ActionTable.c.id == id, ActionTable.c.state == current)
-                .values(**values)
-            ).rowcount
+            n = s.execute(MOVE, {**values, "row_id": id, "was": current}).rowcount
             if n != 1:
                 raise StaleState(id, expect, None)
             detail = {"from": current, "to": to.value, "comment": comment}
@@ -346,35 +371,37 @@ class JournalRepo(ReportsRepo):
         same transaction as the write; None when this process holds no journal key."""
         if self.sealer is None:
             return None
-        last = s.scalar(sa.select(sa.func.max(JournalLogTable.c.seq))
-                        .where(JournalLogTable.c.host_id == self.host_id))
+        last = s.scalar(TOP_SEQ, {"host": self.host_id})
         seq = int(last or 0) + 1
         mac = self.sealer.row_mac(_sealed_values(row), seq)
-        s.execute(sa.update(ActionTable).where(ActionTable.c.id == row.id)
-                  .values(seq=seq, mac=mac))
-        s.execute(sa.insert(JournalLogTable).values(
-            host_id=self.host_id, seq=seq, action_id=row.id, row_mac=mac,
-            mac=self.sealer.log_mac(seq, row.id, mac)))
+        s.execute(STAMP, {"row_id": row.id, "seq": seq, "mac": mac})
+        insert_row(s, JournalLogTable, host_id=self.host_id, seq=seq, action_id=row.id,
+                   row_mac=mac, mac=self.sealer.log_mac(seq, row.id, mac))
         return seq
 
     def _sealed(self, seq: int | None) -> None:
         if seq is not None and self.on_sealed is not None:
             self.on_sealed(seq)  # after the commit: the high-water mark never runs ahead
 
-    def seal_problem(self, action_id: int) -> str | None:
-        """Why journal row ``action_id`` is not to be trusted; None when it is sealed by this
-        host's key, is the version its newest log entry sealed, and nothing replaced it."""
+    def seal_check(self, action_id: int) -> SealCheck:
+        """Why journal row ``action_id`` is not to be trusted (None when it is sealed by
+        this host's key, is the version its newest log entry sealed, and nothing replaced
+        it), with the log's extent read in the same transaction (``journal_extent``)."""
+        with self._tx(write=False) as s:
+            count, top = s.execute(JOURNAL_EXTENT, {"host": self.host_id}).one()
+            row = get_row(s, ActionTable, action_id)
+            newest = s.execute(NEWEST_LOG, {"host": self.host_id, "action": action_id}).first()
+        return SealCheck(int(count), int(top), self._row_problem(row, newest))
+
+    def _row_problem(self, row: sa.Row[Any] | None, newest: sa.Row[Any] | None) -> str | None:
         if self.sealer is None:
             return "no journal key in this process"
-        with self._tx(write=False) as s:
-            row = get_row(s, ActionTable, action_id)
-            if row is None or row.host_id != self.host_id:
-                return "no such row of this host"
-            if row.seq is None or row.mac is None:
-                return "the row carries no seal"
-            if not self.sealer.row_ok(_sealed_values(row), row.seq, row.mac):
-                return "the row's seal does not match its fields (changed or forged)"
-            newest = s.execute(NEWEST_LOG, {"host": self.host_id, "action": action_id}).first()
+        if row is None or row.host_id != self.host_id:
+            return "no such row of this host"
+        if row.seq is None or row.mac is None:
+            return "the row carries no seal"
+        if not self.sealer.row_ok(_sealed_values(row), row.seq, row.mac):
+            return "the row's seal does not match its fields (changed or forged)"
         if newest is None or not self.sealer.log_ok(newest.seq, newest.action_id,
                                                     newest.row_mac, newest.mac):
             return "no sealed log entry for the row"
@@ -432,26 +459,22 @@ class JournalRepo(ReportsRepo):
         """This host's (or ``host``'s, or every host's) newest ``limit`` records, optionally
         by states and incident (for a listing; the change path reads them all with
         ``iter_actions``)."""
-        q = self._actions_query(states, incident_id, host=host, every_host=every_host)
+        q, params = self._actions_query(states, incident_id, host=host, every_host=every_host)
         with self._tx(write=False) as s:
-            rows = s.execute(q.order_by(ActionTable.c.id.desc()).limit(limit))
+            rows = s.execute(q.order_by(ActionTable.c.id.desc()).limit(limit), params)
             return [_record(r) for r in rows]
 
     def _actions_query(self, states: Collection[ActionState] | None, incident_id: int | None,
                        target: str | None = None, created_before: datetime | None = None, *,
-                       host: str | None = None, every_host: bool = False) -> sa.Select[Any]:
-        q = sa.select(ActionTable)
-        if not every_host:
-            q = q.where(ActionTable.c.host_id == (host or self.host_id))
-        if states is not None:
-            q = q.where(ActionTable.c.state.in_([ActionState(x).value for x in states]))
-        if incident_id is not None:
-            q = q.where(ActionTable.c.incident_id == incident_id)
-        if target is not None:
-            q = q.where(ActionTable.c.target == target)
-        if created_before is not None:
-            q = q.where(ActionTable.c.created_at <= created_before)
-        return q
+                       host: str | None = None, every_host: bool = False
+                       ) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """The journal query with these filters (those given), and its parameters."""
+        params: dict[str, Any] = {
+            "host": None if every_host else (host or self.host_id),
+            "states": None if states is None else _states(states), "incident": incident_id,
+            "target": target, "created_before": created_before}
+        params = {k: v for k, v in params.items() if v is not None}
+        return _filtered(frozenset(params)), params
 
     def iter_actions(
         self,
@@ -468,14 +491,13 @@ class JournalRepo(ReportsRepo):
         follow the id (keyset), so a record that another writer moves meanwhile is neither
         skipped nor repeated; one that leaves ``states`` before its page is read is not
         yielded. The change path iterates with this."""
-        q = self._actions_query(states, incident_id, target, created_before)
-        order = ActionTable.c.id.asc() if oldest_first else ActionTable.c.id.desc()
+        q, params = self._actions_query(states, incident_id, target, created_before)
+        first, rest = _paged(q, oldest_first, page)
         last: int | None = None
         while True:
-            paged = q if last is None else q.where(
-                ActionTable.c.id > last if oldest_first else ActionTable.c.id < last)
             with self._tx(write=False) as s:
-                rows = [_record(r) for r in s.execute(paged.order_by(order).limit(page))]
+                rows = [_record(r) for r in s.execute(
+                    first if last is None else rest, {**params, "last": last})]
             yield from rows
             if len(rows) < page:
                 return
@@ -513,17 +535,24 @@ class JournalRepo(ReportsRepo):
 
     def history(self, target: str, since: datetime) -> list[HistoryEntry]:
         """Changes to ``target`` that started applying since ``since``, oldest first."""
-        q = (
-            sa.select(ActionTable)
-            .where(
-                ActionTable.c.host_id == self.host_id,
-                ActionTable.c.target == target,
-                ActionTable.c.applied_at >= since,
-            )
-            .order_by(ActionTable.c.applied_at, ActionTable.c.id)
-        )
         with self._tx(write=False) as s:
-            return [_history(r) for r in s.execute(q) if r.applied_at is not None]
+            return self._history(s, target, since)
+
+    def _history(self, s: sa.Connection, target: str, since: datetime) -> list[HistoryEntry]:
+        params = {"host": self.host_id, "target": target, "since": since}
+        return [_history(r) for r in s.execute(HISTORY, params) if r.applied_at is not None]
+
+    def guard_reads(self, target: str, history_since: datetime,
+                    changes_since: datetime) -> GuardReads:
+        """What the guard reads for a change to ``target``, in one read transaction:
+        ``history(target, history_since)``, ``changes_since(changes_since)`` and
+        ``paused_targets()``."""
+        with self._tx(write=False) as s:
+            return GuardReads(
+                history=self._history(s, target, history_since),
+                changes=int(s.scalar(CHANGES_SINCE, {"host": self.host_id,
+                                                     "since": changes_since}) or 0),
+                paused=frozenset(s.scalars(PAUSED_TARGETS, {"host": self.host_id})))
 
     def transitions(self, action_ids: Collection[int]) -> dict[int, list[Transition]]:
         """Each record's moves, oldest first: as its agent reported them (a mirrored
@@ -554,8 +583,29 @@ class JournalRepo(ReportsRepo):
 
     def changes_since(self, since: datetime) -> int:
         """How many changes this host started applying since ``since`` (blast radius)."""
-        q = sa.select(sa.func.count(ActionTable.c.id)).where(
-            ActionTable.c.host_id == self.host_id, ActionTable.c.applied_at >= since
-        )
         with self._tx(write=False) as s:
-            return int(s.scalar(q) or 0)
+            return int(s.scalar(CHANGES_SINCE, {"host": self.host_id, "since": since}) or 0)
+
+
+# The journal query's filters, by parameter name; each shape of query is built once.
+_FILTERS: dict[str, sa.ColumnElement[bool]] = {
+    "host": _MINE, "states": _IN_STATES, "incident": _OF_INCIDENT,
+    "target": ActionTable.c.target == sa.bindparam("target"),
+    "created_before": ActionTable.c.created_at <= sa.bindparam("created_before"),
+}
+
+
+@functools.cache
+def _filtered(names: frozenset[str]) -> sa.Select[Any]:
+    return sa.select(ActionTable).where(*(f for name, f in _FILTERS.items() if name in names))
+
+
+@functools.lru_cache(maxsize=64)
+def _paged(q: sa.Select[Any], oldest_first: bool,
+           page: int) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """``q``'s first page and the page after id ``last`` (a parameter), in id order."""
+    if oldest_first:
+        first = q.order_by(ActionTable.c.id.asc()).limit(page)
+        return first, first.where(ActionTable.c.id > sa.bindparam("last"))
+    first = q.order_by(ActionTable.c.id.desc()).limit(page)
+    return first, first.where(ActionTable.c.id < sa.bindparam("last"))

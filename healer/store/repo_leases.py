@@ -454,7 +454,7 @@ def open_systemic(s: sa.Connection, fingerprint: str, counts: tuple[int, int, in
     """Open the one systemic fleet incident of ``fingerprint``; False when one is open
     (replicas may race to open it: the unique ``open_key`` lets one win)."""
     reporting, _, recent, _ = counts
-    stmt = _insert(s, FleetIncidentTable).on_conflict_do_nothing(
+    stmt = _insert(s.dialect.name, FleetIncidentTable).on_conflict_do_nothing(
         index_elements=["open_key"])
     inserted = s.execute(stmt.returning(FleetIncidentTable.c.id), {
         "kind": "systemic", "fingerprint": fingerprint, "status": "open",

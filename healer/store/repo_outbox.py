@@ -146,7 +146,7 @@ class OutboxRepo(RepoBase):
         row = {"host_id": self.host_id, "namespace": namespace, "key": key, "value": holder,
                "expires_at": now + timedelta(seconds=ttl_seconds), "updated_at": now}
         with self._tx() as s:
-            stmt = _insert(s, KvTable)
+            stmt = _insert(s.dialect.name, KvTable)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["host_id", "namespace", "key"],
                 set_={c: stmt.excluded[c] for c in ("value", "expires_at", "updated_at")},

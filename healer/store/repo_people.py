@@ -11,7 +11,7 @@ from healer.models import ActionRecord, ActionState
 from healer.store.errors import NotFound, StaleState
 from healer.store.repo_base import RepoBase, get_row
 from healer.store.repo_events import emit
-from healer.store.repo_journal import _record
+from healer.store.repo_journal import PAUSED_TARGETS, _record
 from healer.store.rows import FLEET_VOTER, ApprovalRow, AuditRow, PausedTargetRow
 from healer.store.tables import ActionTable, ApprovalTable, AuditTable, PausedTargetTable, UserTable
 
@@ -179,6 +179,5 @@ class PeopleRepo(RepoBase):
 
     def paused_targets(self) -> set[str]:
         """Targets this host may not change automatically."""
-        q = sa.select(PausedTargetTable.c.target).where(PausedTargetTable.c.host_id == self.host_id)
         with self._tx(write=False) as s:
-            return set(s.scalars(q))
+            return set(s.scalars(PAUSED_TARGETS, {"host": self.host_id}))

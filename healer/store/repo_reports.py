@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from pydantic_core import to_json
 
 from healer.models import ActionRecord, Incident
-from healer.store.repo_base import RepoBase, update_row
+from healer.store.repo_base import RepoBase, insert_row, update_row
 from healer.store.rows import ReportRow
 from healer.store.tables import AuditTable, FleetReportTable, KvTable
 
@@ -26,6 +26,17 @@ KV_NAMESPACE = "fleet"
 SEQ_KEY = "report_seq"  # the last seq handed out
 FLAG_KEY = "reporting"  # "on" while this host's agent runs in a fleet
 JOURNAL_EVENTS = ("action.added", "action.transition")
+# Built once (parameters ``host``, ``subject``): queued with every journal write.
+JOURNAL_MOVES = (sa.select(AuditTable.c.at, AuditTable.c.detail)
+                 .where(AuditTable.c.host_id == sa.bindparam("host"),
+                        AuditTable.c.subject == sa.bindparam("subject"),
+                        AuditTable.c.event.in_(JOURNAL_EVENTS))
+                 .order_by(AuditTable.c.id))
+UNSENT = (sa.select(FleetReportTable)
+          .where(FleetReportTable.c.host_id == sa.bindparam("host"),
+                 FleetReportTable.c.subject == sa.bindparam("subject"),
+                 FleetReportTable.c.seq.is_(None))
+          .order_by(FleetReportTable.c.id.desc()).limit(1))
 
 
 def _size(body: dict[str, Any]) -> int:
@@ -64,17 +75,12 @@ class ReportsRepo(RepoBase):
             self._after_commit(s, self.on_report)
         now, size = self.now(), _size(body)
         if coalesce:
-            pending = s.execute(
-                sa.select(FleetReportTable)
-                .where(FleetReportTable.c.host_id == self.host_id,
-                       FleetReportTable.c.subject == subject, FleetReportTable.c.seq.is_(None))
-                .order_by(FleetReportTable.c.id.desc()).limit(1)).first()
+            pending = s.execute(UNSENT, {"host": self.host_id, "subject": subject}).first()
             if pending is not None:
                 update_row(s, FleetReportTable, pending.id, body=body, size=size, at=now)
                 return
-        s.execute(sa.insert(FleetReportTable).values(host_id=self.host_id, seq=None, kind=kind,
-                                                     subject=subject, at=now, body=body,
-                                                     size=size))
+        insert_row(s, FleetReportTable, host_id=self.host_id, seq=None, kind=kind,
+                   subject=subject, at=now, body=body, size=size)
 
     def _transition_report(self, s: sa.Connection, record: ActionRecord) -> None:
         """A journal write's report: the record after it, with its transitions so far."""
@@ -85,13 +91,9 @@ class ReportsRepo(RepoBase):
         self._report(s, "transition", f"action:{record.id}", body)
 
     def _transitions(self, s: sa.Connection, action_id: int) -> list[dict[str, str]]:
-        q = (sa.select(AuditTable.c.at, AuditTable.c.detail)
-             .where(AuditTable.c.host_id == self.host_id,
-                    AuditTable.c.subject == f"action:{action_id}",
-                    AuditTable.c.event.in_(JOURNAL_EVENTS))
-             .order_by(AuditTable.c.id))
+        params = {"host": self.host_id, "subject": f"action:{action_id}"}
         return [{"state": str(detail.get("to", "")), "at": at.isoformat()}
-                for at, detail in s.execute(q)]
+                for at, detail in s.execute(JOURNAL_MOVES, params)]
 
     def action_transitions(self, action_id: int) -> list[dict[str, str]]:
         """Every state one journal record entered, with when: ``[{"state", "at"}]``."""

@@ -63,6 +63,22 @@ class Pending(NamedTuple):
     created_at: datetime
 
 
+class GuardReads(NamedTuple):
+    """What the guard reads of the journal for one change, in one read (``guard_reads``)."""
+
+    history: list[HistoryEntry]  # the target's changes in the span asked for, oldest first
+    changes: int  # how many changes this host started since the time asked for
+    paused: frozenset[str]  # the targets this host may not change automatically
+
+
+class SealCheck(NamedTuple):
+    """A journal row's seal as the engine checks it before acting (``seal_check``)."""
+
+    entries: int  # entries in this host's journal log
+    top: int  # its highest seq: equal to ``entries`` when nothing is missing
+    problem: str | None  # why the row is not to be trusted; None when it is
+
+
 class ApprovalRow(_Row):
     action_id: int
     user: str  # the name, for the record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from healer.errors import StoreError
+from healer.models import IncidentStatus
 from healer.settings import Settings
 from healer.store.engine import (
     alembic_config,
@@ -22,6 +24,7 @@ from healer.store.engine import (
     open_store,
     upgrade_in_child,
 )
+from healer.store.repository import Repository
 from healer.store.tables import metadata
 
 
@@ -135,4 +138,29 @@ def test_a_database_at_0001_upgrades_keeping_its_incidents_without_a_subject(
         row = conn.exec_driver_sql("SELECT playbook, subject, count FROM incidents").one()
         assert tuple(row) == ("soft-lockup", "", 3)
     assert "silences" in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_a_writer_kept_from_the_lock_gets_a_store_error_and_readers_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BEGIN IMMEDIATE goes on the driver's connection: its failure must still reach the
+    # caller as the store's own error, and the connection must stay usable.
+    monkeypatch.setattr("healer.store.engine.BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "healer.db"
+    engine = open_engine(f"sqlite:///{path}")
+    migrate(engine)
+    repo = Repository(engine, "h1")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match=r"^database error: OperationalError: database "
+                                             r"is locked"):
+            repo.add_audit("healer", "probe", "journal", None)
+        assert repo.count_incidents(IncidentStatus.OPEN) == 0  # a deferred BEGIN: no wait
+    finally:
+        holder.rollback()
+        holder.close()
+    repo.add_audit("healer", "probe", "journal", None)
+    assert [a.event for a in repo.list_audit()] == ["probe"]
     engine.dispose()
