@@ -31,7 +31,7 @@ from healer.store.fleet_types import (
     ReportedAction,
     ReportedIncident,
 )
-from healer.store.repo_base import RepoBase, add_row, get_row, update_row
+from healer.store.repo_base import RepoBase, add_row, get_row, insert_row, update_row
 from healer.store.repo_events import emit
 from healer.store.tables import (
     ActionTable,
@@ -56,6 +56,19 @@ HEARTBEAT = (sa.update(HostTable).where(HostTable.c.host_id == sa.bindparam("bea
              .values(**_BEAT).returning(HostTable.c.paused))
 FLEET_WIDE_PAUSED = sa.exists().where(FleetPauseTable.c.target == FLEET_WIDE)
 FLEET_PAUSED = sa.select(FLEET_WIDE_PAUSED)
+# A report batch's reads, built once too (parameters ``host``, and ``applied`` or ``source``).
+HOST_FOR_UPDATE = (sa.select(HostTable).where(HostTable.c.host_id == sa.bindparam("host"))
+                   .with_for_update())
+REPORTS_AFTER = (sa.select(ReportTable)
+                 .where(ReportTable.c.host_id == sa.bindparam("host"),
+                        ReportTable.c.seq > sa.bindparam("applied"))
+                 .order_by(ReportTable.c.seq).limit(APPLY_BATCH))
+_INCIDENT_OF = (IncidentTable.c.host_id == sa.bindparam("host"),
+                IncidentTable.c.source_id == sa.bindparam("source"))
+INCIDENT_BY_SOURCE = sa.select(IncidentTable).where(*_INCIDENT_OF)
+INCIDENT_ID_BY_SOURCE = sa.select(IncidentTable.c.id).where(*_INCIDENT_OF)
+ACTION_BY_SOURCE = sa.select(ActionTable).where(ActionTable.c.host_id == sa.bindparam("host"),
+                                                ActionTable.c.source_id == sa.bindparam("source"))
 
 
 class SelectorRefused(StoreError):
@@ -194,8 +207,7 @@ class HostsRepo(RepoBase):
                  "body": r.body(), "received_at": now} for r in batch.reports]
         with self._tx() as s:
             self._insert_ignore(s, ReportTable, rows, ("host_id", "seq"))
-            host = s.execute(sa.select(HostTable).where(HostTable.c.host_id == batch.host_id)
-                             .with_for_update()).first()
+            host = s.execute(HOST_FOR_UPDATE, {"host": batch.host_id}).first()
             if host is None:
                 raise NotFound("host", batch.host_id)
             updates: dict[str, Any] = {}
@@ -207,9 +219,7 @@ class HostsRepo(RepoBase):
                        updates: dict[str, Any]) -> int:
         """Apply the reports that follow ``applied`` in order; the host row's own changes
         (its latest sample) go into ``updates``."""
-        pending = s.execute(sa.select(ReportTable)
-                            .where(ReportTable.c.host_id == host_id, ReportTable.c.seq > applied)
-                            .order_by(ReportTable.c.seq).limit(APPLY_BATCH)).all()
+        pending = s.execute(REPORTS_AFTER, {"host": host_id, "applied": applied}).all()
         for report in pending:
             if report.seq != applied + 1:
                 break  # a gap: the rest waits for it
@@ -238,8 +248,7 @@ class HostsRepo(RepoBase):
             else Diagnosis.model_validate(inc.diagnosis).model_dump(mode="json")
         fp = bounded(inc.fleet_fingerprint or fleet_fingerprint(inc.playbook, inc.scope,
                                                                 inc.subject))
-        row = s.execute(sa.select(IncidentTable).where(IncidentTable.c.host_id == host_id,
-                                                       IncidentTable.c.source_id == inc.id)).first()
+        row = s.execute(INCIDENT_BY_SOURCE, {"host": host_id, "source": inc.id}).first()
         if row is None:
             row = self._alert_incident(s, host_id, inc, fp)
         values: dict[str, Any] = {
@@ -248,8 +257,7 @@ class HostsRepo(RepoBase):
             "count": inc.count, "first_seen": inc.first_seen, "last_seen": inc.last_seen,
             "evidence": evidence, "diagnosis": diagnosis}
         if row is None:
-            s.execute(sa.insert(IncidentTable).values(host_id=host_id, fleet_fingerprint=fp,
-                                                      **values))
+            insert_row(s, IncidentTable, host_id=host_id, fleet_fingerprint=fp, **values)
             return
         if row.alert_key is None:  # an alert's incident keeps the alert's fingerprint
             values["fleet_fingerprint"] = fp
@@ -274,10 +282,8 @@ class HostsRepo(RepoBase):
         verification = None if act.verification is None \
             else Verification.from_stored(act.verification).model_dump(mode="json")
         incident_id = None if act.incident_id is None else s.scalar(
-            sa.select(IncidentTable.c.id).where(IncidentTable.c.host_id == host_id,
-                                              IncidentTable.c.source_id == act.incident_id))
-        row = s.execute(sa.select(ActionTable).where(ActionTable.c.host_id == host_id,
-                                                     ActionTable.c.source_id == act.id)).first()
+            INCIDENT_ID_BY_SOURCE, {"host": host_id, "source": act.incident_id})
+        row = s.execute(ACTION_BY_SOURCE, {"host": host_id, "source": act.id}).first()
         values = {
             "incident_id": incident_id, "kind": act.action.kind, "target": act.action.target,
             "action": action_to_dict(act.action), "decision": act.decision.model_dump(mode="json"),
@@ -289,6 +295,6 @@ class HostsRepo(RepoBase):
                                None),
             "transitions": [t.model_dump(mode="json") for t in act.transitions]}
         if row is None:
-            s.execute(sa.insert(ActionTable).values(host_id=host_id, source_id=act.id, **values))
+            insert_row(s, ActionTable, host_id=host_id, source_id=act.id, **values)
         else:
             update_row(s, ActionTable, row.id, **values)
