@@ -7,13 +7,14 @@ webhook; without it the app is a single host's dashboard, as before.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import metadata
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from cachetools import TTLCache
@@ -32,6 +33,14 @@ TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_SIZE = 100_000
 Found = tuple[str, str | None] | None  # (role, bound host) of a usable token, or None
 T = TypeVar("T")
+
+
+class _Decided(Protocol):
+    @property
+    def decision(self) -> FleetDecision: ...
+
+
+Answered = TypeVar("Answered", bound=_Decided)
 
 
 @dataclass
@@ -160,10 +169,46 @@ class Holds:
     at most the rest of the hold: a pause, an open breaker or a systemic fleet incident
     reads as the hold (each a wait too; the fleet jobs open the incident and trip the
     breaker every tick), and a rollout of the same remedy started meanwhile under another
-    fingerprint is joined when the hold ends. A rollback is never answered from here."""
+    fingerprint is joined when the hold ends. A rollback is never answered from here.
+
+    The burst comes before any answer does, though: every ask that arrives while the
+    pair's first is still at the database would queue for the database too. ``ask`` has
+    them wait for that first answer instead, on the event loop, once: when it was the
+    hold, they are answered from memory; when it was not, each asks the database itself."""
 
     _until: TTLCache[tuple[str, str], datetime] = field(
         default_factory=lambda: TTLCache(maxsize=HOLDS_KEPT, ttl=3600))
+    _asking: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    async def ask(self, remedy: str, fingerprint: str, purpose: str, policy: FleetPolicy,
+                  clock: Callable[[], datetime],
+                  database: Callable[[], Awaitable[Answered]]) -> FleetDecision | Answered:
+        """A kept hold's wait, or what ``database()`` answers (kept when it is the hold).
+        Only one ask per pair is at the database at a time unless the first was not the
+        hold; a rollback always goes there."""
+        held = self.answer(remedy, fingerprint, purpose, policy, clock())
+        if held is not None or purpose == "rollback":
+            return held if held is not None else await database()
+        key = (remedy, fingerprint)
+        first = self._asking.get(key)
+        if first is not None:
+            await first.wait()
+            held = self.answer(remedy, fingerprint, purpose, policy, clock())
+            return held if held is not None else await self._asked(key, clock, database)
+        event = self._asking[key] = asyncio.Event()
+        try:
+            return await self._asked(key, clock, database)
+        finally:
+            if self._asking.get(key) is event:
+                del self._asking[key]
+            event.set()
+
+    async def _asked(self, key: tuple[str, str], clock: Callable[[], datetime],
+                     database: Callable[[], Awaitable[Answered]]) -> Answered:
+        asked = clock()
+        answer = await database()
+        self.keep(*key, answer.decision, asked)
+        return answer
 
     def answer(self, remedy: str, fingerprint: str, purpose: str, policy: FleetPolicy,
                now: datetime) -> FleetDecision | None:

@@ -21,6 +21,7 @@ from guardrails.fleet import hold_wait
 from healer.settings import Settings
 from healer.store.credentials import new_token
 from healer.store.engine import CONTROL_PLANE, open_engine
+from healer.store.fleet_types import LeaseAnswer
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from playbooks.loader import load_library
@@ -381,6 +382,65 @@ def test_only_the_hold_is_kept_and_a_kept_hold_ends_no_later_than_the_one_read()
     assert holds.answer("r", "other", "apply", policy, later) is None
     assert holds.answer("r", "fp", "apply", policy, asked + timedelta(seconds=19.5)) is None
     assert holds.answer("r", "fp", "apply", policy, asked + timedelta(seconds=5)) is None
+
+
+class _Database:
+    """A lease lane's answers for ``Holds.ask``: each call takes ``seconds`` and answers
+    ``decision`` (or raises ``LaneFull``); the calls are counted, with when they began."""
+
+    def __init__(self, decision: Any, seconds: float = 0.05, full: bool = False) -> None:
+        self.decision, self.seconds, self.full = decision, seconds, full
+        self.began: list[float] = []
+
+    async def __call__(self) -> Any:
+        self.began.append(time.monotonic())
+        await asyncio.sleep(self.seconds)
+        if self.full:
+            raise LaneFull("leases")
+        return LeaseAnswer(decision=self.decision)
+
+
+def _burst(holds: Holds, database: _Database, purposes: list[str]) -> list[Any]:
+    policy = load_policy().fleet
+
+    async def burst() -> list[Any]:
+        def clock() -> datetime:
+            return datetime.now(UTC)
+
+        asks = [holds.ask("r", "fp", purpose, policy, clock, database) for purpose in purposes]
+        return await asyncio.gather(*asks, return_exceptions=True)
+
+    return asyncio.run(burst())
+
+
+def test_a_burst_that_comes_before_the_first_answer_waits_for_it_and_is_held_from_memory(
+) -> None:
+    database = _Database(hold_wait(20.0, load_policy().fleet))
+    answers = _burst(Holds(), database, ["apply"] * 20)
+    assert len(database.began) == 1  # one ask at the database, not twenty
+    assert [a.rule if not isinstance(a, LeaseAnswer) else a.decision.rule
+            for a in answers] == ["F-hold"] * 20
+
+
+def test_when_the_first_answer_is_not_the_hold_each_waiter_asks_the_database_itself() -> None:
+    canary = hold_wait(20.0, load_policy().fleet).model_copy(
+        update={"rule": "F-canary", "reason": "canary"})
+    database = _Database(canary)
+    answers = _burst(Holds(), database, ["apply"] * 5)
+    assert len(database.began) == 5
+    first, *rest = sorted(database.began)
+    assert all(b - first >= database.seconds * 0.9 for b in rest)  # after the first's answer
+    assert max(rest) - min(rest) < database.seconds  # together, not one after another
+    assert all(a.decision.rule == "F-canary" for a in answers)
+
+
+def test_a_rollback_never_waits_and_a_failed_first_ask_frees_its_waiters() -> None:
+    database = _Database(hold_wait(20.0, load_policy().fleet), seconds=0.2)
+    _burst(Holds(), database, ["apply", "rollback"])
+    assert database.began[1] - database.began[0] < 0.1  # the rollback went at once
+    full = _Database(hold_wait(20.0, load_policy().fleet), full=True)
+    answers = _burst(Holds(), full, ["apply"] * 3)
+    assert len(full.began) == 3 and all(isinstance(a, LaneFull) for a in answers)
 
 
 # -- events --------------------------------------------------------------------------------------

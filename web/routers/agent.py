@@ -131,14 +131,12 @@ async def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, 
         answer = await _in(fleet.lanes.lease,
                            lambda: ctx.repo.renew(host, renew.lease_id, renew.epoch))
     else:
-        remedy, fingerprint, asked = body.remedy.key, body.incident_fingerprint, ctx.repo.now()
-        held = fleet.holds.answer(remedy, fingerprint, body.purpose, fleet.policy, asked)
-        if held is not None:
-            return lease_json(LeaseAnswer(decision=held))
         window = fleet.verify_window(body.remedy.playbook)
-        answer = await _in(fleet.lanes.lease, lambda: ctx.repo.lease(body, fleet.policy,
-                                                                     window))
-        fleet.holds.keep(remedy, fingerprint, answer.decision, asked)
+        got = await fleet.holds.ask(
+            body.remedy.key, body.incident_fingerprint, body.purpose, fleet.policy,
+            ctx.repo.now, lambda: _in(fleet.lanes.lease,
+                                      lambda: ctx.repo.lease(body, fleet.policy, window)))
+        answer = got if isinstance(got, LeaseAnswer) else LeaseAnswer(decision=got)
     return lease_json(answer)
 
 
