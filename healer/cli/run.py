@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from healer import heap
 from healer.cli.common import settings_from_args
 from healer.fleet.config import TOKEN_ENV, fleet_config
 from healer.logs import setup_logging
@@ -97,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     daemon.start()
+    heap.settle()  # start-up is done: what it built stays
     try:
         if supervisor is not None:
             supervisor.start()

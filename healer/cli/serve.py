@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
+from healer import heap
 from healer.cli.common import settings_from_args
 from healer.privsep import EXPECT_ENV, SETTINGS_ENV, enter_unprivileged
 
@@ -196,6 +197,7 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
                                           timeout_keep_alive=KEEP_ALIVE_S,
                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     scheduler.start()
+    heap.settle()  # the app is built: what it holds stays
     try:
         server.run()  # returns on SIGTERM/SIGINT
     finally:

@@ -37,6 +37,7 @@ from sqlalchemy.util import LRUCache
 from guardrails import load_policy
 from guardrails.actions import SysctlWrite
 from guardrails.policy import Policy
+from healer import heap
 from healer.act.base import ActuatorRegistry
 from healer.act.engine import OPEN_STATES, ChangeEngine
 from healer.act.persist import DropIn
@@ -274,6 +275,7 @@ def run_worker(spec_path: Path) -> int:
               for a in spec["agents"]]
     for agent in agents:
         agent.start()
+    heap.settle()  # as healer run does once started: the agents stay
     t0_file, t0 = Path(spec["t0_file"]), None
     watch = Watch(agents, out / SEEN)
     watcher = threading.Thread(target=_watch, args=(watch, stop), daemon=True)
