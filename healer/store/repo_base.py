@@ -103,10 +103,10 @@ class RepoBase:
         """INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL); returns rows inserted."""
         if not rows:
             return 0
-        stmt = _insert_ignoring(session.dialect.name, table, tuple(keys))
-        if len(rows) == 1:
-            # RETURNING, not rowcount: psycopg reports -1 for SQLAlchemy's compiled INSERT.
-            return len(session.execute(stmt.returning(table.c[keys[0]]), rows[0]).all())
+        one = len(rows) == 1
+        stmt = _insert_ignoring(session.dialect.name, table, tuple(keys), one)
+        if one:
+            return len(session.execute(stmt, rows[0]).all())
         session.execute(stmt, list(rows))
         return len(rows)
 
@@ -119,8 +119,10 @@ class RepoBase:
 
 
 @functools.cache
-def _insert_ignoring(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
-    return _insert(dialect, table).on_conflict_do_nothing(index_elements=list(keys))
+def _insert_ignoring(dialect: str, table: Any, keys: tuple[str, ...], returning: bool) -> Any:
+    stmt = _insert(dialect, table).on_conflict_do_nothing(index_elements=list(keys))
+    # RETURNING, not rowcount, counts one row: psycopg reports -1 for SQLAlchemy's INSERT.
+    return stmt.returning(table.c[keys[0]]) if returning else stmt
 
 
 @functools.cache
