@@ -21,6 +21,7 @@ from healer.cli.common import print_json, settings_from_args
 from healer.errors import ConfigError
 from healer.sim import AGENT_NICE
 from healer.sim import SCENARIOS as SIM_SCENARIOS
+from healer.sim import SECONDS as SIM_SECONDS
 from healer.store.credentials import new_token
 from healer.store.repository import Repository
 
@@ -192,8 +193,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.add_argument("--agents", type=_agents, required=True, metavar="N")
     sim.add_argument("--scenario", default="all", choices=("all", *SIM_SCENARIOS),
                      help="default: all of them at once, on disjoint hosts")
-    sim.add_argument("--seconds", type=float, default=200.0,
-                     help="stop the scenarios after this long (default 200)")
+    sim.add_argument("--seconds", type=float, default=SIM_SECONDS,
+                     help=f"stop the scenarios after this long (default {SIM_SECONDS:g})")
     sim.add_argument("--agent-nice", type=_nice, default=AGENT_NICE, metavar="N",
                      help="the simulated agents' nice value, 0-19 (default "
                           f"{AGENT_NICE}); higher keeps their CPU from the control plane's "

@@ -48,7 +48,7 @@ from guardrails.fleet import Remedy, in_flight_cap
 from guardrails.policy import FleetPolicy
 from healer.errors import HealerError
 from healer.models import ActionState
-from healer.sim import AGENT_NICE, SCENARIOS
+from healer.sim import AGENT_NICE, SCENARIOS, SECONDS
 from healer.sim.agent import (
     JOURNAL,
     METRICS,
@@ -101,7 +101,6 @@ FIX = "4096"
 WEBHOOK_HOSTS = 3
 FAULTS_AT = 6.0  # seconds after t0: after the pause went round
 READY_TIMEOUT = 120.0
-SECONDS = 200.0  # the scenarios' longest; set-up and teardown fit in the 5 minutes
 STOP_SECONDS = 30.0
 SETTLE_SECONDS = 3.0
 SAMPLE_DB_SECONDS = 0.5
