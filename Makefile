@@ -61,6 +61,7 @@ bench: code
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/detect_throughput.py
 	$(BIN)/python bench/guard_throughput.py
+	$(BIN)/python bench/journal_onset.py
 
 clean:
 	rm -rf $(VENV_DIR) $(VENV) .pytest_cache build *.egg-info
