@@ -187,8 +187,10 @@ class Holds:
         Only one ask per pair is at the database at a time unless the first was not the
         hold; a rollback always goes there."""
         held = self.answer(remedy, fingerprint, purpose, policy, clock())
-        if held is not None or purpose == "rollback":
-            return held if held is not None else await database()
+        if held is not None:
+            return held
+        if purpose == "rollback":
+            return await database()
         key = (remedy, fingerprint)
         first = self._asking.get(key)
         if first is not None:

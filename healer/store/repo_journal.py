@@ -85,9 +85,9 @@ HISTORY = (sa.select(ActionTable)
 CHANGES_SINCE = sa.select(sa.func.count(ActionTable.c.id)).where(_MINE, _APPLIED_SINCE)
 PAUSED_TARGETS = (sa.select(PausedTargetTable.c.target)
                   .where(PausedTargetTable.c.host_id == sa.bindparam("host")))
-_INCIDENT_MINE = IncidentTable.c.host_id == sa.bindparam("host")
-_INCIDENT_IN = IncidentTable.c.status == sa.bindparam("status")
-COUNT_INCIDENTS = sa.select(sa.func.count(IncidentTable.c.id)).where(_INCIDENT_MINE, _INCIDENT_IN)
+COUNT_INCIDENTS = sa.select(sa.func.count(IncidentTable.c.id)).where(
+    IncidentTable.c.host_id == sa.bindparam("host"),
+    IncidentTable.c.status == sa.bindparam("status"))
 
 
 def _states(states: Collection[ActionState]) -> list[str]:
@@ -550,8 +550,7 @@ class JournalRepo(ReportsRepo):
         with self._tx(write=False) as s:
             return GuardReads(
                 history=self._history(s, target, history_since),
-                changes=int(s.scalar(CHANGES_SINCE, {"host": self.host_id,
-                                                     "since": changes_since}) or 0),
+                changes=self._changes_since(s, changes_since),
                 paused=frozenset(s.scalars(PAUSED_TARGETS, {"host": self.host_id})))
 
     def transitions(self, action_ids: Collection[int]) -> dict[int, list[Transition]]:
@@ -584,7 +583,10 @@ class JournalRepo(ReportsRepo):
     def changes_since(self, since: datetime) -> int:
         """How many changes this host started applying since ``since`` (blast radius)."""
         with self._tx(write=False) as s:
-            return int(s.scalar(CHANGES_SINCE, {"host": self.host_id, "since": since}) or 0)
+            return self._changes_since(s, since)
+
+    def _changes_since(self, s: sa.Connection, since: datetime) -> int:
+        return int(s.scalar(CHANGES_SINCE, {"host": self.host_id, "since": since}) or 0)
 
 
 # The journal query's filters, by parameter name; each shape of query is built once.
