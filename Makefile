@@ -62,6 +62,7 @@ bench: code
 	$(BIN)/python bench/detect_throughput.py
 	$(BIN)/python bench/guard_throughput.py
 	$(BIN)/python bench/journal_onset.py
+	$(BIN)/python bench/agent_http.py
 
 clean:
 	rm -rf $(VENV_DIR) $(VENV) .pytest_cache build *.egg-info

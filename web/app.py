@@ -151,7 +151,9 @@ def create_app(settings: Settings, *, repo: Repository, telemetry: Metrics,
     modules = [health, snapshot, incidents, actions, proposals, audit, slack, session, pages,
                approvals_pages, journal_pages, silences, targets]
     if fleet is not None:
-        modules += [agent, alerts, fleet_routes]
+        # Routes are tried in order, and a control plane's requests are mostly agents':
+        # theirs come first (matched after every other route, one took 15 times as long).
+        modules = [agent, alerts, *modules, fleet_routes]
     for module in modules:
         app.include_router(module.router)
 
