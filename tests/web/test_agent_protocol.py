@@ -6,9 +6,11 @@ and the events long poll woken by NOTIFY."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from guardrails.fleet import hold_wait
 from healer.settings import Settings
 from healer.store.credentials import new_token
 from healer.store.engine import CONTROL_PLANE, open_engine
-from healer.store.fleet_types import LeaseAnswer
+from healer.store.fleet_types import LeaseAnswer, ReportBatch
 from healer.store.repository import Repository
 from healer.telemetry import Telemetry
 from playbooks.loader import load_library
@@ -291,6 +293,34 @@ def test_a_malformed_report_is_refused_whole(cp: TestClient, cp_repo: Repository
     bad = incident(2) | {"incident": None}
     assert agent.post("report", {"reports": [incident(1), bad]}).status_code == 422
     assert cp_repo.list_incidents(host="a") == []
+    resp = agent.post("report", {"reports": "not a list"})
+    assert resp.status_code == 422 and resp.json()["detail"][0]["loc"] == ["body", "reports"]
+    not_json = cp.post("/api/v1/agent/report", content=b"{", headers=agent.headers)
+    assert not_json.status_code == 422 and not_json.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_reports_wait_for_their_lane_as_bytes_and_are_parsed_in_it(
+        settings: Settings, cp_repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a storm's onset hundreds of batches queue for the reports' lane: each waits as
+    its body, not as the objects it parses into (which the collector would walk)."""
+    gate, store = threading.Event(), cp_repo.store_reports
+    monkeypatch.setattr(cp_repo, "store_reports", lambda batch: gate.wait(10) and store(batch))
+    lanes = Lanes()
+    with control_plane(settings, cp_repo, lanes=lanes) as client:
+        agent = Agent(client, cp_repo, "a")
+        with ThreadPoolExecutor(5) as pool:
+            sent = [pool.submit(agent.post, "report", {"reports": [incident(seq)]})
+                    for seq in range(1, 6)]
+            deadline = time.monotonic() + 10
+            while lanes.report.queued < 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert lanes.report.queued == 5
+            parsed = sum(isinstance(o, ReportBatch) for o in gc.get_objects())
+            gate.set()
+            answers = [f.result() for f in sent]
+    assert parsed == 1  # the batch at the lane's one thread; the four behind it are bytes
+    assert [a.status_code for a in answers] == [200] * 5
+    assert len(cp_repo.list_incidents(host="a")) == 1
 
 
 # -- leases --------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from healer.logs import logfmt
@@ -37,6 +39,10 @@ VERSION_HEADER = "x-healer-agent-version"
 RETRY_AFTER_S = 2  # back-pressure: seconds an agent waits before asking again
 MAX_WAIT_S = 25.0
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+# The report body's schema for the API's description (its models under $defs, resolved
+# within it: the $id makes it a schema resource of its own).
+REPORT_SCHEMA = {"$id": "urn:healer:agent:report-batch", **ReportBatch.model_json_schema()}
 
 
 def _fleet(ctx: AppContext) -> FleetConfig:
@@ -110,13 +116,33 @@ async def heartbeat(request: Request, host: AgentHost, body: Heartbeat) -> dict[
             "heartbeat_seconds": HEARTBEAT_SECONDS}
 
 
-@router.post("/report")
-async def report(request: Request, host: AgentHost, body: ReportBatch) -> dict[str, int]:
-    """Reports, upserted on (host, seq) and applied in seq order."""
-    _same_host(host, body.host_id)
+@router.post("/report", openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": REPORT_SCHEMA}}}})
+async def report(request: Request, host: AgentHost) -> dict[str, int]:
+    """Reports, upserted on (host, seq) and applied in seq order.
+
+    The body is parsed in the reports' lane, not here: at a storm's onset hundreds of
+    batches wait for that lane at once, and each waits as its bytes. Parsed on the event
+    loop, each held dozens of objects that the collector walked at every young collection,
+    and each collection stopped the replica's lease answers (docs/fleet-sim.md)."""
     ctx = get_ctx(request)
-    return {"acked_through": await _in(_fleet(ctx).lanes.report,
-                                       lambda: ctx.repo.store_reports(body))}
+    raw = await request.body()
+
+    def store() -> int:
+        body = _parse(ReportBatch, raw)
+        _same_host(host, body.host_id)
+        return ctx.repo.store_reports(body)
+
+    return {"acked_through": await _in(_fleet(ctx).lanes.report, store)}
+
+
+def _parse(model: type[M], raw: bytes) -> M:
+    """``raw`` as ``model``; a body that is not one is 422, as FastAPI answers it."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in
+                                      e.errors(include_url=False, include_input=False)]) from None
 
 
 @router.post("/lease")
