@@ -72,6 +72,11 @@ RETRY_LATER = 10.0  # seconds: a wait that ends only when a person acts
 # event), so a host asks again by itself only this rarely, in case no turn reaches it.
 RETRY_ROOM = 10.0
 HOLD_RULE = "F-hold"  # the systemic hold: a wait that only time ends (hold_wait)
+# Waits that ``decide`` reaches from the fleet's state alone, before anything of the asking
+# host but its pause (a wait too): the systemic rule and the breaker. Whatever one host is
+# told with such a wait, every other host asking at the same moment is told to wait as
+# well, unless it holds a live lease of the remedy (the store hands that lease back).
+FLEET_WIDE_WAITS: frozenset[str] = frozenset({"systemic", "breaker"})
 
 
 class _Frozen(BaseModel):

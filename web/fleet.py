@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import metadata
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from cachetools import TTLCache
 
 from guardrails.fleet import HOLD_RULE, FleetDecision, hold_wait
 from guardrails.policy import FleetPolicy
+from healer.store.fleet_types import LeaseAnswer
 from playbooks.loader import Library
 from web.events import EventHub
 
@@ -33,14 +34,6 @@ TOKEN_CACHE_SECONDS = 30.0
 TOKEN_CACHE_SIZE = 100_000
 Found = tuple[str, str | None] | None  # (role, bound host) of a usable token, or None
 T = TypeVar("T")
-
-
-class _Decided(Protocol):
-    @property
-    def decision(self) -> FleetDecision: ...
-
-
-Answered = TypeVar("Answered", bound=_Decided)
 
 
 @dataclass
@@ -158,7 +151,8 @@ HOLD_KEPT_UNTIL = 1.0  # seconds before a hold ends: from then on the database a
 
 @dataclass
 class Holds:
-    """Systemic holds this replica has answered, answered again from memory until they end.
+    """Systemic holds this replica has answered, answered again from memory until they end;
+    and, for a burst of asks, the one answer the first of them got.
 
     When a fault hits a fleet, every host that has it asks for the same remedy within a
     few seconds of the others, and each is told to wait out the hold: nothing of that
@@ -173,40 +167,52 @@ class Holds:
 
     The burst comes before any answer does, though: every ask that arrives while the
     pair's first is still at the database would queue for the database too. ``ask`` has
-    them wait for that first answer instead, on the event loop, once: when it was the
-    hold, they are answered from memory; when it was not, each asks the database itself."""
+    them wait for that first answer instead, on the event loop, once. When it was the hold,
+    they are answered from memory. When it was a fleet-wide wait (the systemic rule, the
+    breaker: guardrails.fleet.FLEET_WIDE_WAITS), they are answered with it, read at most
+    one database round trip before their own would have been, unless their host holds a
+    live lease of the remedy (the database hands that back; a paused host reads the shared
+    wait instead of its pause, a wait too). Otherwise each asks the database itself."""
 
     _until: TTLCache[tuple[str, str], datetime] = field(
         default_factory=lambda: TTLCache(maxsize=HOLDS_KEPT, ttl=3600))
-    _asking: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    _asking: dict[tuple[str, str], asyncio.Future[LeaseAnswer | None]] = field(
+        default_factory=dict)
 
-    async def ask(self, remedy: str, fingerprint: str, purpose: str, policy: FleetPolicy,
-                  clock: Callable[[], datetime],
-                  database: Callable[[], Awaitable[Answered]]) -> FleetDecision | Answered:
-        """A kept hold's wait, or what ``database()`` answers (kept when it is the hold).
-        Only one ask per pair is at the database at a time unless the first was not the
-        hold; a rollback always goes there."""
+    async def ask(self, remedy: str, fingerprint: str, host: str, purpose: str,
+                  policy: FleetPolicy, clock: Callable[[], datetime],
+                  database: Callable[[], Awaitable[LeaseAnswer]]) -> LeaseAnswer:
+        """A kept hold's wait, the burst's shared wait, or what ``database()`` answers
+        (kept when it is the hold). Only one ask per pair is at the database at a time
+        unless the first's answer was neither; a rollback always goes there."""
         held = self.answer(remedy, fingerprint, purpose, policy, clock())
         if held is not None:
-            return held
+            return LeaseAnswer(decision=held)
         if purpose == "rollback":
             return await database()
         key = (remedy, fingerprint)
         first = self._asking.get(key)
         if first is not None:
-            await first.wait()
+            shared = await asyncio.shield(first)
             held = self.answer(remedy, fingerprint, purpose, policy, clock())
-            return held if held is not None else await self._asked(key, clock, database)
-        event = self._asking[key] = asyncio.Event()
-        try:
+            if held is not None:
+                return LeaseAnswer(decision=held)
+            if shared is not None and shared.holders is not None \
+                    and host not in shared.holders:
+                return LeaseAnswer(decision=shared.decision)
             return await self._asked(key, clock, database)
+        future = self._asking[key] = asyncio.get_running_loop().create_future()
+        answer = None
+        try:
+            answer = await self._asked(key, clock, database)
+            return answer
         finally:
-            if self._asking.get(key) is event:
+            if self._asking.get(key) is future:
                 del self._asking[key]
-            event.set()
+            future.set_result(answer)
 
     async def _asked(self, key: tuple[str, str], clock: Callable[[], datetime],
-                     database: Callable[[], Awaitable[Answered]]) -> Answered:
+                     database: Callable[[], Awaitable[LeaseAnswer]]) -> LeaseAnswer:
         asked = clock()
         answer = await database()
         self.keep(*key, answer.decision, asked)

@@ -151,6 +151,9 @@ class LeaseAnswer(_Out):
 
     decision: FleetDecision
     grant: LeaseGrant | None = None
+    # With a fleet-wide wait (guardrails.fleet.FLEET_WIDE_WAITS): the hosts that held a live
+    # lease of the remedy when it was decided, to whom the wait does not apply.
+    holders: frozenset[str] | None = None
 
 
 class HostRow(_Out):

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from guardrails.fleet import (
     FAILED,
+    FLEET_WIDE_WAITS,
     FleetDecision,
     FleetState,
     InFlight,
@@ -101,6 +102,10 @@ FLEET_LISTS = sa.union_all(
            LeaseTable.c.role != "rollback", LeaseTable.c.host_id != sa.bindparam("host")),
     sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null()).where(FAILED_LEASE),
     sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null()).where(UNSETTLED_LEASE))
+# The hosts holding a live lease of a remedy (of any role): each of them would be handed
+# its own lease back, so a fleet-wide wait is shared with the others only (web.fleet.Holds).
+LIVE_HOLDERS = sa.select(LeaseTable.c.host_id).where(LeaseTable.c.remedy == _REMEDY,
+                                                     LeaseTable.c.state == LIVE)
 FLEET_SCALARS = sa.select(
     FLEET_WIDE_PAUSED,
     sa.exists().where(FleetPauseTable.c.target == _REMEDY),
@@ -179,9 +184,11 @@ class LeasesRepo(RepoBase):
             if held is not None:
                 return _again(held)
             first = self._decide(s, req, policy, verify_window)
+            holders = (frozenset(s.scalars(LIVE_HOLDERS, {"remedy": ask.remedy.key}))
+                       if first.reason in FLEET_WIDE_WAITS else None)
         if not first.granted:
             self._record_wait(first, req, policy)
-            return LeaseAnswer(decision=first)
+            return LeaseAnswer(decision=first, holders=holders)
         with self._tx() as s:
             key = remedy_lock(ask.remedy.key)
             if ask.purpose == "rollback":

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from guardrails import load_policy, parse_action
 from guardrails.fleet import (
     FAILED,
+    FLEET_WIDE_WAITS,
     FleetDecision,
     FleetState,
     InFlight,
@@ -286,6 +287,44 @@ def test_nothing_is_granted_while_paused_systemic_or_the_breaker_is_open(
                or len(s.failed_hosts) >= p.breaker_failures)
     if blocked and r.purpose == "apply":
         assert d.verdict == "wait" and d.rule in ("F-paused", "F-systemic", "F-breaker")
+
+
+# unpaused, and mostly with the systemic incident or the breaker open (else few states
+# reach a fleet-wide wait); the rule and the breaker's count still decide the rest
+unpaused = st.tuples(states, st.booleans(), st.booleans()).map(lambda t: t[0].model_copy(
+    update={"paused": False, "remedy_paused": False, "host_paused": False,
+            "systemic_open": t[1], "breaker_open": t[2]}))
+
+
+# The waits that are not fleet-wide, for one host each: the canary itself asks again and
+# is granted; a host of another rack joins the wave that capped this one's rack.
+CANARY_OUT = state(rollout=Rollout(remedy=REMEDY, fingerprint=FP, started_at=T0, canary="h1"))
+RACK_CAPPED = state(
+    rollout=Rollout(remedy=REMEDY, fingerprint=FP, started_at=T0, canary="h0",
+                    canary_verified=True, wave=1, wave_size=3, wave_started_at=T0,
+                    wave_hosts=("h2",)),
+    in_flight=(InFlight(host_id="h2", labels={"rack": "a"}),))
+
+
+@PROPS
+@given(unpaused, requests.map(lambda r: r.model_copy(update={"purpose": "apply"})), policies,
+       moments, st.sampled_from(["x1", "x2", "x3"]) | hosts, labels, st.booleans())
+@example(CANARY_OUT, request("x1"), POLICY, T0, "h1", {}, False)
+@example(RACK_CAPPED, request("x1", {"rack": "a"}),
+         POLICY.model_copy(update={"in_flight_per_label": {"rack": 1}}), T0, "x2",
+         {"rack": "b"}, False)
+def test_a_fleet_wide_wait_is_a_wait_for_every_host_that_holds_no_lease_of_the_remedy(
+        s: FleetState, r: LeaseRequest, p: FleetPolicy, now: datetime, other: str,
+        other_labels: dict[str, str], other_paused: bool) -> None:
+    """What lets a replica answer a burst of asks with the one answer the first of them
+    got (web.fleet.Holds): the state another host would be decided on differs only in its
+    own pause, since neither holds a lease (the in-flight hosts are the others)."""
+    mine = decide(s, r, p, now)
+    assume(mine.verdict == "wait" and mine.reason in FLEET_WIDE_WAITS)
+    assume(other != r.host_id and other not in {f.host_id for f in s.in_flight})
+    theirs = decide(s.model_copy(update={"host_paused": other_paused}),
+                    r.model_copy(update={"host_id": other, "labels": other_labels}), p, now)
+    assert theirs.verdict == "wait", (mine, theirs)
 
 
 @PROPS

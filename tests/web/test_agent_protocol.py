@@ -418,8 +418,9 @@ class _Database:
     """A lease lane's answers for ``Holds.ask``: each call takes ``seconds`` and answers
     ``decision`` (or raises ``LaneFull``); the calls are counted, with when they began."""
 
-    def __init__(self, decision: Any, seconds: float = 0.05, full: bool = False) -> None:
-        self.decision, self.seconds, self.full = decision, seconds, full
+    def __init__(self, decision: Any, seconds: float = 0.05, full: bool = False,
+                 holders: frozenset[str] | None = None) -> None:
+        self.decision, self.seconds, self.full, self.holders = decision, seconds, full, holders
         self.began: list[float] = []
 
     async def __call__(self) -> Any:
@@ -427,17 +428,20 @@ class _Database:
         await asyncio.sleep(self.seconds)
         if self.full:
             raise LaneFull("leases")
-        return LeaseAnswer(decision=self.decision)
+        return LeaseAnswer(decision=self.decision, holders=self.holders)
 
 
-def _burst(holds: Holds, database: _Database, purposes: list[str]) -> list[Any]:
+def _burst(holds: Holds, database: _Database, purposes: list[str],
+           hosts: list[str] | None = None) -> list[Any]:
     policy = load_policy().fleet
 
     async def burst() -> list[Any]:
         def clock() -> datetime:
             return datetime.now(UTC)
 
-        asks = [holds.ask("r", "fp", purpose, policy, clock, database) for purpose in purposes]
+        asks = [holds.ask("r", "fp", host, purpose, policy, clock, database)
+                for host, purpose in zip(hosts or [f"h{i}" for i in range(len(purposes))],
+                                         purposes, strict=True)]
         return await asyncio.gather(*asks, return_exceptions=True)
 
     return asyncio.run(burst())
@@ -448,8 +452,19 @@ def test_a_burst_that_comes_before_the_first_answer_waits_for_it_and_is_held_fro
     database = _Database(hold_wait(20.0, load_policy().fleet))
     answers = _burst(Holds(), database, ["apply"] * 20)
     assert len(database.began) == 1  # one ask at the database, not twenty
-    assert [a.rule if not isinstance(a, LeaseAnswer) else a.decision.rule
-            for a in answers] == ["F-hold"] * 20
+    assert [a.decision.rule for a in answers] == ["F-hold"] * 20
+
+
+def test_a_fleet_wide_wait_answers_the_burst_but_a_host_holding_a_lease_asks_itself() -> None:
+    systemic = hold_wait(20.0, load_policy().fleet).model_copy(
+        update={"rule": "F-systemic", "reason": "systemic", "retry_after": 10.0})
+    database = _Database(systemic, holders=frozenset({"h3"}))
+    answers = _burst(Holds(), database, ["apply"] * 8)
+    assert len(database.began) == 2  # the first ask, then h3's (the database hands its lease)
+    assert [a.decision.rule for a in answers] == ["F-systemic"] * 8
+    again = _Database(systemic)  # no holders read: nothing is shared
+    _burst(Holds(), again, ["apply"] * 4)
+    assert len(again.began) == 4
 
 
 def test_when_the_first_answer_is_not_the_hold_each_waiter_asks_the_database_itself() -> None:

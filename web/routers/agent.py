@@ -158,11 +158,10 @@ async def lease(request: Request, host: AgentHost, body: LeaseAsk) -> dict[str, 
                            lambda: ctx.repo.renew(host, renew.lease_id, renew.epoch))
     else:
         window = fleet.verify_window(body.remedy.playbook)
-        got = await fleet.holds.ask(
-            body.remedy.key, body.incident_fingerprint, body.purpose, fleet.policy,
+        answer = await fleet.holds.ask(
+            body.remedy.key, body.incident_fingerprint, host, body.purpose, fleet.policy,
             ctx.repo.now, lambda: _in(fleet.lanes.lease,
                                       lambda: ctx.repo.lease(body, fleet.policy, window)))
-        answer = got if isinstance(got, LeaseAnswer) else LeaseAnswer(decision=got)
     return lease_json(answer)
 
 
