@@ -19,6 +19,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -58,7 +59,6 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -74,18 +74,21 @@ def server_us(work: Path, parser: str, loop: str, requests: int) -> float:
         deadline = time.monotonic() + 30
         while True:
             try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"uvicorn ({parser}, {loop}) did not start") from None
                 time.sleep(0.05)
 
+        each = requests // CLIENTS
+
         def client() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            for _ in range(requests // CLIENTS):
+            for _ in range(each):
                 conn.request("POST", PATHS[0], body=ASK, headers=HEADERS)
                 conn.getresponse().read()
+            conn.close()
 
         before = _cpu_seconds(proc.pid)
         threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
@@ -93,7 +96,7 @@ def server_us(work: Path, parser: str, loop: str, requests: int) -> float:
             t.start()
         for t in threads:
             t.join()
-        return 1e6 * (_cpu_seconds(proc.pid) - before) / requests
+        return 1e6 * (_cpu_seconds(proc.pid) - before) / (each * CLIENTS)
     finally:
         proc.terminate()
         proc.wait()
