@@ -35,6 +35,7 @@ from healer.fleet.config import FleetConfig
 from healer.host.gpu import build_gpu_backend
 from healer.live import LivePublisher, prepare_runtime_dir
 from healer.logs import logfmt
+from healer.models import IncidentStatus
 from healer.monitor.process import watch_processes
 from healer.monitor.registry import Monitor, build_collectors, cgroup_tree_from
 from healer.notify.notifier import Notifier
@@ -188,9 +189,10 @@ def build_daemon(settings: Settings, *, publish_group: int | None = None,
                         read_sysctl=engine.read_sysctl, read_cgroup=cgroups.read_cgroup,
                         cgroup_root=str(settings.cgroup_root) if settings.cgroup_root else None,
                         unknown=unknown)
+    tracker = IncidentTracker(settings.host_id, sink=repo)
+    tracker.resume(repo.iter_incidents(IncidentStatus.OPEN))  # what the last run left open
     pipeline = Pipeline(
-        monitor=monitor, window=window, detector=detector,
-        tracker=IncidentTracker(settings.host_id, sink=repo),
+        monitor=monitor, window=window, detector=detector, tracker=tracker,
         diagnoser=PlaybookDiagnoser(), context_for=playbook_context(library),
         engine=engine, notifier=notifier, repo=repo, library=library, telemetry=telemetry,
         rediagnose_seconds=settings.rediagnose_seconds,

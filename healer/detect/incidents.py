@@ -130,6 +130,20 @@ class IncidentTracker:
         self._sink: IncidentSink = (
             RepositorySink(sink) if isinstance(sink, _RepositoryLike) else sink)
 
+    def resume(self, incidents: Iterable[Incident]) -> None:
+        """Take up the incidents a previous run left open; call it before the first
+        ``apply``. The detector starts with no memory of what fired, so it never reports
+        such an incident clear: each is watched as if its signals had cleared now, and
+        resolves after ``clear_seconds`` unless it fires again (a fault still there fires
+        on the detector's first cycles). An alert's incident is left to its alert: only
+        Alertmanager's resolved notification clears it."""
+        now = self.clock()
+        for inc in incidents:
+            if inc.status == IncidentStatus.OPEN and not inc.from_alert \
+                    and inc.host_id == self.host_id:
+                self._states.setdefault((inc.playbook, inc.scope, inc.subject),
+                                        _State(inc, clear_since=now))
+
     def apply(self, events: Iterable[DetectEvent]) -> list[IncidentChange]:
         """Apply this cycle's events, then resolve what stayed clear long enough."""
         changes: list[IncidentChange] = []

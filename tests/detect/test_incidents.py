@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from healer.detect import DetectEvent, Detector, IncidentTracker, MemorySink, RepositorySink
-from healer.models import Evidence, Incident, IncidentStatus, KmsgRecord, Sample
+from healer.models import ALERT_SIGNAL, Evidence, Incident, IncidentStatus, KmsgRecord, Sample
 from playbooks.loader import load_library
 from tests.detect.fakes import FakeWindow, kmsg_line
 
@@ -185,3 +187,56 @@ def test_repository_sink_uses_the_store_method_names() -> None:
     tracker.apply([fire(1.0)])
     tracker.apply([fire(2.0)])
     assert repo.calls == ["find", "open", "update"]
+
+
+def left_open(sink: MemorySink, at: float) -> Incident:
+    """An incident a previous run opened and never saw clear (it stopped before)."""
+    return IncidentTracker("h1", clock=lambda: at, sink=sink).apply([fire(at, 2)])[0].incident
+
+
+def test_an_incident_left_open_by_a_restart_resolves_when_it_never_fires_again() -> None:
+    sink = MemorySink()
+    before = left_open(sink, 1.0)
+    clock = Clock(100.0)
+    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
+    tracker.resume(sink.incidents)
+    assert tracker.apply([]) == []
+    clock.now = 129.0
+    assert tracker.apply([]) == []
+    clock.now = 130.0
+    [change] = tracker.apply([])
+    assert change.kind == "resolved" and change.incident.id == before.id
+    assert sink.incidents[0].status == IncidentStatus.RESOLVED
+
+
+def test_an_incident_left_open_that_still_fires_stays_the_same_open_incident() -> None:
+    sink = MemorySink()
+    before = left_open(sink, 1.0)
+    clock = Clock(100.0)
+    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
+    tracker.resume(sink.incidents)
+    [change] = tracker.apply([fire(100.0)])  # the detector's first cycle: still there
+    assert change.kind == "updated" and change.incident.id == before.id
+    assert change.incident.count == 3
+    clock.now = 1000.0
+    assert tracker.apply([fire(1000.0)])[0].kind == "updated"  # never resolved meanwhile
+    assert len(sink.incidents) == 1
+
+
+def test_resume_leaves_alert_incidents_resolved_ones_and_other_hosts_alone() -> None:
+    sink = MemorySink()
+    t0 = datetime.fromtimestamp(1.0, tz=UTC)
+    sink.open(Incident(host_id="h1", playbook="unclassified", scope="host",
+                               subject="NodeDown|job=node", first_seen=t0, last_seen=t0,
+                               evidence=Evidence(signals={f"{ALERT_SIGNAL}NodeDown": 1.0})))
+    sink.open(Incident(host_id="h2", playbook="soft-lockup", scope="host",
+                               first_seen=t0, last_seen=t0))
+    sink.open(Incident(host_id="h1", playbook="soft-lockup", scope="gpu:0",
+                              status=IncidentStatus.RESOLVED, first_seen=t0, last_seen=t0))
+    clock = Clock(100.0)
+    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
+    tracker.resume(sink.incidents)
+    clock.now = 1000.0
+    assert tracker.apply([]) == []  # nothing taken up: nothing to resolve
+    assert [i.status for i in sink.incidents] == [
+        IncidentStatus.OPEN, IncidentStatus.OPEN, IncidentStatus.RESOLVED]

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from guardrails.actions import SysctlWrite
 from guardrails.decision import Decision
+from healer.detect import DetectEvent, IncidentTracker
 from healer.errors import StoreError
 from healer.models import (
     ActionState,
@@ -346,3 +347,29 @@ def test_on_report_is_called_once_after_a_commit_never_after_a_rollback(
     repo.on_report = None
     repo.add_report("sample", "sample", {"n": 4})
     assert calls == [1, 3]
+
+
+def test_a_restarted_agent_resolves_the_incidents_its_last_run_left_open(
+        engine: sa.Engine) -> None:
+    """The daemon's start (healer.daemon.build_daemon) hands the tracker what is open: an
+    incident that never fires again resolves, one that does stays the same incident."""
+    def fire(scope: str, ts: float) -> DetectEvent:
+        return DetectEvent("fire", "soft-lockup", scope, "critical", Evidence(), 1, ts)
+
+    before = Repository(engine, HOST)
+    first = IncidentTracker(HOST, clock=lambda: 1.0, sink=before)
+    first.apply([fire("host", 1.0), fire("gpu:0", 1.0)])  # then the agent stops
+
+    now = [100.0]
+    tracker = IncidentTracker(HOST, clock=lambda: now[0], clear_seconds=60,
+                              sink=Repository(engine, HOST))
+    tracker.resume(Repository(engine, HOST).iter_incidents(IncidentStatus.OPEN))
+    [kept] = tracker.apply([fire("gpu:0", 100.0)])  # the first cycle: still there
+    assert kept.kind == "updated" and kept.incident.scope == "gpu:0"
+    now[0] = 159.0
+    assert [c.kind for c in tracker.apply([fire("gpu:0", 159.0)])] == ["updated"]
+    now[0] = 160.0
+    [resolved] = tracker.apply([])
+    assert resolved.kind == "resolved" and resolved.incident.scope == "host"
+    assert {i.scope: i.status for i in before.list_incidents()} == {
+        "host": IncidentStatus.RESOLVED, "gpu:0": IncidentStatus.OPEN}
