@@ -3,9 +3,11 @@
 Every agent request (heartbeat, report, lease, release) crosses the HTTP server and the
 app's routing first. This measures both, each against a peer in the same run:
 
-- the server: uvicorn as ``healer serve`` runs it (httptools and uvloop, which uvicorn
-  picks by itself when installed) against uvicorn's pure-Python h11 and asyncio. Server
-  CPU time per request, a lease-sized JSON POST from 8 kept-alive connections, to an app
+- the server: uvicorn as ``healer serve`` runs it (httptools and uvloop, a response's head
+  and body in one write: web.protocol) against uvicorn's own httptools protocol (head and
+  body written apart) and against its pure-Python h11 and asyncio. Server CPU time per
+  request, and the TCP segments the client receives per request (its kernel counts them:
+  ``tcpi_segs_in``), for a lease-sized JSON POST from 8 kept-alive connections to an app
   that answers a fixed JSON object;
 - the routing: finding the agent protocol's routes in the control plane's app, where they
   come first, against the same app with them after every other route.
@@ -50,6 +52,13 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.body", "body": {ANSWER!r}}})
 '''
 CLIENTS = 8
+# struct tcp_info (linux/tcp.h): tcpi_segs_in, a __u32 at this offset (Linux 4.2 and later)
+TCPI_SEGS_IN = 140
+SERVERS = {  # name: (uvicorn's --http, --loop)
+    "one_write": ("web.protocol:OneWriteHttpToolsProtocol", "uvloop"),
+    "httptools_uvloop": ("httptools", "uvloop"),
+    "h11_asyncio": ("h11", "asyncio"),
+}
 PATHS = ("/api/v1/agent/lease", "/api/v1/agent/report", "/api/v1/agent/heartbeat")
 
 
@@ -64,8 +73,15 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_us(work: Path, parser: str, loop: str, requests: int) -> float:
-    """Server CPU microseconds per request with uvicorn's HTTP ``parser`` and ``loop``."""
+def _segments_in(conn: http.client.HTTPConnection) -> int:
+    assert conn.sock is not None
+    info = conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_SEGS_IN + 4)
+    return int.from_bytes(info[TCPI_SEGS_IN:TCPI_SEGS_IN + 4], sys.byteorder)
+
+
+def server_us(work: Path, parser: str, loop: str, requests: int) -> tuple[float, float]:
+    """Server CPU microseconds per request, and TCP segments the client receives per
+    request, with uvicorn's HTTP ``parser`` and ``loop``."""
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench_app:app", "--port", str(port), "--http", parser,
@@ -82,12 +98,17 @@ def server_us(work: Path, parser: str, loop: str, requests: int) -> float:
                 time.sleep(0.05)
 
         each = requests // CLIENTS
+        segments: list[int] = []
 
         def client() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", PATHS[0], body=ASK, headers=HEADERS)  # connected, warm
+            conn.getresponse().read()
+            first = _segments_in(conn)
             for _ in range(each):
                 conn.request("POST", PATHS[0], body=ASK, headers=HEADERS)
                 conn.getresponse().read()
+            segments.append(_segments_in(conn) - first)
             conn.close()
 
         before = _cpu_seconds(proc.pid)
@@ -96,7 +117,8 @@ def server_us(work: Path, parser: str, loop: str, requests: int) -> float:
             t.start()
         for t in threads:
             t.join()
-        return 1e6 * (_cpu_seconds(proc.pid) - before) / (each * CLIENTS)
+        asked = (each + 1) * CLIENTS  # with the warm-up requests
+        return 1e6 * (_cpu_seconds(proc.pid) - before) / asked, sum(segments) / (each * CLIENTS)
     finally:
         proc.terminate()
         proc.wait()
@@ -148,10 +170,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "bench_app.py").write_text(APP)
-        runs: dict[str, list[float]] = {"httptools_uvloop": [], "h11_asyncio": []}
+        runs: dict[str, list[float]] = {name: [] for name in SERVERS}
+        segments: dict[str, list[float]] = {f"{name}_segments": [] for name in SERVERS}
         for _ in range(args.repeats):
-            runs["httptools_uvloop"].append(server_us(work, "httptools", "uvloop", args.requests))
-            runs["h11_asyncio"].append(server_us(work, "h11", "asyncio", args.requests))
+            for name, (http, loop) in SERVERS.items():
+                us, segs = server_us(work, http, loop, args.requests)
+                runs[name].append(us)
+                segments[f"{name}_segments"].append(segs)
         routes = control_plane_routes(work)
         agent = [r for r in routes if getattr(getattr(r, "original_router", None), "prefix",
                                               "").startswith(("/api/v1/agent", "/api/v1/alerts"))]
@@ -161,11 +186,17 @@ def main() -> int:
                    "agent_routes_last": [routing_us(last, rounds) for _ in range(args.repeats)]}
     result: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in
                               (runs | routing).items()}
+    result |= {k: round(statistics.median(v), 2) for k, v in segments.items()}
+    result["one_write_ratio"] = round(result["one_write"] / result["httptools_uvloop"], 2)
     result["server_ratio"] = round(result["httptools_uvloop"] / result["h11_asyncio"], 2)
     result["routing_ratio"] = round(result["agent_routes_first"] / result["agent_routes_last"], 2)
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"server CPU per request: {result['one_write']} us, a response in one write "
+              f"({result['one_write_segments']} segments per request), against "
+              f"{result['httptools_uvloop']} us with uvicorn's own httptools protocol "
+              f"({result['httptools_uvloop_segments']}): {result['one_write_ratio']}x")
         print(f"server CPU per request: {result['httptools_uvloop']} us (httptools, uvloop) "
               f"against {result['h11_asyncio']} us (h11, asyncio): {result['server_ratio']}x")
         print(f"routing an agent request: {result['agent_routes_first']} us (agent routes "

@@ -182,6 +182,7 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from web.app import create_app
+    from web.protocol import OneWriteHttpToolsProtocol
 
     parts = build_serve(settings, fleet=fleet)
     scheduler = BackgroundScheduler(timezone=UTC)
@@ -193,6 +194,7 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
     app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live,
                      silence_check=parts.silence_check, fleet=parts.fleet)
     server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                          http=OneWriteHttpToolsProtocol,
                                           log_level="warning", access_log=False,
                                           timeout_keep_alive=KEEP_ALIVE_S,
                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S))

@@ -30,6 +30,7 @@ from healer.models import ActionRecord, ActionState, Evidence, Incident, Sample
 from healer.store.credentials import hash_password, hash_token, new_token
 from healer.store.repository import Repository
 from playbooks.loader import load_library
+from web.protocol import OneWriteHttpToolsProtocol
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The silence check create_app is handed: the shipped library, as the daemon runs it.
@@ -145,12 +146,14 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> str:
 
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn on a free localhost port; yields the base URL."""
+    """Run ``app`` under a real uvicorn on a free localhost port, on the HTTP protocol
+    ``healer serve`` runs (web.protocol); yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, http=OneWriteHttpToolsProtocol,
+                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
