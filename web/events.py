@@ -68,6 +68,7 @@ class EventHub:
         self._woken: set[str | None] = set()  # hosts to wake once the read in flight is done
         self._again = False
         self._refreshing = asyncio.Lock()
+        self.stopping = False  # the replica is stopping: every long poll answers at once
 
     @property
     def waiting(self) -> int:
@@ -87,6 +88,14 @@ class EventHub:
                 found.append(row)
         found.reverse()
         return found[:limit]
+
+    def stop_waiting(self) -> None:
+        """Answer every long poll now, and each one after at once: the replica is stopping,
+        and its agents ask another replica. Called when the server's shutdown begins,
+        before it waits for requests to finish and cancels the rest. On the event loop
+        only."""
+        self.stopping = True
+        self.wake(None)
 
     def mark(self, host_id: str) -> Mark:
         """Where ``host_id``'s wake-ups stand: take it before reading the events."""
@@ -119,7 +128,7 @@ class EventHub:
     async def wait(self, host_id: str, mark: Mark, timeout: float) -> None:
         """Return when ``host_id`` is woken after ``mark``, or after ``timeout`` seconds."""
         await self.start()
-        if self.mark(host_id) != mark or timeout <= 0:
+        if self.stopping or self.mark(host_id) != mark or timeout <= 0:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._futures[host_id]

@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # the web stack loads only after the privilege checks
 TICK_S = 0.5  # uvicorn's own loop wakes every 0.1 s: 0.2 % of a core on an idle host
 NOTIFY_EVERY_SECONDS = 2.0  # outbox delivery: often enough for chat, apart from HTTP
 LLM_EVERY_SECONDS = 2.0  # the LLM job looks for incidents that want its answer
-# On SIGTERM, requests still running after this are cut: agents' long polls (up to 25 s)
-# would otherwise hold a replica's restart; they simply ask the next replica.
+# On SIGTERM, agents' long polls (up to 25 s) are answered at once, and their agents ask
+# the next replica; requests still running after this are cut.
 SHUTDOWN_GRACE_S = 3
 # An agent keeps one connection per thread: a heartbeat every 5 s (±20 %), a host waiting
 # for room asks every 10 s. Kept this long, they are reused, not opened again each time
@@ -193,11 +193,12 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
         parts.live.poll()
     app = create_app(settings, repo=parts.repo, telemetry=parts.telemetry, live=parts.live,
                      silence_check=parts.silence_check, fleet=parts.fleet)
-    server = _quiet_server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                          http=OneWriteHttpToolsProtocol,
-                                          log_level="warning", access_log=False,
-                                          timeout_keep_alive=KEEP_ALIVE_S,
-                                          timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            http=OneWriteHttpToolsProtocol, log_level="warning",
+                            access_log=False, timeout_keep_alive=KEEP_ALIVE_S,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    server = _quiet_server(config, stopping=None if parts.fleet is None
+                           else parts.fleet.hub.stop_waiting)
     scheduler.start()
     heap.settle()  # the app is built: what it holds stays
     try:
@@ -207,15 +208,20 @@ def serve(settings: Settings, *, fleet: bool = False) -> int:
     return 0 if server.started else 1
 
 
-def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
-    """A ``uvicorn.Server`` whose housekeeping loop ticks every ``TICK_S``, not 0.1 s.
+def _quiet_server(config: uvicorn.Config,
+                  stopping: Callable[[], None] | None = None) -> uvicorn.Server:
+    """A ``uvicorn.Server`` whose housekeeping loop ticks every ``TICK_S``, not 0.1 s, and
+    that calls ``stopping()`` (on its event loop) when its shutdown begins.
 
     The tick only refreshes the Date header (once a second anyway) and notices a
-    SIGTERM/SIGINT, so a shutdown now starts within ``TICK_S``.
+    SIGTERM/SIGINT, so a shutdown now starts within ``TICK_S``. A control plane's
+    ``stopping`` answers the long polls: left to uvicorn, each would be cancelled after
+    the grace period and logged as an error with its traceback.
     """
     import asyncio
     import contextlib
     import signal
+    import socket
     import threading
     from collections.abc import Generator
 
@@ -237,6 +243,11 @@ def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
             finally:
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if stopping is not None:
+                stopping()
+            await super().shutdown(sockets)
 
         async def main_loop(self) -> None:
             counter = 0

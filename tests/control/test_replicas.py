@@ -259,3 +259,31 @@ def test_database_connections_are_bounded_by_the_pools_not_by_the_agents(
             done.result()  # every agent was answered: none failed for want of a connection
     mine = 2  # this test's own repository pool
     assert peak <= 2 * (POOL + OVERFLOW + 1) + mine, peak
+
+
+def test_a_stopping_replica_answers_its_long_polls_at_once_and_exits_cleanly(
+        db: str, repo: Repository, policy_file: Path) -> None:
+    """SIGTERM: every long poll held is answered (no events, its cursor) well within the
+    grace period, so none is cancelled and logged as an error; the replica exits 0."""
+    hosts = [(f"stop-{i}", new_token()) for i in range(3)]
+    for host, token in hosts:
+        repo.add_host(host, token)
+    with replicas(db, 1, {"HEALER_POLICY_FILE": str(policy_file)}) as [replica]:
+        afters = [cursor(replica, host, token) for host, token in hosts]
+        got: list[dict[str, Any]] = [{} for _ in hosts]
+        waiters = [threading.Thread(target=long_poll, args=(replica, host, token, after, out))
+                   for (host, token), after, out in zip(hosts, afters, got, strict=True)]
+        for waiter in waiters:
+            waiter.start()
+        time.sleep(0.5)  # all three held now
+        sent = time.monotonic()
+        replica.proc.terminate()
+        for waiter in waiters:
+            waiter.join(timeout=15)
+        assert replica.proc.wait(timeout=15) == 0, replica.log_tail()
+        log = replica.log.read_text(errors="replace")
+    for out, after in zip(got, afters, strict=True):
+        assert "body" in out, "a long poll was cut, not answered"
+        assert out["body"] == {"cursor": after, "events": []}, out
+        assert out["answered"] - sent < 1.5, out  # the grace period is 3 s
+    assert "Exception in ASGI application" not in log and "Cancel" not in log, log[-2000:]

@@ -215,7 +215,7 @@ async def events(
                     rows = await _in(_fleet(ctx).lanes.events,
                                      lambda: ctx.repo.events_after(host, cursor))
                 left = deadline - loop.time()
-                if rows or left <= 0:
+                if rows or left <= 0 or hub.stopping:
                     break
                 await hub.wait(host, mark, left)
     except TooManyWaiters:
