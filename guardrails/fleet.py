@@ -74,8 +74,9 @@ RETRY_ROOM = 10.0
 HOLD_RULE = "F-hold"  # the systemic hold: a wait that only time ends (hold_wait)
 # Waits that ``decide`` reaches from the fleet's state alone, before anything of the asking
 # host but its pause (a wait too): the systemic rule and the breaker. Whatever one host is
-# told with such a wait, every other host asking at the same moment is told to wait as
-# well, unless it holds a live lease of the remedy (the store hands that lease back).
+# told with such a wait, every other host asking at the same moment is told the same,
+# unless it holds a live lease of the remedy (the store hands that lease back) or is
+# paused (it is told its pause).
 FLEET_WIDE_WAITS: frozenset[str] = frozenset({"systemic", "breaker"})
 
 

@@ -170,9 +170,10 @@ class Holds:
     them wait for that first answer instead, on the event loop, once. When it was the hold,
     they are answered from memory. When it was a fleet-wide wait (the systemic rule, the
     breaker: guardrails.fleet.FLEET_WIDE_WAITS), they are answered with it, read at most
-    one database round trip before their own would have been, unless their host holds a
-    live lease of the remedy (the database hands that back; a paused host reads the shared
-    wait instead of its pause, a wait too). Otherwise each asks the database itself."""
+    one database round trip before their own would have been, unless the wait is not their
+    host's answer: a host holding a live lease of the remedy (the database hands that
+    back) or a paused one (told its pause) asks itself. Otherwise each asks the database
+    itself."""
 
     _until: TTLCache[tuple[str, str], datetime] = field(
         default_factory=lambda: TTLCache(maxsize=HOLDS_KEPT, ttl=3600))
@@ -197,8 +198,8 @@ class Holds:
             held = self.answer(remedy, fingerprint, purpose, policy, clock())
             if held is not None:
                 return LeaseAnswer(decision=held)
-            if shared is not None and shared.holders is not None \
-                    and host not in shared.holders:
+            if shared is not None and shared.ask_themselves is not None \
+                    and host not in shared.ask_themselves:
                 return LeaseAnswer(decision=shared.decision)
             return await self._asked(key, clock, database)
         future = self._asking[key] = asyncio.get_running_loop().create_future()

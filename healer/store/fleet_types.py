@@ -151,9 +151,10 @@ class LeaseAnswer(_Out):
 
     decision: FleetDecision
     grant: LeaseGrant | None = None
-    # With a fleet-wide wait (guardrails.fleet.FLEET_WIDE_WAITS): the hosts that held a live
-    # lease of the remedy when it was decided, to whom the wait does not apply.
-    holders: frozenset[str] | None = None
+    # With a fleet-wide wait (guardrails.fleet.FLEET_WIDE_WAITS): the hosts it is not the
+    # answer of when it was decided, each to ask for itself: those holding a live lease of
+    # the remedy (handed it back) and the paused ones (told their pause).
+    ask_themselves: frozenset[str] | None = None
 
 
 class HostRow(_Out):

@@ -102,10 +102,13 @@ FLEET_LISTS = sa.union_all(
            LeaseTable.c.role != "rollback", LeaseTable.c.host_id != sa.bindparam("host")),
     sa.select(sa.literal("failed"), LeaseTable.c.host_id, sa.null()).where(FAILED_LEASE),
     sa.select(sa.literal("unsettled"), LeaseTable.c.host_id, sa.null()).where(UNSETTLED_LEASE))
-# The hosts holding a live lease of a remedy (of any role): each of them would be handed
-# its own lease back, so a fleet-wide wait is shared with the others only (web.fleet.Holds).
-LIVE_HOLDERS = sa.select(LeaseTable.c.host_id).where(LeaseTable.c.remedy == _REMEDY,
-                                                     LeaseTable.c.state == LIVE)
+# The hosts a fleet-wide wait is not the answer of, so it is shared with the others only
+# (web.fleet.Holds): each holding a live lease of the remedy (of any role) would be handed
+# its lease back, and each paused host is told its pause.
+ASK_THEMSELVES = sa.union(
+    sa.select(LeaseTable.c.host_id).where(LeaseTable.c.remedy == _REMEDY,
+                                          LeaseTable.c.state == LIVE),
+    sa.select(HostTable.c.host_id).where(HostTable.c.paused.is_(True)))
 FLEET_SCALARS = sa.select(
     FLEET_WIDE_PAUSED,
     sa.exists().where(FleetPauseTable.c.target == _REMEDY),
@@ -184,11 +187,11 @@ class LeasesRepo(RepoBase):
             if held is not None:
                 return _again(held)
             first = self._decide(s, req, policy, verify_window)
-            holders = (frozenset(s.scalars(LIVE_HOLDERS, {"remedy": ask.remedy.key}))
-                       if first.reason in FLEET_WIDE_WAITS else None)
+            themselves = (frozenset(s.scalars(ASK_THEMSELVES, {"remedy": ask.remedy.key}))
+                          if first.reason in FLEET_WIDE_WAITS else None)
         if not first.granted:
             self._record_wait(first, req, policy)
-            return LeaseAnswer(decision=first, holders=holders)
+            return LeaseAnswer(decision=first, ask_themselves=themselves)
         with self._tx() as s:
             key = remedy_lock(ask.remedy.key)
             if ask.purpose == "rollback":

@@ -313,18 +313,22 @@ RACK_CAPPED = state(
 @example(RACK_CAPPED, request("x1", {"rack": "a"}),
          POLICY.model_copy(update={"in_flight_per_label": {"rack": 1}}), T0, "x2",
          {"rack": "b"}, False)
-def test_a_fleet_wide_wait_is_a_wait_for_every_host_that_holds_no_lease_of_the_remedy(
+def test_a_fleet_wide_wait_is_the_answer_of_every_host_that_holds_no_lease_and_no_pause(
         s: FleetState, r: LeaseRequest, p: FleetPolicy, now: datetime, other: str,
         other_labels: dict[str, str], other_paused: bool) -> None:
     """What lets a replica answer a burst of asks with the one answer the first of them
     got (web.fleet.Holds): the state another host would be decided on differs only in its
-    own pause, since neither holds a lease (the in-flight hosts are the others)."""
+    own pause, since neither holds a lease (the in-flight hosts are the others). A host
+    without a pause gets the same wait; a paused one its pause (it asks for itself)."""
     mine = decide(s, r, p, now)
     assume(mine.verdict == "wait" and mine.reason in FLEET_WIDE_WAITS)
     assume(other != r.host_id and other not in {f.host_id for f in s.in_flight})
     theirs = decide(s.model_copy(update={"host_paused": other_paused}),
                     r.model_copy(update={"host_id": other, "labels": other_labels}), p, now)
-    assert theirs.verdict == "wait", (mine, theirs)
+    if other_paused:
+        assert (theirs.reason, theirs.rule) == ("paused", "F-paused"), theirs
+    else:
+        assert theirs == mine, (mine, theirs)
 
 
 @PROPS

@@ -223,22 +223,27 @@ def test_k_failed_verifications_trip_the_breaker_until_the_remedy_is_resumed(
     assert fresh.grant is not None and fresh.decision.role == "canary"  # a new rollout
 
 
-def test_a_fleet_wide_wait_names_the_hosts_holding_a_live_lease_and_no_other_wait_does(
+def test_a_fleet_wide_wait_names_the_hosts_it_does_not_answer_and_no_other_wait_does(
         replicas: list[Repository]) -> None:
     """A replica answers a burst of asks with the fleet-wide wait the first got, but not
-    to a host that holds a lease of the remedy: the store hands that one its lease."""
+    to a host that holds a lease of the remedy (the store hands that one its lease) nor to
+    a paused one (told its pause)."""
     repo = replicas[0]
     hosts = add_fleet(repo, 20)
+    beat(repo, hosts[7], {"rack": "paused"})
     first = lease(repo, hosts[0])
     behind = lease(replicas[1], hosts[1])
-    assert (behind.decision.reason, behind.holders) == ("canary", None)
+    assert (behind.decision.reason, behind.ask_themselves) == ("canary", None)
     release(repo, first, hosts[0], "rolled_back")
     for host in hosts[1:3]:
         release(repo, lease(repo, host), host, "rolled_back")
     undoing = replicas[1].lease(ask(hosts[5], purpose="rollback"), POLICY, WINDOW)
     assert undoing.grant is not None  # a live lease of the remedy, a rollback's
+    assert repo.pause_hosts({"rack": "paused"}, True, "alice") == [hosts[7]]
     tripped = lease(replicas[2], hosts[3])
-    assert (tripped.decision.reason, tripped.holders) == ("breaker", frozenset({hosts[5]}))
+    assert (tripped.decision.reason, tripped.ask_themselves) == (
+        "breaker", frozenset({hosts[5], hosts[7]}))
+    assert lease(replicas[1], hosts[7]).decision.reason == "paused"
 
 
 def test_a_late_failure_after_a_reclaim_still_counts_toward_the_breaker(

@@ -419,8 +419,9 @@ class _Database:
     ``decision`` (or raises ``LaneFull``); the calls are counted, with when they began."""
 
     def __init__(self, decision: Any, seconds: float = 0.05, full: bool = False,
-                 holders: frozenset[str] | None = None) -> None:
-        self.decision, self.seconds, self.full, self.holders = decision, seconds, full, holders
+                 themselves: frozenset[str] | None = None) -> None:
+        self.decision, self.seconds, self.full = decision, seconds, full
+        self.themselves = themselves
         self.began: list[float] = []
 
     async def __call__(self) -> Any:
@@ -428,7 +429,7 @@ class _Database:
         await asyncio.sleep(self.seconds)
         if self.full:
             raise LaneFull("leases")
-        return LeaseAnswer(decision=self.decision, holders=self.holders)
+        return LeaseAnswer(decision=self.decision, ask_themselves=self.themselves)
 
 
 def _burst(holds: Holds, database: _Database, purposes: list[str],
@@ -455,14 +456,15 @@ def test_a_burst_that_comes_before_the_first_answer_waits_for_it_and_is_held_fro
     assert [a.decision.rule for a in answers] == ["F-hold"] * 20
 
 
-def test_a_fleet_wide_wait_answers_the_burst_but_a_host_holding_a_lease_asks_itself() -> None:
+def test_a_fleet_wide_wait_answers_the_burst_but_a_host_it_does_not_answer_asks_itself(
+) -> None:
     systemic = hold_wait(20.0, load_policy().fleet).model_copy(
         update={"rule": "F-systemic", "reason": "systemic", "retry_after": 10.0})
-    database = _Database(systemic, holders=frozenset({"h3"}))
+    database = _Database(systemic, themselves=frozenset({"h3"}))  # a lease, or paused
     answers = _burst(Holds(), database, ["apply"] * 8)
     assert len(database.began) == 2  # the first ask, then h3's (the database hands its lease)
     assert [a.decision.rule for a in answers] == ["F-systemic"] * 8
-    again = _Database(systemic)  # no holders read: nothing is shared
+    again = _Database(systemic)  # no such hosts read: nothing is shared
     _burst(Holds(), again, ["apply"] * 4)
     assert len(again.began) == 4
 
