@@ -25,6 +25,7 @@ import psutil
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 CLONE_NEWNET = 0x40000000  # include/uapi/linux/sched.h
 NETNS_RUN_DIR = Path("/run/netns")  # where `ip netns add` bind-mounts namespaces
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 _libc: ctypes.CDLL | None = None
 
@@ -89,10 +90,16 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def create_time(pid: int) -> float | None:
-    """The process start time psutil reports, or None when it is gone."""
+    """When the process started, in seconds since boot (``starttime`` in /proc/PID/stat,
+    proc(5) field 22), or None when it is gone. Not psutil's ``create_time``: that adds
+    the boot time, a whole second that moves when the clock is stepped, so a watchdog
+    comparing two readings minutes apart could take a live owner for a dead one and tear
+    its sandbox down mid-run. (healer.act.process.start_time reads the same field for the
+    agent; chaos imports nothing of healer.)"""
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19]) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -126,7 +133,9 @@ def _group_members(pgid: int, ctime: float | None) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter():
         try:
-            if os.getpgid(p.pid) == pgid and (ctime is None or p.create_time() >= ctime):
+            born = create_time(p.pid)
+            if os.getpgid(p.pid) == pgid and born is not None \
+                    and (ctime is None or born >= ctime):
                 found.append(p)
         except (OSError, psutil.Error):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from chaos import netns
 from chaos.cgroups import CgroupFS
 from chaos.faults import Workload
-from chaos.proc import python_module
+from chaos.proc import create_time, python_module, same_process
 from chaos.sandbox import Sandbox
 from tests.chaos.conftest import leftovers, need_root
 
@@ -110,3 +111,20 @@ def test_v1_knob_names_and_values_translate() -> None:
     ]
     with pytest.raises(ValueError):
         cg.dirs("/healer-chaos-x/../../etc")
+
+
+def test_a_process_is_known_by_its_start_since_boot_not_the_wall_clock() -> None:
+    """The watchdog takes its owner for dead when the start time it reads differs from the
+    one recorded: read from /proc in seconds since boot, it does not move with the clock
+    (psutil's adds a boot time that a stepped clock moves by whole seconds)."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        born = create_time(child.pid)
+        assert born is not None and abs(born - since_boot) < 1.0
+        assert create_time(child.pid) == born and same_process(child.pid, born)
+        assert not same_process(child.pid, born - 1.0)  # another process, that pid reused
+    finally:
+        child.kill()
+        child.wait()
+    assert create_time(child.pid) is None and not same_process(child.pid, born)
