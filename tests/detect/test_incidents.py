@@ -194,12 +194,18 @@ def left_open(sink: MemorySink, at: float) -> Incident:
     return IncidentTracker("h1", clock=lambda: at, sink=sink).apply([fire(at, 2)])[0].incident
 
 
+def restarted(sink: MemorySink, at: float) -> tuple[IncidentTracker, Clock]:
+    """The next run's tracker, started at ``at`` on what ``sink`` holds, and its clock."""
+    clock = Clock(at)
+    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
+    tracker.resume(sink.incidents)
+    return tracker, clock
+
+
 def test_an_incident_left_open_by_a_restart_resolves_when_it_never_fires_again() -> None:
     sink = MemorySink()
     before = left_open(sink, 1.0)
-    clock = Clock(100.0)
-    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
-    tracker.resume(sink.incidents)
+    tracker, clock = restarted(sink, 100.0)
     assert tracker.apply([]) == []
     clock.now = 129.0
     assert tracker.apply([]) == []
@@ -212,9 +218,7 @@ def test_an_incident_left_open_by_a_restart_resolves_when_it_never_fires_again()
 def test_an_incident_left_open_that_still_fires_stays_the_same_open_incident() -> None:
     sink = MemorySink()
     before = left_open(sink, 1.0)
-    clock = Clock(100.0)
-    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
-    tracker.resume(sink.incidents)
+    tracker, clock = restarted(sink, 100.0)
     [change] = tracker.apply([fire(100.0)])  # the detector's first cycle: still there
     assert change.kind == "updated" and change.incident.id == before.id
     assert change.incident.count == 3
@@ -227,15 +231,13 @@ def test_resume_leaves_alert_incidents_resolved_ones_and_other_hosts_alone() -> 
     sink = MemorySink()
     t0 = datetime.fromtimestamp(1.0, tz=UTC)
     sink.open(Incident(host_id="h1", playbook="unclassified", scope="host",
-                               subject="NodeDown|job=node", first_seen=t0, last_seen=t0,
-                               evidence=Evidence(signals={f"{ALERT_SIGNAL}NodeDown": 1.0})))
+                       subject="NodeDown|job=node", first_seen=t0, last_seen=t0,
+                       evidence=Evidence(signals={f"{ALERT_SIGNAL}NodeDown": 1.0})))
     sink.open(Incident(host_id="h2", playbook="soft-lockup", scope="host",
-                               first_seen=t0, last_seen=t0))
+                       first_seen=t0, last_seen=t0))
     sink.open(Incident(host_id="h1", playbook="soft-lockup", scope="gpu:0",
-                              status=IncidentStatus.RESOLVED, first_seen=t0, last_seen=t0))
-    clock = Clock(100.0)
-    tracker = IncidentTracker("h1", clock=clock, clear_seconds=30, sink=sink)
-    tracker.resume(sink.incidents)
+                       status=IncidentStatus.RESOLVED, first_seen=t0, last_seen=t0))
+    tracker, clock = restarted(sink, 100.0)
     clock.now = 1000.0
     assert tracker.apply([]) == []  # nothing taken up: nothing to resolve
     assert [i.status for i in sink.incidents] == [
